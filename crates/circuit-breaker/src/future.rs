@@ -1,0 +1,136 @@
+//! [`ResponseFuture`]: the future a [`CircuitBreakerService`](crate::CircuitBreakerService)
+//! returns.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+use pin_project_lite::pin_project;
+
+use crate::breaker::{CircuitBreaker, Permit};
+use crate::classify::{Classify, Outcome};
+use crate::error::{BoxError, CircuitOpen, Elapsed, Rejected};
+use crate::stats;
+
+/// Holds a call's admission; reports the call as cancelled if it is dropped unfinished, so an
+/// abandoned half-open trial never leaves the breaker stuck.
+pub(crate) struct CallGuard {
+    breaker: Arc<CircuitBreaker>,
+    permit: Option<Permit>,
+}
+
+impl CallGuard {
+    pub(crate) fn new(breaker: Arc<CircuitBreaker>, permit: Permit) -> Self {
+        CallGuard {
+            breaker,
+            permit: Some(permit),
+        }
+    }
+
+    fn finish(&mut self, counter: usize) {
+        if let Some(permit) = self.permit.take() {
+            self.breaker.complete(permit, counter);
+        }
+    }
+}
+
+impl Drop for CallGuard {
+    fn drop(&mut self) {
+        self.finish(stats::CANCELLED);
+    }
+}
+
+pin_project! {
+    /// Resolves to the inner service's response, or to a boxed error: the inner error, or
+    /// [`CircuitOpen`] when the breaker refused the call.
+    pub struct ResponseFuture<F, C> {
+        #[pin]
+        kind: Kind<F, C>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F, C> {
+        Running {
+            #[pin]
+            future: F,
+            guard: CallGuard,
+            classify: C,
+        },
+        Rejected {
+            error: Option<CircuitOpen>,
+        },
+    }
+}
+
+impl<F, C> ResponseFuture<F, C> {
+    pub(crate) fn running(future: F, guard: CallGuard, classify: C) -> Self {
+        ResponseFuture {
+            kind: Kind::Running {
+                future,
+                guard,
+                classify,
+            },
+        }
+    }
+
+    pub(crate) fn rejected(error: CircuitOpen) -> Self {
+        ResponseFuture {
+            kind: Kind::Rejected { error: Some(error) },
+        }
+    }
+}
+
+/// Which counter a result goes to. This crate's own errors are recognised first.
+pub(crate) fn counter_for<Res, C: Classify<Res>>(
+    classify: &C,
+    result: Result<&Res, &BoxError>,
+) -> usize {
+    if let Err(error) = result {
+        if error.is::<Elapsed>() {
+            return stats::TIMEOUT;
+        }
+        if error.is::<Rejected>() {
+            return stats::REJECTED;
+        }
+    }
+    match classify.classify(result) {
+        Outcome::Success => stats::SUCCESS,
+        Outcome::Failure => stats::FAILURE,
+        Outcome::Ignored => stats::BAD_REQUEST,
+    }
+}
+
+impl<F, C, Res, E> Future for ResponseFuture<F, C>
+where
+    F: Future<Output = Result<Res, E>>,
+    E: Into<BoxError>,
+    C: Classify<Res>,
+{
+    type Output = Result<Res, BoxError>;
+
+    #[inline]
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Running {
+                future,
+                guard,
+                classify,
+            } => {
+                let result = ready!(future.poll(cx)).map_err(Into::into);
+                let counter = counter_for(classify, result.as_ref());
+                guard.finish(counter);
+                if result.is_err() && !guard.breaker.has_fallback() {
+                    guard.breaker.unhandled_error(counter);
+                }
+                Poll::Ready(result)
+            }
+            KindProj::Rejected { error } => Poll::Ready(Err(match error.take() {
+                Some(e) => e.into(),
+                None => "circuit breaker future polled after completion".into(),
+            })),
+        }
+    }
+}

@@ -1,0 +1,224 @@
+//! [`Registry`]: the breakers and bulkheads of a process, by name.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, OnceLock, RwLock, Weak};
+
+use tokio::sync::broadcast;
+
+use crate::breaker::{Builder, CircuitBreaker};
+use crate::bulkhead::{Bulkhead, BulkheadSnapshot};
+use crate::clock::Clock;
+use crate::config::Config;
+use crate::error::ConfigError;
+use crate::event::Event;
+use crate::snapshot::Snapshot;
+
+struct Inner {
+    breakers: RwLock<BTreeMap<Arc<str>, CircuitBreaker>>,
+    bulkheads: RwLock<BTreeMap<Arc<str>, Bulkhead>>,
+    events: broadcast::Sender<Event>,
+    clock: Option<Clock>,
+}
+
+/// Named breakers and bulkheads: what the stream dashboard reports and dynamic configuration
+/// changes. Cheap to clone: clones share one registry.
+///
+/// ```
+/// use breakwater_circuit_breaker::Registry;
+///
+/// let registry = Registry::new();
+/// let a = registry.breaker("users");
+/// let b = registry.breaker("users");
+/// assert_eq!(a.name(), b.name()); // one breaker per name
+/// assert_eq!(registry.snapshot().len(), 1);
+/// ```
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+pub(crate) struct WeakRegistry(Weak<Inner>);
+
+impl WeakRegistry {
+    pub(crate) fn upgrade(&self) -> Option<Registry> {
+        self.0.upgrade().map(|inner| Registry { inner })
+    }
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("breakers", &self.read_breakers().len())
+            .finish()
+    }
+}
+
+impl Default for Registry {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new() -> Self {
+        Registry {
+            inner: Arc::new(Inner {
+                breakers: RwLock::new(BTreeMap::new()),
+                bulkheads: RwLock::new(BTreeMap::new()),
+                events: broadcast::channel(1024).0,
+                clock: None,
+            }),
+        }
+    }
+
+    /// An empty registry whose breakers use `clock` (for tests on a paused or manual clock).
+    pub fn with_clock(clock: Clock) -> Self {
+        let registry = Self::new();
+        Registry {
+            inner: Arc::new(Inner {
+                breakers: RwLock::new(BTreeMap::new()),
+                bulkheads: RwLock::new(BTreeMap::new()),
+                events: registry.inner.events.clone(),
+                clock: Some(clock),
+            }),
+        }
+    }
+
+    /// The process-wide registry.
+    pub fn global() -> &'static Registry {
+        static GLOBAL: OnceLock<Registry> = OnceLock::new();
+        GLOBAL.get_or_init(Registry::new)
+    }
+
+    fn read_breakers(
+        &self,
+    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, CircuitBreaker>> {
+        self.inner
+            .breakers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The breaker called `name`, made with default settings if there is none.
+    pub fn breaker(&self, name: impl AsRef<str>) -> CircuitBreaker {
+        self.register(CircuitBreaker::builder(name))
+            .expect("the default configuration is valid")
+    }
+
+    /// The breaker called `name`, made with `config` if there is none; an existing breaker
+    /// gets `config` as its new settings.
+    pub fn breaker_with(
+        &self,
+        name: impl AsRef<str>,
+        config: Config,
+    ) -> Result<CircuitBreaker, ConfigError> {
+        if let Some(existing) = self.get(name.as_ref()) {
+            existing.set_config(config)?;
+            return Ok(existing);
+        }
+        self.register(CircuitBreaker::builder(name).config(config))
+    }
+
+    /// Builds and adds a breaker; if one has the name already, that one is returned unchanged.
+    pub fn register(&self, builder: Builder) -> Result<CircuitBreaker, ConfigError> {
+        if let Some(existing) = self.get(builder.name()) {
+            return Ok(existing);
+        }
+        let builder = match (&self.inner.clock, builder.has_clock()) {
+            (Some(clock), false) => builder.clock(clock.clone()),
+            _ => builder,
+        };
+        let mut map = self
+            .inner
+            .breakers
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        if let Some(existing) = map.get(builder.name()) {
+            return Ok(existing.clone());
+        }
+        let name = builder.name().clone();
+        let breaker = builder.build_in(
+            Some(self.inner.events.clone()),
+            Some(WeakRegistry(Arc::downgrade(&self.inner))),
+        )?;
+        map.insert(name, breaker.clone());
+        Ok(breaker)
+    }
+
+    /// The breaker called `name`, if any.
+    pub fn get(&self, name: &str) -> Option<CircuitBreaker> {
+        self.read_breakers().get(name).cloned()
+    }
+
+    /// Removes a breaker from the registry (services holding it keep using it).
+    pub fn remove(&self, name: &str) -> Option<CircuitBreaker> {
+        self.inner
+            .breakers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(name)
+    }
+
+    /// Every breaker, by name.
+    pub fn breakers(&self) -> Vec<CircuitBreaker> {
+        self.read_breakers().values().cloned().collect()
+    }
+
+    /// A snapshot of every breaker, by name.
+    pub fn snapshot(&self) -> Vec<Snapshot> {
+        self.breakers().iter().map(|b| b.snapshot()).collect()
+    }
+
+    /// The bulkhead called `name`, made with a cap of 10 if there is none.
+    pub fn bulkhead(&self, name: impl AsRef<str>) -> Bulkhead {
+        let name = name.as_ref();
+        if let Some(b) = self
+            .inner
+            .bulkheads
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+        {
+            return b.clone();
+        }
+        let bulkhead = Bulkhead::with_clock(
+            name.into(),
+            Config::default().max_concurrent_calls,
+            self.inner.clock.clone().unwrap_or_default(),
+        );
+        self.add_bulkhead(bulkhead)
+    }
+
+    /// Adds a bulkhead unless one has its name; returns the one registered.
+    pub(crate) fn add_bulkhead(&self, bulkhead: Bulkhead) -> Bulkhead {
+        self.inner
+            .bulkheads
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(bulkhead.name().into())
+            .or_insert(bulkhead)
+            .clone()
+    }
+
+    /// Every bulkhead, by name.
+    pub fn bulkheads(&self) -> Vec<Bulkhead> {
+        self.inner
+            .bulkheads
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
+    /// A snapshot of every bulkhead, by name.
+    pub fn bulkhead_snapshots(&self) -> Vec<BulkheadSnapshot> {
+        self.bulkheads().iter().map(|b| b.snapshot()).collect()
+    }
+
+    /// Receives the events of every breaker of this registry from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+}

@@ -1,0 +1,645 @@
+//! Rolling statistics without a shared hot cache line.
+//!
+//! Every thread records into its own stripe of cumulative counters (and its own latency
+//! histogram), so two threads calling one breaker never write the same cache line. Windows are
+//! not kept as buckets that writers must reset; instead the cumulative totals are checkpointed
+//! at each bucket boundary, and a window is "totals now minus the checkpoint at its start".
+//! The first recording after a boundary takes the checkpoint before it records, so checkpoints
+//! are exact: nothing else changes the totals between the boundary and that recording.
+//!
+//! The count-based window (the last N calls) is a ring of one-byte slots with running totals.
+
+use std::cell::Cell;
+use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+use crossbeam_utils::CachePadded;
+use histogram::{AtomicHistogram, Histogram};
+
+pub(crate) const SUCCESS: usize = 0;
+pub(crate) const FAILURE: usize = 1;
+pub(crate) const TIMEOUT: usize = 2;
+pub(crate) const REJECTED: usize = 3;
+pub(crate) const SHORT_CIRCUITED: usize = 4;
+pub(crate) const BAD_REQUEST: usize = 5;
+pub(crate) const CANCELLED: usize = 6;
+pub(crate) const SLOW: usize = 7;
+pub(crate) const FALLBACK_SUCCESS: usize = 8;
+pub(crate) const FALLBACK_FAILURE: usize = 9;
+pub(crate) const FALLBACK_MISSING: usize = 10;
+pub(crate) const FALLBACK_REJECTION: usize = 11;
+pub(crate) const EXCEPTIONS_THROWN: usize = 12;
+pub(crate) const COUNTERS: usize = 13;
+
+pub(crate) type Totals = [u64; COUNTERS];
+
+/// Latencies are kept in microseconds, 6.25% relative precision, up to 2^26 us (67 s).
+const GROUPING_POWER: u8 = 4;
+const MAX_VALUE_POWER: u8 = 26;
+pub(crate) const MAX_MICROS: u64 = (1 << MAX_VALUE_POWER) - 1;
+
+pub(crate) fn new_histogram() -> Histogram {
+    Histogram::new(GROUPING_POWER, MAX_VALUE_POWER).expect("constant histogram parameters")
+}
+
+fn new_atomic_histogram() -> AtomicHistogram {
+    AtomicHistogram::new(GROUPING_POWER, MAX_VALUE_POWER).expect("constant histogram parameters")
+}
+
+/// Which latency a recording is for.
+#[derive(Clone, Copy)]
+pub(crate) enum Latency {
+    /// The inner service's own time (Hystrix `latencyExecute`).
+    Execution = 0,
+    /// End to end, fallback included (Hystrix `latencyTotal`).
+    Total = 1,
+}
+
+#[derive(Default)]
+struct Stripe {
+    totals: [AtomicU64; COUNTERS],
+    in_flight: AtomicI64,
+    /// Highest `in_flight` seen since the last health-bucket boundary.
+    max_in_flight: AtomicI64,
+    latency: [OnceLock<AtomicHistogram>; 2],
+}
+
+fn stripe_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| {
+        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
+        (cores * 2).next_power_of_two().clamp(2, 32)
+    })
+}
+
+/// This thread's stripe number: threads are numbered in order of first use, so up to
+/// `stripe_count()` threads never share a stripe.
+#[inline]
+fn thread_number() -> usize {
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    thread_local! {
+        static NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
+    }
+    NUMBER.with(|n| {
+        let v = n.get();
+        if v != usize::MAX {
+            return v;
+        }
+        let v = NEXT.fetch_add(1, Ordering::Relaxed);
+        n.set(v);
+        v
+    })
+}
+
+/// A ring of checkpoints of cumulative values at bucket boundaries.
+struct Ring<T> {
+    bucket_nanos: u64,
+    /// `(boundary number, value at that boundary)`, indexed by boundary modulo the length.
+    entries: Vec<Option<(u64, T)>>,
+    /// The last boundary checkpointed.
+    last: u64,
+}
+
+impl<T: Clone> Ring<T> {
+    fn new(bucket_nanos: u64, buckets: u32, now: u64, value: T) -> Self {
+        let last = now / bucket_nanos;
+        let mut ring = Ring {
+            bucket_nanos,
+            entries: vec![None; buckets as usize],
+            last,
+        };
+        let len = ring.entries.len() as u64;
+        ring.entries[(last % len) as usize] = Some((last, value));
+        ring
+    }
+
+    fn len(&self) -> u64 {
+        self.entries.len() as u64
+    }
+
+    fn next_boundary_nanos(&self) -> u64 {
+        (self.last + 1).saturating_mul(self.bucket_nanos)
+    }
+
+    /// Boundaries passed since the last checkpoint, if any.
+    fn due(&self, now: u64) -> bool {
+        now / self.bucket_nanos > self.last
+    }
+
+    /// Checkpoints `value` at every boundary from the last one up to `now`'s.
+    fn advance(&mut self, now: u64, value: &T) {
+        let current = now / self.bucket_nanos;
+        let first = (self.last + 1).max((current + 1).saturating_sub(self.len()));
+        for b in first..=current {
+            let i = (b % self.len()) as usize;
+            self.entries[i] = Some((b, value.clone()));
+        }
+        self.last = current;
+    }
+
+    /// The first boundary inside the window that ends at `now`.
+    fn window_start(&self, now: u64) -> u64 {
+        (now / self.bucket_nanos + 1).saturating_sub(self.len())
+    }
+
+    /// The checkpoint at the window's start; `None` when the window starts after the last
+    /// checkpoint (nothing recorded inside it) or before the first (use the floor).
+    fn at(&self, boundary: u64) -> Option<&T> {
+        let i = (boundary % self.len()) as usize;
+        match &self.entries[i] {
+            Some((b, v)) if *b == boundary => Some(v),
+            _ => None,
+        }
+    }
+}
+
+/// Health buckets and the running maximum of concurrent calls.
+struct HealthWindow {
+    ring: Ring<Totals>,
+    /// Highest concurrency of each bucket, by boundary number.
+    max_in_flight: Vec<Option<(u64, i64)>>,
+    /// Totals when the window was created or changed: no window reaches back past it.
+    floor: (u64, Totals),
+    /// Totals when the breaker last closed: the health window never reaches back past it
+    /// (the rolling statistics do).
+    reset: (u64, Totals),
+}
+
+struct PercentileWindow {
+    ring: Ring<[Histogram; 2]>,
+    floor: [Histogram; 2],
+}
+
+struct Windows {
+    health: HealthWindow,
+    percentiles: PercentileWindow,
+}
+
+/// Everything a breaker counts.
+pub(crate) struct Stats {
+    stripes: Box<[CachePadded<Stripe>]>,
+    mask: usize,
+    /// When the next health or percentile bucket starts (clock nanoseconds).
+    next_rotation: CachePadded<AtomicU64>,
+    windows: Mutex<Windows>,
+}
+
+/// The totals of one window.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct WindowTotals {
+    pub totals: Totals,
+    pub max_in_flight: i64,
+}
+
+impl Stats {
+    pub(crate) fn new(
+        now: u64,
+        health_bucket: (u64, u32),
+        percentile_bucket: (u64, u32),
+    ) -> Self {
+        let n = stripe_count();
+        let stripes: Box<[CachePadded<Stripe>]> =
+            (0..n).map(|_| CachePadded::new(Stripe::default())).collect();
+        let zero = [0; COUNTERS];
+        let windows = Windows {
+            health: HealthWindow {
+                ring: Ring::new(health_bucket.0, health_bucket.1, now, zero),
+                max_in_flight: vec![None; health_bucket.1 as usize],
+                floor: (now, zero),
+                reset: (now, zero),
+            },
+            percentiles: PercentileWindow {
+                ring: Ring::new(
+                    percentile_bucket.0,
+                    percentile_bucket.1,
+                    now,
+                    [new_histogram(), new_histogram()],
+                ),
+                floor: [new_histogram(), new_histogram()],
+            },
+        };
+        let stats = Stats {
+            stripes,
+            mask: n - 1,
+            next_rotation: CachePadded::new(AtomicU64::new(0)),
+            windows: Mutex::new(windows),
+        };
+        stats.set_next_rotation(&stats.lock());
+        stats
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Windows> {
+        // A panic while holding this lock cannot leave the checkpoints half-written in a way
+        // that matters more than losing them, so keep serving.
+        self.windows.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn set_next_rotation(&self, w: &Windows) {
+        let next = w
+            .health
+            .ring
+            .next_boundary_nanos()
+            .min(w.percentiles.ring.next_boundary_nanos());
+        self.next_rotation.store(next, Ordering::Release);
+    }
+
+    #[inline]
+    fn stripe(&self, index: usize) -> &Stripe {
+        // `index` is always masked, so this never goes out of bounds.
+        &self.stripes[index & self.mask]
+    }
+
+    /// A call starts: counts it in flight. Returns the stripe to finish it on.
+    #[inline]
+    pub(crate) fn begin(&self) -> usize {
+        let index = thread_number() & self.mask;
+        let stripe = self.stripe(index);
+        let now_in_flight = stripe.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+        if now_in_flight > stripe.max_in_flight.load(Ordering::Relaxed) {
+            stripe.max_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
+        }
+        index
+    }
+
+    /// A call that [`begin`](Self::begin) counted has ended with `counter`.
+    #[inline]
+    pub(crate) fn finish(&self, stripe: usize, counter: usize, now: u64, slow: bool) {
+        self.rotate_if_due(now);
+        let stripe = self.stripe(stripe);
+        stripe.totals[counter].fetch_add(1, Ordering::Relaxed);
+        if slow {
+            stripe.totals[SLOW].fetch_add(1, Ordering::Relaxed);
+        }
+        stripe.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Counts an event that was never in flight (a short-circuit, a fallback result).
+    #[inline]
+    pub(crate) fn count(&self, counter: usize, now: u64) {
+        self.rotate_if_due(now);
+        self.stripe(thread_number())
+            .totals[counter]
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Records a latency on the stripe a call began on.
+    #[inline]
+    pub(crate) fn record_latency(&self, stripe: usize, which: Latency, nanos: u64) {
+        let micros = (nanos / 1_000).min(MAX_MICROS);
+        let histogram = self.stripe(stripe).latency[which as usize].get_or_init(new_atomic_histogram);
+        // In range by construction (clamped to MAX_MICROS).
+        let _ = histogram.increment(micros);
+    }
+
+    /// Records a latency on this thread's stripe.
+    pub(crate) fn record_latency_here(&self, which: Latency, nanos: u64) {
+        self.record_latency(thread_number(), which, nanos);
+    }
+
+    #[inline]
+    fn rotate_if_due(&self, now: u64) {
+        if now >= self.next_rotation.load(Ordering::Acquire) {
+            self.rotate(now);
+        }
+    }
+
+    #[cold]
+    fn rotate(&self, now: u64) {
+        let mut w = self.lock();
+        self.rotate_locked(&mut w, now);
+    }
+
+    fn rotate_locked(&self, w: &mut Windows, now: u64) {
+        if w.health.ring.due(now) {
+            let ended = w.health.ring.last;
+            let totals = self.totals();
+            let in_flight_now: i64 = self.in_flight();
+            // The bucket that just ended peaked at the stripes' maxima; start the new bucket
+            // at the current level.
+            let mut peak = 0;
+            for s in self.stripes.iter() {
+                peak += s
+                    .max_in_flight
+                    .swap(s.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
+            }
+            let len = w.health.max_in_flight.len() as u64;
+            w.health.max_in_flight[(ended % len) as usize] = Some((ended, peak));
+            let current = now / w.health.ring.bucket_nanos;
+            let first_idle = (ended + 1).max((current + 1).saturating_sub(len));
+            for b in first_idle..current {
+                w.health.max_in_flight[(b % len) as usize] = Some((b, in_flight_now));
+            }
+            w.health.ring.advance(now, &totals);
+        }
+        if w.percentiles.ring.due(now) {
+            let histograms = [
+                self.latency_totals(Latency::Execution),
+                self.latency_totals(Latency::Total),
+            ];
+            w.percentiles.ring.advance(now, &histograms);
+        }
+        self.set_next_rotation(w);
+    }
+
+    /// Cumulative totals over every stripe.
+    pub(crate) fn totals(&self) -> Totals {
+        let mut out = [0u64; COUNTERS];
+        for s in self.stripes.iter() {
+            for (o, c) in out.iter_mut().zip(s.totals.iter()) {
+                *o = o.wrapping_add(c.load(Ordering::Relaxed));
+            }
+        }
+        out
+    }
+
+    pub(crate) fn in_flight(&self) -> i64 {
+        self.stripes
+            .iter()
+            .map(|s| s.in_flight.load(Ordering::Relaxed))
+            .sum::<i64>()
+            .max(0)
+    }
+
+    fn latency_totals(&self, which: Latency) -> Histogram {
+        let mut sum = new_histogram();
+        for s in self.stripes.iter() {
+            if let Some(h) = s.latency[which as usize].get() {
+                let mut part = new_histogram();
+                if h.load_into(&mut part).is_ok() {
+                    for (a, b) in sum.as_mut_slice().iter_mut().zip(part.as_slice()) {
+                        *a = a.wrapping_add(*b);
+                    }
+                }
+            }
+        }
+        sum
+    }
+
+    /// Totals of the rolling window ending at `now`; with `since_reset`, not before the
+    /// breaker last closed.
+    pub(crate) fn window(&self, now: u64, since_reset: bool) -> WindowTotals {
+        let w = self.lock();
+        let totals = self.totals();
+        let ring = &w.health.ring;
+        let start = ring.window_start(now);
+        let mut out = WindowTotals::default();
+        if start > ring.last {
+            // Nothing was recorded since a boundary inside the window.
+            out.max_in_flight = self.in_flight();
+            return out;
+        }
+        let start_nanos = start.saturating_mul(ring.bucket_nanos);
+        let base = if since_reset && w.health.reset.0 > start_nanos {
+            &w.health.reset.1
+        } else if w.health.floor.0 > start_nanos {
+            &w.health.floor.1
+        } else {
+            ring.at(start).unwrap_or(&w.health.floor.1)
+        };
+        for (i, t) in out.totals.iter_mut().enumerate() {
+            *t = totals[i].wrapping_sub(base[i]);
+        }
+        let mut peak: i64 = self
+            .stripes
+            .iter()
+            .map(|s| s.max_in_flight.load(Ordering::Relaxed))
+            .sum();
+        for (b, m) in w.health.max_in_flight.iter().flatten() {
+            if *b >= start && *b < ring.last {
+                peak = peak.max(*m);
+            }
+        }
+        out.max_in_flight = peak;
+        out
+    }
+
+    /// Latency histograms (execution, total) of the percentile window ending at `now`.
+    pub(crate) fn latency_window(&self, now: u64) -> [Histogram; 2] {
+        let w = self.lock();
+        let ring = &w.percentiles.ring;
+        let start = ring.window_start(now);
+        if start > ring.last {
+            return [new_histogram(), new_histogram()];
+        }
+        let base = ring.at(start).unwrap_or(&w.percentiles.floor);
+        let current = [
+            self.latency_totals(Latency::Execution),
+            self.latency_totals(Latency::Total),
+        ];
+        let mut out = [new_histogram(), new_histogram()];
+        for k in 0..2 {
+            for ((o, c), b) in out[k]
+                .as_mut_slice()
+                .iter_mut()
+                .zip(current[k].as_slice())
+                .zip(base[k].as_slice())
+            {
+                *o = c.wrapping_sub(*b);
+            }
+        }
+        out
+    }
+
+    /// Cumulative latency histograms (execution, total), for metrics exporters.
+    pub(crate) fn latency_cumulative(&self) -> [Histogram; 2] {
+        [
+            self.latency_totals(Latency::Execution),
+            self.latency_totals(Latency::Total),
+        ]
+    }
+
+    /// Empties the health window from `now` on (the breaker closed).
+    pub(crate) fn reset_window(&self, now: u64) {
+        let mut w = self.lock();
+        self.rotate_locked(&mut w, now);
+        w.health.reset = (now, self.totals());
+    }
+
+    /// Starts new windows with other bucket sizes (the configuration changed).
+    pub(crate) fn reconfigure(&self, now: u64, health: (u64, u32), percentiles: (u64, u32)) {
+        let mut w = self.lock();
+        self.rotate_locked(&mut w, now);
+        let totals = self.totals();
+        if (w.health.ring.bucket_nanos, w.health.ring.len() as u32) != health {
+            w.health = HealthWindow {
+                ring: Ring::new(health.0, health.1, now, totals),
+                max_in_flight: vec![None; health.1 as usize],
+                floor: (now, totals),
+                reset: (now, totals),
+            };
+        }
+        if (w.percentiles.ring.bucket_nanos, w.percentiles.ring.len() as u32) != percentiles {
+            let current = self.latency_cumulative();
+            w.percentiles = PercentileWindow {
+                ring: Ring::new(percentiles.0, percentiles.1, now, current.clone()),
+                floor: current,
+            };
+        }
+        self.set_next_rotation(&w);
+    }
+}
+
+/// The outcomes of the last N calls.
+pub(crate) struct CountWindow {
+    slots: Box<[AtomicU8]>,
+    next: CachePadded<AtomicU64>,
+    /// Running totals of success, failure, timeout, rejected and slow among the slots.
+    totals: [AtomicU64; 5],
+}
+
+const SLOT_EMPTY: u8 = 0;
+const SLOT_SLOW: u8 = 0x80;
+
+impl CountWindow {
+    pub(crate) fn new(calls: u32) -> Self {
+        CountWindow {
+            slots: (0..calls).map(|_| AtomicU8::new(SLOT_EMPTY)).collect(),
+            next: CachePadded::new(AtomicU64::new(0)),
+            totals: Default::default(),
+        }
+    }
+
+    /// Remembers one call; `counter` is SUCCESS, FAILURE, TIMEOUT or REJECTED.
+    pub(crate) fn push(&self, counter: usize, slow: bool) {
+        debug_assert!(counter <= REJECTED);
+        let slot = (counter as u8 + 1) | if slow { SLOT_SLOW } else { 0 };
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.slots.len() as u64;
+        let old = self.slots[i as usize].swap(slot, Ordering::AcqRel);
+        self.add(slot, 1);
+        self.add(old, u64::MAX); // wrapping -1
+    }
+
+    fn add(&self, slot: u8, delta: u64) {
+        if slot == SLOT_EMPTY {
+            return;
+        }
+        let counter = ((slot & !SLOT_SLOW) - 1) as usize;
+        self.totals[counter].fetch_add(delta, Ordering::Relaxed);
+        if slot & SLOT_SLOW != 0 {
+            self.totals[4].fetch_add(delta, Ordering::Relaxed);
+        }
+    }
+
+    pub(crate) fn clear(&self) {
+        for s in self.slots.iter() {
+            let old = s.swap(SLOT_EMPTY, Ordering::AcqRel);
+            self.add(old, u64::MAX);
+        }
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        let mut out = [0u64; COUNTERS];
+        for (i, c) in [SUCCESS, FAILURE, TIMEOUT, REJECTED, SLOW].into_iter().enumerate() {
+            out[c] = self.totals[i].load(Ordering::Relaxed);
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SEC: u64 = 1_000_000_000;
+
+    impl Stats {
+        fn window_t(&self, now: u64) -> WindowTotals {
+            self.window(now, true)
+        }
+    }
+
+    fn stats() -> Stats {
+        Stats::new(0, (SEC, 10), (10 * SEC, 6))
+    }
+
+    fn record(s: &Stats, counter: usize, now: u64) {
+        let stripe = s.begin();
+        s.finish(stripe, counter, now, false);
+    }
+
+    #[test]
+    fn window_rolls_bucket_by_bucket() {
+        let s = stats();
+        record(&s, SUCCESS, SEC / 2); // bucket 0
+        record(&s, FAILURE, 3 * SEC + 1); // bucket 3
+        record(&s, FAILURE, 9 * SEC + 5); // bucket 9
+        assert_eq!(s.window_t(9 * SEC + 6).totals[SUCCESS], 1);
+        assert_eq!(s.window_t(9 * SEC + 6).totals[FAILURE], 2);
+        // At 10 s bucket 0 leaves the window.
+        assert_eq!(s.window_t(10 * SEC).totals[SUCCESS], 0);
+        assert_eq!(s.window_t(10 * SEC).totals[FAILURE], 2);
+        assert_eq!(s.window_t(13 * SEC).totals[FAILURE], 1);
+        assert_eq!(s.window_t(18 * SEC + 999).totals[FAILURE], 1);
+        assert_eq!(s.window_t(19 * SEC).totals[FAILURE], 0);
+        // Far in the future, with no recordings, everything has rolled out.
+        assert_eq!(s.window_t(1000 * SEC).totals, [0; COUNTERS]);
+        assert_eq!(s.totals()[FAILURE], 2);
+    }
+
+    #[test]
+    fn reset_hides_earlier_calls() {
+        let s = stats();
+        record(&s, FAILURE, SEC);
+        s.reset_window(SEC + 10);
+        record(&s, SUCCESS, SEC + 20);
+        let w = s.window_t(SEC + 30);
+        assert_eq!(w.totals[FAILURE], 0);
+        assert_eq!(w.totals[SUCCESS], 1);
+        // The rolling statistics (what dashboards show) are not reset.
+        let rolling = s.window(SEC + 30, false);
+        assert_eq!(rolling.totals[FAILURE], 1);
+        assert_eq!(rolling.totals[SUCCESS], 1);
+    }
+
+    #[test]
+    fn concurrency_peak_is_kept_for_the_window() {
+        let s = stats();
+        let a = s.begin();
+        let b = s.begin();
+        let c = s.begin();
+        s.finish(a, SUCCESS, 10, false);
+        s.finish(b, SUCCESS, 20, false);
+        assert_eq!(s.in_flight(), 1);
+        assert_eq!(s.window_t(30).max_in_flight, 3);
+        s.finish(c, SUCCESS, 2 * SEC, false);
+        assert_eq!(s.window_t(2 * SEC + 1).max_in_flight, 3);
+        record(&s, SUCCESS, 12 * SEC);
+        assert_eq!(s.window_t(12 * SEC + 1).max_in_flight, 1);
+    }
+
+    #[test]
+    fn latency_window_and_percentiles() {
+        let s = stats();
+        for ms in 1..=100u64 {
+            let i = s.begin();
+            s.finish(i, SUCCESS, ms * 1_000_000, false);
+            s.record_latency(i, Latency::Execution, ms * 1_000_000);
+        }
+        let [exec, total] = s.latency_window(SEC);
+        assert_eq!(total.as_slice().iter().sum::<u64>(), 0);
+        let result = exec.quantile(0.5).unwrap().unwrap();
+        let p50 = result.entries().values().next().unwrap().clone();
+        assert!((47_000..=53_000).contains(&p50.end()), "{p50:?}");
+        // Rolled out after the percentile window.
+        let [exec, _] = s.latency_window(61 * SEC);
+        assert_eq!(exec.as_slice().iter().sum::<u64>(), 0);
+    }
+
+    #[test]
+    fn count_window_keeps_last_n() {
+        let w = CountWindow::new(3);
+        w.push(FAILURE, false);
+        w.push(SUCCESS, true);
+        w.push(SUCCESS, false);
+        assert_eq!(w.totals()[FAILURE], 1);
+        assert_eq!(w.totals()[SUCCESS], 2);
+        assert_eq!(w.totals()[SLOW], 1);
+        w.push(TIMEOUT, false); // evicts the failure
+        assert_eq!(w.totals()[FAILURE], 0);
+        assert_eq!(w.totals()[TIMEOUT], 1);
+        w.push(SUCCESS, false); // evicts the slow success
+        assert_eq!(w.totals()[SLOW], 0);
+        w.clear();
+        assert_eq!(w.totals(), [0; COUNTERS]);
+    }
+}

@@ -1,0 +1,1 @@
+pub use breakwater_circuit_breaker as circuit_breaker;
