@@ -133,7 +133,12 @@ pub(crate) struct Inner {
     registry: Option<crate::registry::WeakRegistry>,
 }
 
-/// A named circuit breaker. Cheap to clone: clones share one breaker.
+/// A named circuit breaker. `Copy`: copies share one breaker.
+///
+/// A breaker lives for the rest of the process, like a Hystrix command: make one per
+/// dependency (a [`Registry`](crate::Registry) does it once per name), not one per request.
+/// In exchange a call never touches a reference count, which would be a cache line shared
+/// by every thread.
 ///
 /// Wrap services with [`CircuitBreakerLayer`](crate::CircuitBreakerLayer); read its state with
 /// [`snapshot`](Self::snapshot); change its settings at run time with
@@ -154,9 +159,9 @@ pub(crate) struct Inner {
 /// assert_eq!(err.field, "error_threshold_percentage");
 /// assert_eq!(breaker.config().mode, Mode::ForcedOpen);
 /// ```
-#[derive(Clone)]
+#[derive(Clone, Copy)]
 pub struct CircuitBreaker {
-    pub(crate) inner: Arc<Inner>,
+    pub(crate) inner: &'static Inner,
 }
 
 impl std::fmt::Debug for CircuitBreaker {
@@ -256,7 +261,7 @@ impl Builder {
             clock,
         };
         Ok(CircuitBreaker {
-            inner: Arc::new(inner),
+            inner: Box::leak(Box::new(inner)),
         })
     }
 }
@@ -264,7 +269,6 @@ impl Builder {
 /// Admission to one call, handed back when it ends.
 #[derive(Debug)]
 pub(crate) struct Permit {
-    stripe: usize,
     start: u64,
     /// The half-open generation this call is a trial of.
     trial: Option<u32>,
@@ -321,7 +325,7 @@ impl CircuitBreaker {
     /// Invalid settings are refused and the old ones stay in force.
     pub fn set_config(&self, config: Config) -> Result<(), ConfigError> {
         config.validate()?;
-        let inner = &*self.inner;
+        let inner = self.inner;
         let _writer = inner
             .config_writer
             .lock()
@@ -440,7 +444,7 @@ impl CircuitBreaker {
 
     /// Everything the breaker knows, now.
     pub fn snapshot(&self) -> Snapshot {
-        let inner = &*self.inner;
+        let inner = self.inner;
         let now = inner.clock.now_nanos();
         let config = inner.config.load_full();
         let word = inner.state.load(Ordering::Acquire);
@@ -477,7 +481,12 @@ impl CircuitBreaker {
             cumulative: Counts::from_totals(&inner.stats.totals()),
             health,
             concurrent_calls: inner.stats.in_flight() as u64,
-            rolling_max_concurrent_calls: rolling_window.max_in_flight.max(0) as u64,
+            rolling_max_concurrent_calls: (rolling_window.max_in_flight.max(0) as u64).max(
+                inner
+                    .bulkhead
+                    .get()
+                    .map_or(0, |b| b.snapshot().rolling_max_active),
+            ),
             latency_execute,
             latency_total,
             config: (*config).clone(),
@@ -513,14 +522,13 @@ impl CircuitBreaker {
     /// Decides whether a call may start. Every `Ok` must be handed back to [`Self::complete`].
     #[inline]
     pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
-        let inner = &*self.inner;
+        let inner = self.inner;
         let hot = inner.hot.load(Ordering::Acquire);
         let mode = Mode::from_bits(hot & MODE_MASK);
         let mut trial = None;
         match mode {
             Mode::Disabled => {
                 return Ok(Permit {
-                    stripe: 0,
                     start: 0,
                     trial: None,
                     timed: false,
@@ -572,8 +580,8 @@ impl CircuitBreaker {
         }
         let timed = hot & RECORD_LATENCY != 0 || inner.slow_nanos.load(Ordering::Relaxed) != 0;
         let start = if timed { inner.clock.raw() } else { 0 };
+        inner.stats.begin();
         Ok(Permit {
-            stripe: inner.stats.begin(),
             start,
             trial,
             timed,
@@ -592,7 +600,7 @@ impl CircuitBreaker {
     /// state word someone else left.
     #[cold]
     fn enter_half_open(&self, seen: u64) -> Result<u32, u64> {
-        let inner = &*self.inner;
+        let inner = self.inner;
         let _t = self.lock_transitions();
         let word = inner.state.load(Ordering::Acquire);
         if word != seen {
@@ -616,7 +624,7 @@ impl CircuitBreaker {
         if permit.passthrough {
             return;
         }
-        let inner = &*self.inner;
+        let inner = self.inner;
         let end = inner.clock.raw();
         let now = inner.clock.nanos(end);
         let health = counter <= stats::REJECTED;
@@ -627,13 +635,10 @@ impl CircuitBreaker {
             let slow_nanos = inner.slow_nanos.load(Ordering::Relaxed);
             slow = health && slow_nanos != 0 && elapsed >= slow_nanos;
         }
-        inner.stats.finish(permit.stripe, counter, now, slow);
         let hot = inner.hot.load(Ordering::Acquire);
-        if hot & RECORD_LATENCY != 0 && permit.timed && counter != stats::CANCELLED {
-            inner
-                .stats
-                .record_latency(permit.stripe, stats::Latency::Execution, elapsed);
-        }
+        let latency = (hot & RECORD_LATENCY != 0 && permit.timed && counter != stats::CANCELLED)
+            .then_some(elapsed);
+        inner.stats.finish(counter, now, slow, latency);
         if health && hot & COUNT_WINDOW != 0 {
             if let Some(window) = inner.count_window.load().as_ref() {
                 window.push(counter, slow);
@@ -668,7 +673,7 @@ impl CircuitBreaker {
     /// Closed: trip if the health window says so.
     #[cold]
     fn evaluate(&self, now: u64) {
-        let inner = &*self.inner;
+        let inner = self.inner;
         let word = inner.state.load(Ordering::Acquire);
         if state_of(word) != CLOSED {
             return;
@@ -685,7 +690,7 @@ impl CircuitBreaker {
 
     /// Moves from the state in `seen` to open, if nobody moved it first.
     fn open(&self, seen: u64, now: u64) {
-        let inner = &*self.inner;
+        let inner = self.inner;
         let mut t = self.lock_transitions();
         let word = inner.state.load(Ordering::Acquire);
         let still = match state_of(seen) {
@@ -713,7 +718,7 @@ impl CircuitBreaker {
     }
 
     fn close_locked(&self, word: u64, now: u64) {
-        let inner = &*self.inner;
+        let inner = self.inner;
         inner.stats.reset_window(now);
         if let Some(window) = inner.count_window.load().as_ref() {
             window.clear();
@@ -729,7 +734,7 @@ impl CircuitBreaker {
 
     /// A trial call of half-open generation `generation` ended.
     fn trial_done(&self, generation: u32, counter: usize, now: u64) {
-        let inner = &*self.inner;
+        let inner = self.inner;
         let mut word = inner.state.load(Ordering::Acquire);
         loop {
             if state_of(word) != HALF_OPEN || generation_of(word) != generation {

@@ -72,8 +72,7 @@ pub struct BulkheadSnapshot {
     pub rolling_executed: u64,
     /// Calls rejected over the rolling window.
     pub rolling_rejected: u64,
-    /// Most calls in flight at once over the rolling window (an upper bound when calls run
-    /// on several threads).
+    /// Most calls in flight at once over the rolling window.
     pub rolling_max_active: u64,
     /// Calls admitted and finished since creation.
     pub cumulative_executed: u64,
@@ -150,9 +149,8 @@ impl Bulkhead {
             .active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < max).then_some(n + 1)
-            })
-            .is_ok();
-        if !admitted {
+            });
+        let Ok(before) = admitted else {
             inner
                 .stats
                 .count(stats::REJECTED, inner.clock.now_nanos());
@@ -160,10 +158,11 @@ impl Bulkhead {
                 name: inner.name.clone(),
                 max_concurrent: max,
             });
-        }
+        };
+        inner.stats.begin();
+        inner.stats.observe_concurrency(before as i64 + 1);
         Ok(BulkheadPermit {
             bulkhead: self.clone(),
-            stripe: inner.stats.begin(),
         })
     }
 }
@@ -171,7 +170,6 @@ impl Bulkhead {
 /// A place in the bulkhead, given back on drop.
 struct BulkheadPermit {
     bulkhead: Bulkhead,
-    stripe: usize,
 }
 
 impl Drop for BulkheadPermit {
@@ -180,7 +178,7 @@ impl Drop for BulkheadPermit {
         inner.active.fetch_sub(1, Ordering::AcqRel);
         inner
             .stats
-            .finish(self.stripe, stats::SUCCESS, inner.clock.now_nanos(), false);
+            .finish(stats::SUCCESS, inner.clock.now_nanos(), false, None);
     }
 }
 

@@ -42,6 +42,15 @@ pub struct Elapsed {
 }
 
 impl Elapsed {
+    /// An `Elapsed` error for a call through `name`, for timeouts made outside this crate:
+    /// a breaker counts it as a timeout.
+    pub fn new(name: impl AsRef<str>, after: Duration) -> Self {
+        Elapsed {
+            name: name.as_ref().into(),
+            after,
+        }
+    }
+
     /// The timeout that elapsed.
     pub fn after(&self) -> Duration {
         self.after

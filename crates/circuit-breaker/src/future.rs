@@ -3,7 +3,6 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
 
 use pin_project_lite::pin_project;
@@ -16,12 +15,12 @@ use crate::stats;
 /// Holds a call's admission; reports the call as cancelled if it is dropped unfinished, so an
 /// abandoned half-open trial never leaves the breaker stuck.
 pub(crate) struct CallGuard {
-    breaker: Arc<CircuitBreaker>,
+    breaker: CircuitBreaker,
     permit: Option<Permit>,
 }
 
 impl CallGuard {
-    pub(crate) fn new(breaker: Arc<CircuitBreaker>, permit: Permit) -> Self {
+    pub(crate) fn new(breaker: CircuitBreaker, permit: Permit) -> Self {
         CallGuard {
             breaker,
             permit: Some(permit),

@@ -1,7 +1,6 @@
 //! [`CircuitBreakerService`]: the service a [`CircuitBreakerLayer`](crate::CircuitBreakerLayer)
 //! builds.
 
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tower::Service;
@@ -16,13 +15,11 @@ use crate::future::{CallGuard, ResponseFuture};
 /// [`CircuitOpen`](crate::error::CircuitOpen) without calling the inner service. `poll_ready`
 /// is the inner service's.
 ///
-/// Each clone has a handle of its own that its response futures share, so that tasks on
-/// different threads never touch one reference count per call: clone the service per task or
-/// connection (as hyper and axum do), rather than sharing one behind a lock.
-#[derive(Debug)]
+/// Clones share the breaker; cloning costs what cloning `S` and `C` costs.
+#[derive(Debug, Clone)]
 pub struct CircuitBreakerService<S, C> {
     inner: S,
-    handle: Arc<CircuitBreaker>,
+    handle: CircuitBreaker,
     classify: C,
 }
 
@@ -31,7 +28,7 @@ impl<S, C> CircuitBreakerService<S, C> {
     pub fn new(inner: S, breaker: &CircuitBreaker, classify: C) -> Self {
         CircuitBreakerService {
             inner,
-            handle: Arc::new(breaker.clone()),
+            handle: *breaker,
             classify,
         }
     }
@@ -57,17 +54,6 @@ impl<S, C> CircuitBreakerService<S, C> {
     }
 }
 
-impl<S: Clone, C: Clone> Clone for CircuitBreakerService<S, C> {
-    fn clone(&self) -> Self {
-        CircuitBreakerService {
-            inner: self.inner.clone(),
-            // A fresh handle: see the type's documentation.
-            handle: Arc::new((*self.handle).clone()),
-            classify: self.classify.clone(),
-        }
-    }
-}
-
 impl<S, C, Req> Service<Req> for CircuitBreakerService<S, C>
 where
     S: Service<Req>,
@@ -87,7 +73,7 @@ where
         match self.handle.acquire() {
             Ok(permit) => ResponseFuture::running(
                 self.inner.call(request),
-                CallGuard::new(self.handle.clone(), permit),
+                CallGuard::new(self.handle, permit),
                 self.classify.clone(),
             ),
             Err(open) => {

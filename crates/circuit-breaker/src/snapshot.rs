@@ -152,8 +152,9 @@ pub struct Snapshot {
     pub health: Counts,
     /// Calls in flight now.
     pub concurrent_calls: u64,
-    /// Most calls in flight at once over the rolling window. With calls running on several
-    /// threads at once this is an upper bound: each thread's peak is kept separately.
+    /// Most calls in flight at once over the rolling window. Exact when the calls pass a
+    /// bulkhead of this breaker's (which counts them anyway); otherwise sampled at bucket
+    /// boundaries and snapshots, so that calls need not share a counter.
     pub rolling_max_concurrent_calls: u64,
     /// Inner service time over the percentile window.
     pub latency_execute: Latency,

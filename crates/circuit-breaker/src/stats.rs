@@ -1,20 +1,26 @@
-//! Rolling statistics without a shared hot cache line.
+//! Rolling statistics without a shared hot cache line and without locked instructions.
 //!
-//! Every thread records into its own stripe of cumulative counters (and its own latency
-//! histogram), so two threads calling one breaker never write the same cache line. Windows are
-//! not kept as buckets that writers must reset; instead the cumulative totals are checkpointed
-//! at each bucket boundary, and a window is "totals now minus the checkpoint at its start".
-//! The first recording after a boundary takes the checkpoint before it records, so checkpoints
-//! are exact: nothing else changes the totals between the boundary and that recording.
+//! Every thread records into a slot of its own: cumulative counters and a latency histogram
+//! that only it writes, with plain atomic loads and stores (no `lock`-prefixed
+//! read-modify-write), so a call costs a few cache hits on a line no other core touches.
+//! Threads beyond the slot table share a few striped slots and use atomic adds there.
 //!
-//! The count-based window (the last N calls) is a ring of one-byte slots with running totals.
+//! Windows are not kept as buckets that writers must reset; instead the cumulative totals are
+//! checkpointed at each bucket boundary, and a window is "totals now minus the checkpoint at its
+//! start". The first recording after a boundary takes the checkpoint before it records, so
+//! checkpoints are exact: nothing else changes the totals between the boundary and that
+//! recording.
+//!
+//! Calls in flight are `started - finished`, so a call may end on another thread than the one
+//! it began on. The count-based window (the last N calls) is a ring of one-byte slots with
+//! running totals.
 
 use std::cell::Cell;
 use std::sync::atomic::{AtomicI64, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 use crossbeam_utils::CachePadded;
-use histogram::{AtomicHistogram, Histogram};
+use histogram::Histogram;
 
 pub(crate) const SUCCESS: usize = 0;
 pub(crate) const FAILURE: usize = 1;
@@ -29,11 +35,22 @@ pub(crate) const FALLBACK_FAILURE: usize = 9;
 pub(crate) const FALLBACK_MISSING: usize = 10;
 pub(crate) const FALLBACK_REJECTION: usize = 11;
 pub(crate) const EXCEPTIONS_THROWN: usize = 12;
-pub(crate) const COUNTERS: usize = 13;
+/// Calls begun (the other counters of admitted calls count them as they end).
+pub(crate) const STARTED: usize = 13;
+pub(crate) const COUNTERS: usize = 14;
 
 pub(crate) type Totals = [u64; COUNTERS];
 
-/// Latencies are kept in microseconds, 6.25% relative precision, up to 2^26 us (67 s).
+/// The counters that end an admitted call.
+const ENDINGS: [usize; 6] = [SUCCESS, FAILURE, TIMEOUT, REJECTED, BAD_REQUEST, CANCELLED];
+
+fn in_flight_of(t: &Totals) -> i64 {
+    let ended: u64 = ENDINGS.iter().map(|&i| t[i]).fold(0, u64::wrapping_add);
+    (t[STARTED].wrapping_sub(ended) as i64).max(0)
+}
+
+/// Latencies are kept in microseconds, 6.25% relative precision, up to 2^26 us (67 s), in the
+/// bucket layout of the `histogram` crate (which reads them back for percentiles).
 const GROUPING_POWER: u8 = 4;
 const MAX_VALUE_POWER: u8 = 26;
 pub(crate) const MAX_MICROS: u64 = (1 << MAX_VALUE_POWER) - 1;
@@ -42,8 +59,20 @@ pub(crate) fn new_histogram() -> Histogram {
     Histogram::new(GROUPING_POWER, MAX_VALUE_POWER).expect("constant histogram parameters")
 }
 
-fn new_atomic_histogram() -> AtomicHistogram {
-    AtomicHistogram::new(GROUPING_POWER, MAX_VALUE_POWER).expect("constant histogram parameters")
+fn bucket_count() -> usize {
+    static COUNT: OnceLock<usize> = OnceLock::new();
+    *COUNT.get_or_init(|| new_histogram().as_slice().len())
+}
+
+/// The `histogram` crate's bucket for a value (its log-linear "H2" layout): values below
+/// 2^(g+1) have a bucket each; above, each power of two is split into 2^g buckets.
+#[inline]
+fn bucket_of(value: u64) -> usize {
+    if value < (1 << (GROUPING_POWER + 1)) {
+        return value as usize;
+    }
+    let s = (63 - (value | 1).leading_zeros()) - GROUPING_POWER as u32;
+    (((s as u64) << GROUPING_POWER) + (value >> s)) as usize
 }
 
 /// Which latency a recording is for.
@@ -56,39 +85,87 @@ pub(crate) enum Latency {
 }
 
 #[derive(Default)]
-struct Stripe {
+struct Slot {
     totals: [AtomicU64; COUNTERS],
-    in_flight: AtomicI64,
-    /// Highest `in_flight` seen since the last health-bucket boundary.
-    max_in_flight: AtomicI64,
-    latency: [OnceLock<AtomicHistogram>; 2],
+    latency: [OnceLock<Box<[AtomicU64]>>; 2],
 }
 
-fn stripe_count() -> usize {
-    static COUNT: OnceLock<usize> = OnceLock::new();
-    *COUNT.get_or_init(|| {
-        let cores = std::thread::available_parallelism().map_or(4, |n| n.get());
-        (cores * 2).next_power_of_two().clamp(2, 32)
-    })
-}
+/// How many threads get a slot of their own in each breaker (allocated on first use).
+const OWN_SLOTS: usize = 256;
+/// Slots shared, with atomic adds, by the threads beyond those.
+const SHARED_SLOTS: usize = 8;
 
-/// This thread's stripe number: threads are numbered in order of first use, so up to
-/// `stripe_count()` threads never share a stripe.
-#[inline]
-fn thread_number() -> usize {
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    thread_local! {
-        static NUMBER: Cell<usize> = const { Cell::new(usize::MAX) };
+/// A thread's number, given back for reuse when the thread ends.
+struct ThreadNumber(usize);
+
+static FREE_NUMBERS: Mutex<Vec<usize>> = Mutex::new(Vec::new());
+
+impl ThreadNumber {
+    fn take() -> ThreadNumber {
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        let reused = FREE_NUMBERS.lock().ok().and_then(|mut free| free.pop());
+        ThreadNumber(reused.unwrap_or_else(|| NEXT.fetch_add(1, Ordering::Relaxed)))
     }
-    NUMBER.with(|n| {
-        let v = n.get();
-        if v != usize::MAX {
-            return v;
+}
+
+impl Drop for ThreadNumber {
+    fn drop(&mut self) {
+        // The mutex orders this thread's last writes before the next owner's first.
+        if let Ok(mut free) = FREE_NUMBERS.lock() {
+            free.push(self.0);
         }
-        let v = NEXT.fetch_add(1, Ordering::Relaxed);
-        n.set(v);
-        v
-    })
+    }
+}
+
+thread_local! {
+    static THREAD_NUMBER: ThreadNumber = ThreadNumber::take();
+    /// A cache of the number, readable without the destructor-registration check.
+    static NUMBER_CACHE: Cell<usize> = const { Cell::new(usize::MAX) };
+}
+
+/// Where the calling thread writes: its own slot, or a shared one.
+#[derive(Clone, Copy)]
+struct Writer {
+    index: usize,
+    exclusive: bool,
+}
+
+#[inline]
+fn writer() -> Writer {
+    let cached = NUMBER_CACHE.try_with(|c| c.get()).unwrap_or(usize::MAX - 1);
+    let number = if cached < usize::MAX - 1 {
+        cached
+    } else {
+        match THREAD_NUMBER.try_with(|n| n.0) {
+            Ok(n) => {
+                let _ = NUMBER_CACHE.try_with(|c| c.set(n));
+                n
+            }
+            // The thread is shutting down: write where anyone may.
+            Err(_) => OWN_SLOTS,
+        }
+    };
+    if number < OWN_SLOTS {
+        Writer {
+            index: number,
+            exclusive: true,
+        }
+    } else {
+        Writer {
+            index: number % SHARED_SLOTS,
+            exclusive: false,
+        }
+    }
+}
+
+/// Adds to a counter: a plain load and store when only this thread writes it.
+#[inline]
+fn add(counter: &AtomicU64, exclusive: bool) {
+    if exclusive {
+        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+    } else {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
 }
 
 /// A ring of checkpoints of cumulative values at bucket boundaries.
@@ -153,7 +230,7 @@ impl<T: Clone> Ring<T> {
     }
 }
 
-/// Health buckets and the running maximum of concurrent calls.
+/// Health buckets and the highest concurrency seen in each.
 struct HealthWindow {
     ring: Ring<Totals>,
     /// Highest concurrency of each bucket, by boundary number.
@@ -175,12 +252,15 @@ struct Windows {
     percentiles: PercentileWindow,
 }
 
-/// Everything a breaker counts.
+/// Everything a breaker (or bulkhead) counts.
 pub(crate) struct Stats {
-    stripes: Box<[CachePadded<Stripe>]>,
-    mask: usize,
+    own: Box<[OnceLock<Box<CachePadded<Slot>>>]>,
+    shared: Box<[CachePadded<Slot>]>,
     /// When the next health or percentile bucket starts (clock nanoseconds).
     next_rotation: CachePadded<AtomicU64>,
+    /// Highest exact concurrency reported through [`Stats::observe_concurrency`] since the
+    /// last health boundary.
+    peak: CachePadded<AtomicI64>,
     windows: Mutex<Windows>,
 }
 
@@ -197,9 +277,6 @@ impl Stats {
         health_bucket: (u64, u32),
         percentile_bucket: (u64, u32),
     ) -> Self {
-        let n = stripe_count();
-        let stripes: Box<[CachePadded<Stripe>]> =
-            (0..n).map(|_| CachePadded::new(Stripe::default())).collect();
         let zero = [0; COUNTERS];
         let windows = Windows {
             health: HealthWindow {
@@ -219,9 +296,12 @@ impl Stats {
             },
         };
         let stats = Stats {
-            stripes,
-            mask: n - 1,
+            own: (0..OWN_SLOTS).map(|_| OnceLock::new()).collect(),
+            shared: (0..SHARED_SLOTS)
+                .map(|_| CachePadded::new(Slot::default()))
+                .collect(),
             next_rotation: CachePadded::new(AtomicU64::new(0)),
+            peak: CachePadded::new(AtomicI64::new(0)),
             windows: Mutex::new(windows),
         };
         stats.set_next_rotation(&stats.lock());
@@ -244,56 +324,74 @@ impl Stats {
     }
 
     #[inline]
-    fn stripe(&self, index: usize) -> &Stripe {
-        // `index` is always masked, so this never goes out of bounds.
-        &self.stripes[index & self.mask]
-    }
-
-    /// A call starts: counts it in flight. Returns the stripe to finish it on.
-    #[inline]
-    pub(crate) fn begin(&self) -> usize {
-        let index = thread_number() & self.mask;
-        let stripe = self.stripe(index);
-        let now_in_flight = stripe.in_flight.fetch_add(1, Ordering::Relaxed) + 1;
-        if now_in_flight > stripe.max_in_flight.load(Ordering::Relaxed) {
-            stripe.max_in_flight.fetch_max(now_in_flight, Ordering::Relaxed);
+    fn slot(&self, w: Writer) -> &Slot {
+        if w.exclusive {
+            self.own[w.index].get_or_init(|| Box::new(CachePadded::new(Slot::default())))
+        } else {
+            &self.shared[w.index]
         }
-        index
     }
 
-    /// A call that [`begin`](Self::begin) counted has ended with `counter`.
+    fn slots(&self) -> impl Iterator<Item = &Slot> {
+        self.own
+            .iter()
+            .filter_map(|s| s.get().map(|b| &***b))
+            .chain(self.shared.iter().map(|s| &**s))
+    }
+
+    /// A call starts.
     #[inline]
-    pub(crate) fn finish(&self, stripe: usize, counter: usize, now: u64, slow: bool) {
+    pub(crate) fn begin(&self) {
+        let w = writer();
+        add(&self.slot(w).totals[STARTED], w.exclusive);
+    }
+
+    /// A call that [`begin`](Self::begin) counted has ended with `counter`, `slow` or not,
+    /// taking `latency` (nanoseconds) if measured.
+    #[inline]
+    pub(crate) fn finish(&self, counter: usize, now: u64, slow: bool, latency: Option<u64>) {
         self.rotate_if_due(now);
-        let stripe = self.stripe(stripe);
-        stripe.totals[counter].fetch_add(1, Ordering::Relaxed);
+        let w = writer();
+        let slot = self.slot(w);
+        add(&slot.totals[counter], w.exclusive);
         if slow {
-            stripe.totals[SLOW].fetch_add(1, Ordering::Relaxed);
+            add(&slot.totals[SLOW], w.exclusive);
         }
-        stripe.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if let Some(nanos) = latency {
+            Self::record_in(slot, w, Latency::Execution, nanos);
+        }
     }
 
     /// Counts an event that was never in flight (a short-circuit, a fallback result).
     #[inline]
     pub(crate) fn count(&self, counter: usize, now: u64) {
         self.rotate_if_due(now);
-        self.stripe(thread_number())
-            .totals[counter]
-            .fetch_add(1, Ordering::Relaxed);
+        let w = writer();
+        add(&self.slot(w).totals[counter], w.exclusive);
     }
 
-    /// Records a latency on the stripe a call began on.
     #[inline]
-    pub(crate) fn record_latency(&self, stripe: usize, which: Latency, nanos: u64) {
+    fn record_in(slot: &Slot, w: Writer, which: Latency, nanos: u64) {
         let micros = (nanos / 1_000).min(MAX_MICROS);
-        let histogram = self.stripe(stripe).latency[which as usize].get_or_init(new_atomic_histogram);
-        // In range by construction (clamped to MAX_MICROS).
-        let _ = histogram.increment(micros);
+        let buckets = slot.latency[which as usize]
+            .get_or_init(|| (0..bucket_count()).map(|_| AtomicU64::new(0)).collect());
+        // In range: micros <= MAX_MICROS maps below bucket_count().
+        if let Some(bucket) = buckets.get(bucket_of(micros)) {
+            add(bucket, w.exclusive);
+        }
     }
 
-    /// Records a latency on this thread's stripe.
+    /// Reports an exactly known concurrency (a bulkhead's), kept as the bucket's peak.
+    pub(crate) fn observe_concurrency(&self, value: i64) {
+        if value > self.peak.load(Ordering::Relaxed) {
+            self.peak.fetch_max(value, Ordering::Relaxed);
+        }
+    }
+
+    /// Records a latency on this thread's slot.
     pub(crate) fn record_latency_here(&self, which: Latency, nanos: u64) {
-        self.record_latency(thread_number(), which, nanos);
+        let w = writer();
+        Self::record_in(self.slot(w), w, which, nanos);
     }
 
     #[inline]
@@ -313,15 +411,10 @@ impl Stats {
         if w.health.ring.due(now) {
             let ended = w.health.ring.last;
             let totals = self.totals();
-            let in_flight_now: i64 = self.in_flight();
-            // The bucket that just ended peaked at the stripes' maxima; start the new bucket
-            // at the current level.
-            let mut peak = 0;
-            for s in self.stripes.iter() {
-                peak += s
-                    .max_in_flight
-                    .swap(s.in_flight.load(Ordering::Relaxed), Ordering::Relaxed);
-            }
+            let in_flight_now = in_flight_of(&totals);
+            // The bucket that just ended peaked at the highest exact concurrency reported, or
+            // at least at what is in flight now; the next starts from the current level.
+            let peak = self.peak.swap(in_flight_now, Ordering::Relaxed).max(in_flight_now);
             let len = w.health.max_in_flight.len() as u64;
             w.health.max_in_flight[(ended % len) as usize] = Some((ended, peak));
             let current = now / w.health.ring.bucket_nanos;
@@ -341,10 +434,10 @@ impl Stats {
         self.set_next_rotation(w);
     }
 
-    /// Cumulative totals over every stripe.
+    /// Cumulative totals over every slot.
     pub(crate) fn totals(&self) -> Totals {
         let mut out = [0u64; COUNTERS];
-        for s in self.stripes.iter() {
+        for s in self.slots() {
             for (o, c) in out.iter_mut().zip(s.totals.iter()) {
                 *o = o.wrapping_add(c.load(Ordering::Relaxed));
             }
@@ -353,26 +446,20 @@ impl Stats {
     }
 
     pub(crate) fn in_flight(&self) -> i64 {
-        self.stripes
-            .iter()
-            .map(|s| s.in_flight.load(Ordering::Relaxed))
-            .sum::<i64>()
-            .max(0)
+        in_flight_of(&self.totals())
     }
 
     fn latency_totals(&self, which: Latency) -> Histogram {
-        let mut sum = new_histogram();
-        for s in self.stripes.iter() {
-            if let Some(h) = s.latency[which as usize].get() {
-                let mut part = new_histogram();
-                if h.load_into(&mut part).is_ok() {
-                    for (a, b) in sum.as_mut_slice().iter_mut().zip(part.as_slice()) {
-                        *a = a.wrapping_add(*b);
-                    }
+        let mut sum = vec![0u64; bucket_count()];
+        for s in self.slots() {
+            if let Some(buckets) = s.latency[which as usize].get() {
+                for (a, b) in sum.iter_mut().zip(buckets.iter()) {
+                    *a = a.wrapping_add(b.load(Ordering::Relaxed));
                 }
             }
         }
-        sum
+        Histogram::from_buckets(GROUPING_POWER, MAX_VALUE_POWER, sum)
+            .expect("bucket count matches the configuration")
     }
 
     /// Totals of the rolling window ending at `now`; with `since_reset`, not before the
@@ -399,11 +486,7 @@ impl Stats {
         for (i, t) in out.totals.iter_mut().enumerate() {
             *t = totals[i].wrapping_sub(base[i]);
         }
-        let mut peak: i64 = self
-            .stripes
-            .iter()
-            .map(|s| s.max_in_flight.load(Ordering::Relaxed))
-            .sum();
+        let mut peak = self.peak.load(Ordering::Relaxed).max(in_flight_of(&totals));
         for (b, m) in w.health.max_in_flight.iter().flatten() {
             if *b >= start && *b < ring.last {
                 peak = peak.max(*m);
@@ -553,8 +636,18 @@ mod tests {
     }
 
     fn record(s: &Stats, counter: usize, now: u64) {
-        let stripe = s.begin();
-        s.finish(stripe, counter, now, false);
+        s.begin();
+        s.finish(counter, now, false, None);
+    }
+
+    #[test]
+    fn bucket_layout_matches_the_histogram_crate() {
+        for v in (0..5_000u64).chain([MAX_MICROS, MAX_MICROS - 1, 1 << 20, (1 << 20) + 12_345]) {
+            let mut h = new_histogram();
+            h.increment(v).unwrap();
+            let expected = h.as_slice().iter().position(|&c| c == 1).unwrap();
+            assert_eq!(bucket_of(v), expected, "value {v}");
+        }
     }
 
     #[test]
@@ -592,28 +685,32 @@ mod tests {
     }
 
     #[test]
-    fn concurrency_peak_is_kept_for_the_window() {
+    fn concurrency_is_started_minus_finished_and_peaks_are_kept() {
         let s = stats();
-        let a = s.begin();
-        let b = s.begin();
-        let c = s.begin();
-        s.finish(a, SUCCESS, 10, false);
-        s.finish(b, SUCCESS, 20, false);
+        s.begin();
+        s.begin();
+        s.begin();
+        s.finish(SUCCESS, 10, false, None);
+        // A call may end on another thread than the one it began on.
+        std::thread::scope(|t| {
+            t.spawn(|| s.finish(FAILURE, 20, false, None));
+        });
         assert_eq!(s.in_flight(), 1);
-        assert_eq!(s.window_t(30).max_in_flight, 3);
-        s.finish(c, SUCCESS, 2 * SEC, false);
-        assert_eq!(s.window_t(2 * SEC + 1).max_in_flight, 3);
+        s.observe_concurrency(3);
+        assert_eq!(s.window(30, false).max_in_flight, 3);
+        s.finish(CANCELLED, 2 * SEC, false, None);
+        assert_eq!(s.in_flight(), 0);
+        assert_eq!(s.window(2 * SEC + 1, false).max_in_flight, 3);
         record(&s, SUCCESS, 12 * SEC);
-        assert_eq!(s.window_t(12 * SEC + 1).max_in_flight, 1);
+        assert_eq!(s.window(12 * SEC + 1, false).max_in_flight, 1);
     }
 
     #[test]
     fn latency_window_and_percentiles() {
         let s = stats();
         for ms in 1..=100u64 {
-            let i = s.begin();
-            s.finish(i, SUCCESS, ms * 1_000_000, false);
-            s.record_latency(i, Latency::Execution, ms * 1_000_000);
+            s.begin();
+            s.finish(SUCCESS, ms * 1_000_000, false, Some(ms * 1_000_000));
         }
         let [exec, total] = s.latency_window(SEC);
         assert_eq!(total.as_slice().iter().sum::<u64>(), 0);
