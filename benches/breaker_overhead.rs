@@ -103,12 +103,20 @@ where
     }
 }
 
-fn breakwater_default() -> impl Service<u64, Response = u64, Error = breakwater_circuit_breaker::error::BoxError> + Clone + Send + 'static {
+fn breakwater_default()
+-> impl Service<u64, Response = u64, Error = breakwater_circuit_breaker::error::BoxError>
++ Clone
++ Send
++ 'static {
     let breaker = CircuitBreaker::new("bench");
     CircuitBreakerLayer::new(&breaker).layer(Noop)
 }
 
-fn breakwater_no_latency() -> impl Service<u64, Response = u64, Error = breakwater_circuit_breaker::error::BoxError> + Clone + Send + 'static {
+fn breakwater_no_latency()
+-> impl Service<u64, Response = u64, Error = breakwater_circuit_breaker::error::BoxError>
++ Clone
++ Send
++ 'static {
     let breaker = CircuitBreaker::with_config(
         "bench-no-latency",
         Config {
@@ -120,7 +128,20 @@ fn breakwater_no_latency() -> impl Service<u64, Response = u64, Error = breakwat
     CircuitBreakerLayer::new(&breaker).layer(Noop)
 }
 
-fn tower_resilience() -> impl Service<u64, Response = u64, Error: std::fmt::Debug> + Clone + Send + 'static {
+fn breakwater_precise_clock()
+-> impl Service<u64, Response = u64, Error = breakwater_circuit_breaker::error::BoxError>
++ Clone
++ Send
++ 'static {
+    let breaker = CircuitBreaker::builder("bench-precise")
+        .clock(breakwater_circuit_breaker::Clock::precise())
+        .build()
+        .expect("valid");
+    CircuitBreakerLayer::new(&breaker).layer(Noop)
+}
+
+fn tower_resilience()
+-> impl Service<u64, Response = u64, Error: std::fmt::Debug> + Clone + Send + 'static {
     let layer = tower_resilience_circuitbreaker::CircuitBreakerLayer::builder()
         .failure_rate_threshold(0.5)
         .build()
@@ -186,16 +207,42 @@ fn two_threads<C: Caller>(c: &mut Criterion, group: &str, name: &str, caller: C)
 fn bench(c: &mut Criterion) {
     let t1 = "closed_success_1_thread";
     one_thread(c, t1, "bare_service", TowerCaller(Noop));
-    one_thread(c, t1, "breakwater_default", TowerCaller(breakwater_default()));
-    one_thread(c, t1, "breakwater_no_latency", TowerCaller(breakwater_no_latency()));
+    one_thread(
+        c,
+        t1,
+        "breakwater_default",
+        TowerCaller(breakwater_default()),
+    );
+    one_thread(
+        c,
+        t1,
+        "breakwater_no_latency",
+        TowerCaller(breakwater_no_latency()),
+    );
+    one_thread(
+        c,
+        t1,
+        "breakwater_precise_clock",
+        TowerCaller(breakwater_precise_clock()),
+    );
     one_thread(c, t1, "recloser", recloser());
     one_thread(c, t1, "failsafe", failsafe());
     one_thread(c, t1, "tower_resilience", TowerCaller(tower_resilience()));
 
     let t2 = "closed_success_2_threads";
     two_threads(c, t2, "bare_service", TowerCaller(Noop));
-    two_threads(c, t2, "breakwater_default", TowerCaller(breakwater_default()));
-    two_threads(c, t2, "breakwater_no_latency", TowerCaller(breakwater_no_latency()));
+    two_threads(
+        c,
+        t2,
+        "breakwater_default",
+        TowerCaller(breakwater_default()),
+    );
+    two_threads(
+        c,
+        t2,
+        "breakwater_no_latency",
+        TowerCaller(breakwater_no_latency()),
+    );
     two_threads(c, t2, "recloser", recloser());
     two_threads(c, t2, "failsafe", failsafe());
     two_threads(c, t2, "tower_resilience", TowerCaller(tower_resilience()));

@@ -266,14 +266,24 @@ impl Builder {
     }
 }
 
-/// Admission to one call, handed back when it ends.
-#[derive(Debug)]
+/// Admission to one call, handed back when it ends. Only word-sized fields: byte-sized
+/// flags written and then read back as a word stall the store buffer on every call.
+#[derive(Debug, Clone, Copy)]
 pub(crate) struct Permit {
     start: u64,
-    /// The half-open generation this call is a trial of.
-    trial: Option<u32>,
-    timed: bool,
-    passthrough: bool,
+    /// Flags in the low bits; the half-open generation this call is a trial of in the high
+    /// 32 bits, when `TRIAL` is set.
+    flags: u64,
+}
+
+const TIMED: u64 = 1;
+const PASSTHROUGH: u64 = 2;
+const TRIAL: u64 = 4;
+
+impl Permit {
+    fn trial(&self) -> Option<u32> {
+        (self.flags & TRIAL != 0).then_some((self.flags >> 32) as u32)
+    }
 }
 
 impl CircuitBreaker {
@@ -338,11 +348,9 @@ impl CircuitBreaker {
         if stats_buckets(&old) != stats_buckets(&config)
             || percentile_buckets(&old) != percentile_buckets(&config)
         {
-            inner.stats.reconfigure(
-                now,
-                stats_buckets(&config),
-                percentile_buckets(&config),
-            );
+            inner
+                .stats
+                .reconfigure(now, stats_buckets(&config), percentile_buckets(&config));
         }
         if old.window != config.window {
             inner.count_window.store(match config.window {
@@ -353,9 +361,10 @@ impl CircuitBreaker {
                 inner.stats.reset_window(now);
             }
         }
-        inner
-            .slow_nanos
-            .store(config.slow_calls.map_or(0, |s| nanos(s.duration)), Ordering::Relaxed);
+        inner.slow_nanos.store(
+            config.slow_calls.map_or(0, |s| nanos(s.duration)),
+            Ordering::Relaxed,
+        );
         inner
             .timeout_nanos
             .store(config.timeout.map_or(0, nanos), Ordering::Relaxed);
@@ -462,12 +471,7 @@ impl CircuitBreaker {
             latency_execute.clone()
         };
         let open_for = (state_of(word) == OPEN).then(|| {
-            Duration::from_nanos(
-                inner
-                    .open_until
-                    .load(Ordering::Acquire)
-                    .saturating_sub(now),
-            )
+            Duration::from_nanos(inner.open_until.load(Ordering::Acquire).saturating_sub(now))
         });
         Snapshot {
             name: inner.name.clone(),
@@ -530,9 +534,7 @@ impl CircuitBreaker {
             Mode::Disabled => {
                 return Ok(Permit {
                     start: 0,
-                    trial: None,
-                    timed: false,
-                    passthrough: true,
+                    flags: PASSTHROUGH,
                 });
             }
             Mode::ForcedOpen => return Err(self.short_circuit("forced open")),
@@ -581,11 +583,13 @@ impl CircuitBreaker {
         let timed = hot & RECORD_LATENCY != 0 || inner.slow_nanos.load(Ordering::Relaxed) != 0;
         let start = if timed { inner.clock.raw() } else { 0 };
         inner.stats.begin();
+        let trial = match trial {
+            Some(generation) => TRIAL | (generation as u64) << 32,
+            None => 0,
+        };
         Ok(Permit {
             start,
-            trial,
-            timed,
-            passthrough: false,
+            flags: if timed { TIMED } else { 0 } | trial,
         })
     }
 
@@ -621,7 +625,7 @@ impl CircuitBreaker {
     /// FAILURE, TIMEOUT, REJECTED, BAD_REQUEST or CANCELLED.
     #[inline]
     pub(crate) fn complete(&self, permit: Permit, counter: usize) {
-        if permit.passthrough {
+        if permit.flags & PASSTHROUGH != 0 {
             return;
         }
         let inner = self.inner;
@@ -630,24 +634,26 @@ impl CircuitBreaker {
         let health = counter <= stats::REJECTED;
         let mut slow = false;
         let mut elapsed = 0;
-        if permit.timed {
+        if permit.flags & TIMED != 0 {
             elapsed = now.saturating_sub(inner.clock.nanos(permit.start));
             let slow_nanos = inner.slow_nanos.load(Ordering::Relaxed);
             slow = health && slow_nanos != 0 && elapsed >= slow_nanos;
         }
         let hot = inner.hot.load(Ordering::Acquire);
-        let latency = (hot & RECORD_LATENCY != 0 && permit.timed && counter != stats::CANCELLED)
-            .then_some(elapsed);
+        let latency =
+            (hot & RECORD_LATENCY != 0 && permit.flags & TIMED != 0 && counter != stats::CANCELLED)
+                .then_some(elapsed);
         inner.stats.finish(counter, now, slow, latency);
         if health && hot & COUNT_WINDOW != 0 {
             if let Some(window) = inner.count_window.load().as_ref() {
                 window.push(counter, slow);
             }
         }
-        match permit.trial {
+        match permit.trial() {
             Some(generation) => self.trial_done(generation, counter, now),
             None => {
-                let unhealthy = matches!(counter, stats::FAILURE | stats::TIMEOUT | stats::REJECTED);
+                let unhealthy =
+                    matches!(counter, stats::FAILURE | stats::TIMEOUT | stats::REJECTED);
                 let mode = Mode::from_bits(hot & MODE_MASK);
                 if (unhealthy || slow) && matches!(mode, Mode::Normal | Mode::ForcedClosed) {
                     self.evaluate(now);
@@ -694,9 +700,7 @@ impl CircuitBreaker {
         let mut t = self.lock_transitions();
         let word = inner.state.load(Ordering::Acquire);
         let still = match state_of(seen) {
-            HALF_OPEN => {
-                state_of(word) == HALF_OPEN && generation_of(word) == generation_of(seen)
-            }
+            HALF_OPEN => state_of(word) == HALF_OPEN && generation_of(word) == generation_of(seen),
             CLOSED => state_of(word) == CLOSED,
             _ => false,
         };
@@ -733,6 +737,7 @@ impl CircuitBreaker {
     }
 
     /// A trial call of half-open generation `generation` ended.
+    #[cold]
     fn trial_done(&self, generation: u32, counter: usize, now: u64) {
         let inner = self.inner;
         let mut word = inner.state.load(Ordering::Acquire);
@@ -763,12 +768,10 @@ impl CircuitBreaker {
                 // Ignored or abandoned: the trial did not tell anything; let another call try.
                 _ => word + (1 << 2),
             };
-            match inner.state.compare_exchange_weak(
-                word,
-                next,
-                Ordering::AcqRel,
-                Ordering::Acquire,
-            ) {
+            match inner
+                .state
+                .compare_exchange_weak(word, next, Ordering::AcqRel, Ordering::Acquire)
+            {
                 Ok(_) => return,
                 Err(seen) => word = seen,
             }

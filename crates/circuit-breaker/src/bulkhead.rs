@@ -151,9 +151,7 @@ impl Bulkhead {
                 (n < max).then_some(n + 1)
             });
         let Ok(before) = admitted else {
-            inner
-                .stats
-                .count(stats::REJECTED, inner.clock.now_nanos());
+            inner.stats.count(stats::REJECTED, inner.clock.now_nanos());
             return Err(Rejected {
                 name: inner.name.clone(),
                 max_concurrent: max,

@@ -142,7 +142,10 @@ mod tests {
         assert_eq!(c.classify(Ok(&response(429, None))), Outcome::Failure);
         assert_eq!(c.classify(Ok(&response(503, None))), Outcome::Failure);
         let err: BoxError = "connection reset".into();
-        assert_eq!(Classify::<http::Response<()>>::classify(&c, Err(&err)), Outcome::Failure);
+        assert_eq!(
+            Classify::<http::Response<()>>::classify(&c, Err(&err)),
+            Outcome::Failure
+        );
     }
 
     #[test]
@@ -154,7 +157,10 @@ mod tests {
         assert_eq!(c.classify(Ok(&response(200, Some("4")))), Outcome::Failure);
         assert_eq!(c.classify(Ok(&response(200, Some("3")))), Outcome::Ignored);
         assert_eq!(c.classify(Ok(&response(200, Some("5")))), Outcome::Ignored);
-        assert_eq!(c.classify(Ok(&response(200, Some("garbage")))), Outcome::Success);
+        assert_eq!(
+            c.classify(Ok(&response(200, Some("garbage")))),
+            Outcome::Success
+        );
         assert_eq!(c.classify(Ok(&response(502, None))), Outcome::Failure);
     }
 

@@ -232,10 +232,7 @@ impl Config {
             if slow.rate_threshold_percentage == 0 || slow.rate_threshold_percentage > 100 {
                 return Err(ConfigError::new(
                     "slow_calls.rate_threshold_percentage",
-                    format!(
-                        "{} is outside 1..=100",
-                        slow.rate_threshold_percentage
-                    ),
+                    format!("{} is outside 1..=100", slow.rate_threshold_percentage),
                 ));
             }
         }
@@ -374,59 +371,125 @@ mod tests {
     fn invalid_settings_name_their_field() {
         let d = Config::default;
         assert_eq!(
-            field_of(Config { error_threshold_percentage: 101, ..d() }),
+            field_of(Config {
+                error_threshold_percentage: 101,
+                ..d()
+            }),
             "error_threshold_percentage"
         );
         assert_eq!(
-            field_of(Config { window: Window::Time { length: Duration::from_secs(10), buckets: 0 }, ..d() }),
+            field_of(Config {
+                window: Window::Time {
+                    length: Duration::from_secs(10),
+                    buckets: 0
+                },
+                ..d()
+            }),
             "window.buckets"
         );
         assert_eq!(
-            field_of(Config { window: Window::Time { length: Duration::from_secs(10), buckets: 3 }, ..d() }),
+            field_of(Config {
+                window: Window::Time {
+                    length: Duration::from_secs(10),
+                    buckets: 3
+                },
+                ..d()
+            }),
             "window.length"
         );
         assert_eq!(
-            field_of(Config { window: Window::Count { calls: 0 }, ..d() }),
+            field_of(Config {
+                window: Window::Count { calls: 0 },
+                ..d()
+            }),
             "window.calls"
         );
-        assert_eq!(field_of(Config { half_open_trial_calls: 0, ..d() }), "half_open_trial_calls");
-        assert_eq!(field_of(Config { sleep_window: Duration::ZERO, ..d() }), "sleep_window");
-        assert_eq!(field_of(Config { timeout: Some(Duration::ZERO), ..d() }), "timeout");
-        assert_eq!(field_of(Config { max_concurrent_calls: 0, ..d() }), "max_concurrent_calls");
         assert_eq!(
             field_of(Config {
-                slow_calls: Some(SlowCalls { duration: Duration::from_secs(1), rate_threshold_percentage: 0 }),
+                half_open_trial_calls: 0,
+                ..d()
+            }),
+            "half_open_trial_calls"
+        );
+        assert_eq!(
+            field_of(Config {
+                sleep_window: Duration::ZERO,
+                ..d()
+            }),
+            "sleep_window"
+        );
+        assert_eq!(
+            field_of(Config {
+                timeout: Some(Duration::ZERO),
+                ..d()
+            }),
+            "timeout"
+        );
+        assert_eq!(
+            field_of(Config {
+                max_concurrent_calls: 0,
+                ..d()
+            }),
+            "max_concurrent_calls"
+        );
+        assert_eq!(
+            field_of(Config {
+                slow_calls: Some(SlowCalls {
+                    duration: Duration::from_secs(1),
+                    rate_threshold_percentage: 0
+                }),
                 ..d()
             }),
             "slow_calls.rate_threshold_percentage"
         );
         assert_eq!(
             field_of(Config {
-                backoff: Some(Backoff { multiplier: f64::NAN, ..Backoff::default() }),
+                backoff: Some(Backoff {
+                    multiplier: f64::NAN,
+                    ..Backoff::default()
+                }),
                 ..d()
             }),
             "backoff.multiplier"
         );
         assert_eq!(
             field_of(Config {
-                backoff: Some(Backoff { max: Duration::from_secs(1), ..Backoff::default() }),
+                backoff: Some(Backoff {
+                    max: Duration::from_secs(1),
+                    ..Backoff::default()
+                }),
                 ..d()
             }),
             "backoff.max"
         );
         assert_eq!(
-            field_of(Config { percentile_window: Duration::from_secs(7), ..d() }),
+            field_of(Config {
+                percentile_window: Duration::from_secs(7),
+                ..d()
+            }),
             "percentile_window"
         );
-        let err = Config { error_threshold_percentage: 150, ..d() }.validate().unwrap_err();
-        assert!(err.to_string().contains("error_threshold_percentage"), "{err}");
+        let err = Config {
+            error_threshold_percentage: 150,
+            ..d()
+        }
+        .validate()
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("error_threshold_percentage"),
+            "{err}"
+        );
         assert!(err.to_string().contains("150"), "{err}");
     }
 
     #[test]
     fn backoff_grows_and_is_capped() {
         let c = Config {
-            backoff: Some(Backoff { multiplier: 2.0, max: Duration::from_secs(30), jitter: 0.0 }),
+            backoff: Some(Backoff {
+                multiplier: 2.0,
+                max: Duration::from_secs(30),
+                jitter: 0.0,
+            }),
             ..Config::default()
         };
         assert_eq!(c.sleep_for(1, 0.5), Duration::from_secs(5));
@@ -435,7 +498,11 @@ mod tests {
         assert_eq!(c.sleep_for(4, 0.5), Duration::from_secs(30));
         assert_eq!(c.sleep_for(40, 0.5), Duration::from_secs(30));
         let j = Config {
-            backoff: Some(Backoff { multiplier: 1.0, max: Duration::from_secs(30), jitter: 0.5 }),
+            backoff: Some(Backoff {
+                multiplier: 1.0,
+                max: Duration::from_secs(30),
+                jitter: 0.5,
+            }),
             ..Config::default()
         };
         assert_eq!(j.sleep_for(1, 0.0), Duration::from_secs_f64(2.5));

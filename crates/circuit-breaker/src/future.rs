@@ -16,25 +16,31 @@ use crate::stats;
 /// abandoned half-open trial never leaves the breaker stuck.
 pub(crate) struct CallGuard {
     breaker: CircuitBreaker,
-    permit: Option<Permit>,
+    permit: Permit,
+    /// 1 once the call has been reported (a word, not a bool: see [`Permit`]).
+    done: usize,
 }
 
 impl CallGuard {
     pub(crate) fn new(breaker: CircuitBreaker, permit: Permit) -> Self {
         CallGuard {
             breaker,
-            permit: Some(permit),
+            permit,
+            done: 0,
         }
     }
 
+    #[inline]
     fn finish(&mut self, counter: usize) {
-        if let Some(permit) = self.permit.take() {
-            self.breaker.complete(permit, counter);
+        if self.done == 0 {
+            self.done = 1;
+            self.breaker.complete(self.permit, counter);
         }
     }
 }
 
 impl Drop for CallGuard {
+    #[inline]
     fn drop(&mut self) {
         self.finish(stats::CANCELLED);
     }

@@ -87,7 +87,8 @@ impl MetricsPublisher {
                 .set(snapshot.concurrent_calls as f64);
 
             let [execution, _] = breaker.inner.stats.latency_cumulative();
-            let duration = histogram!("breakwater_circuit_breaker_call_duration_seconds", "breaker" => name);
+            let duration =
+                histogram!("breakwater_circuit_breaker_call_duration_seconds", "breaker" => name);
             let last = self
                 .last_latency
                 .entry(snapshot.name.clone())
@@ -108,7 +109,8 @@ impl MetricsPublisher {
         for bulkhead in self.registry.bulkheads() {
             let s = bulkhead.snapshot();
             let name = s.name.to_string();
-            gauge!("breakwater_bulkhead_active_calls", "bulkhead" => name.clone()).set(s.active as f64);
+            gauge!("breakwater_bulkhead_active_calls", "bulkhead" => name.clone())
+                .set(s.active as f64);
             gauge!("breakwater_bulkhead_max_concurrent_calls", "bulkhead" => name.clone())
                 .set(s.max_concurrent as f64);
             counter!("breakwater_bulkhead_rejected_calls_total", "bulkhead" => name)

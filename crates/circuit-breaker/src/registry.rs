@@ -91,9 +91,7 @@ impl Registry {
         GLOBAL.get_or_init(Registry::new)
     }
 
-    fn read_breakers(
-        &self,
-    ) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, CircuitBreaker>> {
+    fn read_breakers(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, CircuitBreaker>> {
         self.inner
             .breakers
             .read()

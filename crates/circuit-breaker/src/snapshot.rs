@@ -70,7 +70,9 @@ impl Counts {
 
     /// Error percentage, truncated to an integer as Hystrix does; 0 with no requests.
     pub fn error_percentage(&self) -> u64 {
-        (self.errors() * 100).checked_div(self.requests()).unwrap_or(0)
+        (self.errors() * 100)
+            .checked_div(self.requests())
+            .unwrap_or(0)
     }
 }
 

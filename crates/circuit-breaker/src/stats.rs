@@ -162,7 +162,10 @@ fn writer() -> Writer {
 #[inline]
 fn add(counter: &AtomicU64, exclusive: bool) {
     if exclusive {
-        counter.store(counter.load(Ordering::Relaxed).wrapping_add(1), Ordering::Relaxed);
+        counter.store(
+            counter.load(Ordering::Relaxed).wrapping_add(1),
+            Ordering::Relaxed,
+        );
     } else {
         counter.fetch_add(1, Ordering::Relaxed);
     }
@@ -272,11 +275,7 @@ pub(crate) struct WindowTotals {
 }
 
 impl Stats {
-    pub(crate) fn new(
-        now: u64,
-        health_bucket: (u64, u32),
-        percentile_bucket: (u64, u32),
-    ) -> Self {
+    pub(crate) fn new(now: u64, health_bucket: (u64, u32), percentile_bucket: (u64, u32)) -> Self {
         let zero = [0; COUNTERS];
         let windows = Windows {
             health: HealthWindow {
@@ -340,7 +339,7 @@ impl Stats {
     }
 
     /// A call starts.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn begin(&self) {
         let w = writer();
         add(&self.slot(w).totals[STARTED], w.exclusive);
@@ -348,7 +347,7 @@ impl Stats {
 
     /// A call that [`begin`](Self::begin) counted has ended with `counter`, `slow` or not,
     /// taking `latency` (nanoseconds) if measured.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn finish(&self, counter: usize, now: u64, slow: bool, latency: Option<u64>) {
         self.rotate_if_due(now);
         let w = writer();
@@ -414,7 +413,10 @@ impl Stats {
             let in_flight_now = in_flight_of(&totals);
             // The bucket that just ended peaked at the highest exact concurrency reported, or
             // at least at what is in flight now; the next starts from the current level.
-            let peak = self.peak.swap(in_flight_now, Ordering::Relaxed).max(in_flight_now);
+            let peak = self
+                .peak
+                .swap(in_flight_now, Ordering::Relaxed)
+                .max(in_flight_now);
             let len = w.health.max_in_flight.len() as u64;
             w.health.max_in_flight[(ended % len) as usize] = Some((ended, peak));
             let current = now / w.health.ring.bucket_nanos;
@@ -551,7 +553,11 @@ impl Stats {
                 reset: (now, totals),
             };
         }
-        if (w.percentiles.ring.bucket_nanos, w.percentiles.ring.len() as u32) != percentiles {
+        if (
+            w.percentiles.ring.bucket_nanos,
+            w.percentiles.ring.len() as u32,
+        ) != percentiles
+        {
             let current = self.latency_cumulative();
             w.percentiles = PercentileWindow {
                 ring: Ring::new(percentiles.0, percentiles.1, now, current.clone()),
@@ -612,7 +618,10 @@ impl CountWindow {
 
     pub(crate) fn totals(&self) -> Totals {
         let mut out = [0u64; COUNTERS];
-        for (i, c) in [SUCCESS, FAILURE, TIMEOUT, REJECTED, SLOW].into_iter().enumerate() {
+        for (i, c) in [SUCCESS, FAILURE, TIMEOUT, REJECTED, SLOW]
+            .into_iter()
+            .enumerate()
+        {
             out[c] = self.totals[i].load(Ordering::Relaxed);
         }
         out

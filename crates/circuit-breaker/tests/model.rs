@@ -78,8 +78,14 @@ struct Recorded {
 #[derive(Debug, Clone, Copy, PartialEq)]
 enum MState {
     Closed,
-    Open { until: u64 },
-    HalfOpen { generation: u64, permits: u32, successes: u32 },
+    Open {
+        until: u64,
+    },
+    HalfOpen {
+        generation: u64,
+        permits: u32,
+        successes: u32,
+    },
 }
 
 struct Model {
@@ -122,11 +128,19 @@ impl Model {
                 };
                 Some(Some(self.generation))
             }
-            MState::HalfOpen { generation, permits, successes } => {
+            MState::HalfOpen {
+                generation,
+                permits,
+                successes,
+            } => {
                 if permits == 0 {
                     return None;
                 }
-                self.state = MState::HalfOpen { generation, permits: permits - 1, successes };
+                self.state = MState::HalfOpen {
+                    generation,
+                    permits: permits - 1,
+                    successes,
+                };
                 Some(Some(generation))
             }
         }
@@ -135,7 +149,9 @@ impl Model {
     fn open(&mut self) {
         self.trips += 1;
         self.generation += 1;
-        self.state = MState::Open { until: self.now + self.sleep() };
+        self.state = MState::Open {
+            until: self.now + self.sleep(),
+        };
     }
 
     fn should_trip(&self) -> bool {
@@ -170,7 +186,12 @@ impl Model {
         });
         match trial {
             Some(g) => {
-                let MState::HalfOpen { generation, permits, successes } = self.state else {
+                let MState::HalfOpen {
+                    generation,
+                    permits,
+                    successes,
+                } = self.state
+                else {
                     return;
                 };
                 if generation != g {
@@ -193,7 +214,11 @@ impl Model {
                     }
                     End::Failure | End::Timeout => self.open(),
                     End::Ignored | End::Drop => {
-                        self.state = MState::HalfOpen { generation, permits: permits + 1, successes }
+                        self.state = MState::HalfOpen {
+                            generation,
+                            permits: permits + 1,
+                            successes,
+                        }
                     }
                 }
             }
@@ -228,7 +253,9 @@ struct Call {
 }
 
 fn poll(future: &mut Pending) -> Poll<Result<End, BoxError>> {
-    future.as_mut().poll(&mut Context::from_waker(Waker::noop()))
+    future
+        .as_mut()
+        .poll(&mut Context::from_waker(Waker::noop()))
 }
 
 fn run(ops: Vec<Op>, trials: u32, backoff: bool) -> Result<(), TestCaseError> {
@@ -264,18 +291,19 @@ fn run(ops: Vec<Op>, trials: u32, backoff: bool) -> Result<(), TestCaseError> {
         Ok(_) => Outcome::Success,
         Err(_) => Outcome::Failure,
     };
-    let mut service = CircuitBreakerLayer::new(&breaker).classify(classify).layer(
-        tower::service_fn(|rx: oneshot::Receiver<End>| async move {
-            match rx.await {
-                Ok(End::Timeout) => Err::<End, BoxError>(Box::new(Elapsed::new(
-                    "model",
-                    Duration::from_millis(1),
-                ))),
-                Ok(End::Failure) | Err(_) => Err("failed".into()),
-                Ok(other) => Ok(other),
-            }
-        }),
-    );
+    let mut service =
+        CircuitBreakerLayer::new(&breaker)
+            .classify(classify)
+            .layer(tower::service_fn(|rx: oneshot::Receiver<End>| async move {
+                match rx.await {
+                    Ok(End::Timeout) => Err::<End, BoxError>(Box::new(Elapsed::new(
+                        "model",
+                        Duration::from_millis(1),
+                    ))),
+                    Ok(End::Failure) | Err(_) => Err("failed".into()),
+                    Ok(other) => Ok(other),
+                }
+            }));
     let mut model = Model {
         now: 0,
         mode: Mode::Normal,
@@ -304,7 +332,12 @@ fn run(ops: Vec<Op>, trials: u32, backoff: bool) -> Result<(), TestCaseError> {
                                 "step {step}: admitted, model refuses"
                             )));
                         };
-                        pending.push(Call { future, reply: tx, started: model.now, trial });
+                        pending.push(Call {
+                            future,
+                            reply: tx,
+                            started: model.now,
+                            trial,
+                        });
                     }
                     other => panic!("step {step}: unexpected {other:?}"),
                 }

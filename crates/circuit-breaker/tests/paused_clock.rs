@@ -9,8 +9,8 @@ use breakwater_circuit_breaker::error::{BoxError, CircuitOpen, Elapsed, Fallback
 use breakwater_circuit_breaker::fallback::FallbackLayer;
 use breakwater_circuit_breaker::timeout::TimeoutLayer;
 use breakwater_circuit_breaker::{
-    Backoff, CircuitBreaker, CircuitBreakerLayer, Clock, Config, EventKind, Mode, SlowCalls,
-    State, Window,
+    Backoff, CircuitBreaker, CircuitBreakerLayer, Clock, Config, EventKind, Mode, SlowCalls, State,
+    Window,
 };
 use tokio::time::{advance, sleep};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
@@ -33,7 +33,8 @@ fn breaker(config: Config) -> CircuitBreaker {
 
 fn service(
     breaker: &CircuitBreaker,
-) -> impl Service<Do, Response = &'static str, Error = BoxError, Future: Send> + Clone + Send + 'static {
+) -> impl Service<Do, Response = &'static str, Error = BoxError, Future: Send> + Clone + Send + 'static
+{
     CircuitBreakerLayer::new(breaker).layer(service_fn(|d: Do| async move {
         match d {
             Do::Ok => Ok("ok"),
@@ -357,7 +358,8 @@ async fn timeouts_follow_the_live_setting_and_count_as_timeouts() {
     let err = svc.clone().oneshot(150).await.unwrap_err();
     let elapsed = err.downcast_ref::<Elapsed>().expect("an Elapsed error");
     assert_eq!(elapsed.after(), Duration::from_millis(100));
-    b.update(|c| c.timeout = Some(Duration::from_millis(200))).unwrap();
+    b.update(|c| c.timeout = Some(Duration::from_millis(200)))
+        .unwrap();
     assert_eq!(svc.clone().oneshot(150).await.unwrap(), 150);
     b.update(|c| c.timeout = None).unwrap();
     assert_eq!(svc.clone().oneshot(5_000).await.unwrap(), 5_000);
@@ -429,12 +431,7 @@ async fn missing_fallback_and_bad_requests_are_counted() {
     let svc = CircuitBreakerLayer::new(&b)
         .classify(HttpStatus)
         .layer(service_fn(|status: u16| async move {
-            Ok::<_, std::io::Error>(
-                http::Response::builder()
-                    .status(status)
-                    .body(())
-                    .unwrap(),
-            )
+            Ok::<_, std::io::Error>(http::Response::builder().status(status).body(()).unwrap())
         }));
     for status in [200, 404, 400, 404] {
         svc.clone().oneshot(status).await.unwrap();
@@ -479,9 +476,9 @@ async fn metrics_are_published_with_prometheus_names() {
             .iter()
             .find(|(key, _, _, _)| {
                 key.key().name() == name
-                    && labels.iter().all(|(k, v)| {
-                        key.key().labels().any(|l| l.key() == *k && l.value() == *v)
-                    })
+                    && labels
+                        .iter()
+                        .all(|(k, v)| key.key().labels().any(|l| l.key() == *k && l.value() == *v))
             })
             .map(|(_, _, _, value)| value)
     };

@@ -1,0 +1,232 @@
+//! The live demo: breakers guard three simulated dependencies that fail and recover, and their
+//! state and statistics print every second.
+//!
+//! `cargo run --release --example demo` (runs until Ctrl-C; `-- --seconds 20` to stop by itself).
+//!
+//! * `inventory` is healthy but for a 2% error rate; at 20 s into each minute an operator forces
+//!   its breaker open for 5 s (a live setting change) and then lets it go.
+//! * `payments` fails hard from 8 s to 18 s of each 30 s cycle: its breaker opens, probes every
+//!   2 s (half-open), and closes when the dependency is back.
+//! * `recommendations` turns slow from 5 s to 15 s of each 20 s cycle: calls time out after
+//!   100 ms, the breaker opens on timeouts, and a fallback answers meanwhile.
+
+use std::io::{IsTerminal, Write};
+use std::time::{Duration, Instant};
+
+use breakwater::circuit_breaker::{
+    CircuitBreaker, CircuitBreakerLayer, Config, EventKind, Mode, Registry, Snapshot,
+    bulkhead::BulkheadLayer, error::BoxError, fallback::FallbackLayer, timeout::TimeoutLayer,
+};
+use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
+
+/// Seconds since the demo started, as the simulated dependencies see it.
+fn phase(start: Instant, cycle_secs: u64) -> f64 {
+    start.elapsed().as_secs_f64() % cycle_secs as f64
+}
+
+/// A cheap deterministic "random" number in [0, 1) per call.
+fn unit(n: u64) -> f64 {
+    let mut z = n.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    ((z ^ (z >> 31)) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+async fn dependency(name: &'static str, start: Instant, n: u64) -> Result<String, BoxError> {
+    match name {
+        "inventory" => {
+            tokio::time::sleep(Duration::from_millis(2 + n % 5)).await;
+            if unit(n) < 0.02 {
+                return Err("inventory: 500 Internal Server Error".into());
+            }
+            Ok("12 in stock".into())
+        }
+        "payments" => {
+            tokio::time::sleep(Duration::from_millis(10 + n % 20)).await;
+            if (8.0..18.0).contains(&phase(start, 30)) {
+                return Err("payments: connection refused".into());
+            }
+            Ok("authorised".into())
+        }
+        _ => {
+            let slow = (5.0..15.0).contains(&phase(start, 20));
+            let ms = if slow { 150 + n % 100 } else { 5 + n % 30 };
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+            Ok("personalised picks".into())
+        }
+    }
+}
+
+/// The full stack, in Hystrix's order: fallback, breaker, bulkhead, timeout.
+fn guarded(
+    breaker: &CircuitBreaker,
+    name: &'static str,
+    start: Instant,
+) -> impl Service<u64, Response = String, Error = BoxError, Future: Send> + Clone + Send {
+    let fallback = FallbackLayer::new(breaker, move |_e: BoxError| async move {
+        if name == "recommendations" {
+            Ok("bestsellers (fallback)".to_string())
+        } else {
+            Err::<String, BoxError>("no fallback for this dependency".into())
+        }
+    });
+    ServiceBuilder::new()
+        .layer(fallback)
+        .layer(CircuitBreakerLayer::new(breaker))
+        .layer(BulkheadLayer::new(breaker.bulkhead()))
+        .layer(TimeoutLayer::new(breaker))
+        .service(service_fn(move |n: u64| dependency(name, start, n)))
+}
+
+fn row(s: &Snapshot) -> String {
+    let state = match s.mode {
+        Mode::Normal => s.state.as_str().to_uppercase(),
+        other => other.as_str().to_uppercase(),
+    };
+    let window = match s.config.window {
+        breakwater::circuit_breaker::Window::Time { length, .. } => length.as_secs_f64(),
+        _ => 10.0,
+    };
+    let r = &s.rolling;
+    format!(
+        "{:<16} {:<13} {:>6.1} {:>5}% {:>6} {:>5} {:>5} {:>6} {:>6} {:>6} {:>7.1} {:>7.1} {:>4}",
+        s.name,
+        state,
+        r.requests() as f64 / window,
+        r.error_percentage(),
+        r.success,
+        r.failure,
+        r.timeout,
+        r.short_circuited,
+        r.rejected,
+        r.fallback_success,
+        s.latency_execute.at(50.0).unwrap_or_default().as_secs_f64() * 1e3,
+        s.latency_execute.at(99.0).unwrap_or_default().as_secs_f64() * 1e3,
+        s.concurrent_calls,
+    )
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds: Option<u64> = std::env::args()
+        .skip_while(|a| a != "--seconds")
+        .nth(1)
+        .and_then(|s| s.parse().ok());
+    let start = Instant::now();
+    let registry = Registry::new();
+    let fast_recovery = Config {
+        sleep_window: Duration::from_secs(2),
+        timeout: Some(Duration::from_millis(100)),
+        max_concurrent_calls: 20,
+        ..Config::default()
+    };
+    let names = ["inventory", "payments", "recommendations"];
+    for name in names {
+        registry
+            .breaker_with(name, fast_recovery.clone())
+            .expect("valid settings");
+    }
+
+    // Callers: each dependency gets ~50 calls per second from its own task.
+    for (i, name) in names.into_iter().enumerate() {
+        let breaker = registry.get(name).expect("registered above");
+        let service = guarded(&breaker, name, start);
+        tokio::spawn(async move {
+            let mut ticker = tokio::time::interval(Duration::from_millis(20));
+            let mut n = i as u64 * 1_000_000;
+            loop {
+                ticker.tick().await;
+                n += 1;
+                let call = service.clone().oneshot(n);
+                tokio::spawn(async move {
+                    let _ = call.await;
+                });
+            }
+        });
+    }
+
+    // An operator: at 20 s of each minute, force `inventory` open for 5 s.
+    let operator = registry.get("inventory").expect("registered above");
+    tokio::spawn(async move {
+        loop {
+            let at = phase(start, 60);
+            let forced = (20.0..25.0).contains(&at);
+            let mode = if forced {
+                Mode::ForcedOpen
+            } else {
+                Mode::Normal
+            };
+            if operator.config().mode != mode {
+                operator.update(|c| c.mode = mode).expect("valid settings");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+
+    // State transitions, as an on-call engineer's log would show them.
+    let mut events = registry.subscribe();
+    let mut log: Vec<String> = Vec::new();
+    let terminal = std::io::stdout().is_terminal();
+    let mut ticker = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            _ = tokio::signal::ctrl_c() => break,
+        }
+        while let Ok(event) = events.try_recv() {
+            let what = match event.kind {
+                EventKind::StateTransition { from, to } => format!("{from} -> {to}"),
+                EventKind::ModeChanged { from, to } => {
+                    format!("mode {} -> {}", from.as_str(), to.as_str())
+                }
+                _ => "settings changed".to_string(),
+            };
+            log.push(format!(
+                "{:>6.1}s  {:<16} {what}",
+                start.elapsed().as_secs_f64(),
+                event.breaker
+            ));
+        }
+        let mut out = String::new();
+        if terminal {
+            out.push_str("\x1b[2J\x1b[H");
+        }
+        out.push_str(&format!(
+            "breakwater demo: {:.0}s (Ctrl-C to stop); rolling 10 s window\n\n",
+            start.elapsed().as_secs_f64()
+        ));
+        out.push_str(&format!(
+            "{:<16} {:<13} {:>6} {:>6} {:>6} {:>5} {:>5} {:>6} {:>6} {:>6} {:>7} {:>7} {:>4}\n",
+            "breaker",
+            "state",
+            "req/s",
+            "err",
+            "ok",
+            "fail",
+            "t/o",
+            "short",
+            "rej",
+            "fb-ok",
+            "p50 ms",
+            "p99 ms",
+            "now"
+        ));
+        for snapshot in registry.snapshot() {
+            out.push_str(&row(&snapshot));
+            out.push('\n');
+        }
+        out.push_str("\nrecent transitions:\n");
+        for line in log.iter().rev().take(8) {
+            out.push_str(line);
+            out.push('\n');
+        }
+        if !terminal {
+            out.push_str("----\n");
+        }
+        print!("{out}");
+        let _ = std::io::stdout().flush();
+        if seconds.is_some_and(|s| start.elapsed() >= Duration::from_secs(s)) {
+            break;
+        }
+    }
+}
