@@ -33,13 +33,18 @@ impl Service<u64> for Noop {
     }
 }
 
-/// Polls a future that is expected to be ready at once.
+/// Polls a future until it is ready. Every service here is ready at once on one thread;
+/// tower-resilience's future can be pending while another thread holds its state lock, and is
+/// polled again (its lock hands the permit over and marks the waiter ready).
 #[inline]
 fn poll_once<F: Future>(future: F) -> F::Output {
     let mut cx = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut cx) {
-        Poll::Ready(output) => output,
-        Poll::Pending => panic!("the benchmark's services are always ready"),
+    let mut future = pin!(future);
+    loop {
+        match future.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => return output,
+            Poll::Pending => std::hint::spin_loop(),
+        }
     }
 }
 
@@ -51,9 +56,12 @@ where
     S::Error: std::fmt::Debug,
 {
     let mut cx = Context::from_waker(Waker::noop());
-    match service.poll_ready(&mut cx) {
-        Poll::Ready(Ok(())) => {}
-        _ => panic!("not ready"),
+    loop {
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => break,
+            Poll::Ready(Err(e)) => panic!("not ready: {e:?}"),
+            Poll::Pending => std::hint::spin_loop(),
+        }
     }
     let response = poll_once(service.call(black_box(i))).expect("the call succeeds");
     black_box(response);
@@ -85,6 +93,33 @@ impl Caller for RecloserCaller {
     #[inline]
     fn run(&mut self, i: u64) {
         let r = poll_once(self.0.call(ready(Ok::<u64, std::io::Error>(black_box(i)))));
+        black_box(r.is_ok());
+    }
+}
+
+/// recloser's synchronous API: no future at all, its cheapest path.
+#[derive(Clone)]
+struct RecloserSyncCaller(Arc<recloser::Recloser>);
+
+impl Caller for RecloserSyncCaller {
+    #[inline]
+    fn run(&mut self, i: u64) {
+        let r = self.0.call(|| Ok::<u64, std::io::Error>(black_box(i)));
+        black_box(r.is_ok());
+    }
+}
+
+/// failsafe's synchronous API.
+#[derive(Clone)]
+struct FailsafeSyncCaller<B>(B);
+
+impl<B> Caller for FailsafeSyncCaller<B>
+where
+    B: failsafe::CircuitBreaker + Clone + Send + 'static,
+{
+    #[inline]
+    fn run(&mut self, i: u64) {
+        let r = self.0.call(|| Ok::<u64, std::io::Error>(black_box(i)));
         black_box(r.is_ok());
     }
 }
@@ -171,14 +206,15 @@ fn one_thread<C: Caller>(c: &mut Criterion, group: &str, name: &str, mut caller:
     g.finish();
 }
 
-/// Two threads, each with its own clone, calling at once. Criterion's time per iteration is
-/// wall time per call per thread: equal to the one-thread figure under perfect scaling.
-fn two_threads<C: Caller>(c: &mut Criterion, group: &str, name: &str, caller: C) {
+/// `threads` threads, each with its own clone, calling at once. Criterion's time per
+/// iteration is wall time per call per thread: the same for 1 and 2 threads under perfect
+/// scaling, so throughput(2) / throughput(1) = 2 * time(1) / time(2).
+fn threads<C: Caller>(c: &mut Criterion, threads: usize, group: &str, name: &str, caller: C) {
     let mut g = c.benchmark_group(group);
     g.bench_function(name, |b| {
         b.iter_custom(|iters| {
-            let barrier = Arc::new(Barrier::new(3));
-            let handles: Vec<_> = (0..2)
+            let barrier = Arc::new(Barrier::new(threads + 1));
+            let handles: Vec<_> = (0..threads)
                 .map(|_| {
                     let mut caller = caller.clone();
                     let barrier = barrier.clone();
@@ -228,24 +264,55 @@ fn bench(c: &mut Criterion) {
     one_thread(c, t1, "recloser", recloser());
     one_thread(c, t1, "failsafe", failsafe());
     one_thread(c, t1, "tower_resilience", TowerCaller(tower_resilience()));
+    one_thread(
+        c,
+        t1,
+        "recloser_sync_api",
+        RecloserSyncCaller(Arc::new(recloser::Recloser::default())),
+    );
+    one_thread(
+        c,
+        t1,
+        "failsafe_sync_api",
+        FailsafeSyncCaller(failsafe::Config::new().build()),
+    );
 
-    let t2 = "closed_success_2_threads";
-    two_threads(c, t2, "bare_service", TowerCaller(Noop));
-    two_threads(
-        c,
-        t2,
-        "breakwater_default",
-        TowerCaller(breakwater_default()),
-    );
-    two_threads(
-        c,
-        t2,
-        "breakwater_no_latency",
-        TowerCaller(breakwater_no_latency()),
-    );
-    two_threads(c, t2, "recloser", recloser());
-    two_threads(c, t2, "failsafe", failsafe());
-    two_threads(c, t2, "tower_resilience", TowerCaller(tower_resilience()));
+    for (n, group) in [
+        (1, "closed_success_threads_1"),
+        (2, "closed_success_threads_2"),
+    ] {
+        threads(c, n, group, "bare_service", TowerCaller(Noop));
+        threads(
+            c,
+            n,
+            group,
+            "breakwater_default",
+            TowerCaller(breakwater_default()),
+        );
+        threads(
+            c,
+            n,
+            group,
+            "breakwater_no_latency",
+            TowerCaller(breakwater_no_latency()),
+        );
+        threads(c, n, group, "recloser", recloser());
+        threads(
+            c,
+            n,
+            group,
+            "recloser_sync_api",
+            RecloserSyncCaller(Arc::new(recloser::Recloser::default())),
+        );
+        threads(c, n, group, "failsafe", failsafe());
+        threads(
+            c,
+            n,
+            group,
+            "tower_resilience",
+            TowerCaller(tower_resilience()),
+        );
+    }
 }
 
 criterion_group! {

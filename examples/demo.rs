@@ -59,11 +59,11 @@ async fn dependency(name: &'static str, start: Instant, n: u64) -> Result<String
 
 /// The full stack, in Hystrix's order: fallback, breaker, bulkhead, timeout.
 fn guarded(
-    breaker: &CircuitBreaker,
+    breaker: CircuitBreaker,
     name: &'static str,
     start: Instant,
 ) -> impl Service<u64, Response = String, Error = BoxError, Future: Send> + Clone + Send {
-    let fallback = FallbackLayer::new(breaker, move |_e: BoxError| async move {
+    let fallback = FallbackLayer::new(&breaker, move |_e: BoxError| async move {
         if name == "recommendations" {
             Ok("bestsellers (fallback)".to_string())
         } else {
@@ -72,9 +72,9 @@ fn guarded(
     });
     ServiceBuilder::new()
         .layer(fallback)
-        .layer(CircuitBreakerLayer::new(breaker))
+        .layer(CircuitBreakerLayer::new(&breaker))
         .layer(BulkheadLayer::new(breaker.bulkhead()))
-        .layer(TimeoutLayer::new(breaker))
+        .layer(TimeoutLayer::new(&breaker))
         .service(service_fn(move |n: u64| dependency(name, start, n)))
 }
 
@@ -130,7 +130,7 @@ async fn main() {
     // Callers: each dependency gets ~50 calls per second from its own task.
     for (i, name) in names.into_iter().enumerate() {
         let breaker = registry.get(name).expect("registered above");
-        let service = guarded(&breaker, name, start);
+        let service = guarded(breaker, name, start);
         tokio::spawn(async move {
             let mut ticker = tokio::time::interval(Duration::from_millis(20));
             let mut n = i as u64 * 1_000_000;

@@ -644,10 +644,11 @@ impl CircuitBreaker {
             (hot & RECORD_LATENCY != 0 && permit.flags & TIMED != 0 && counter != stats::CANCELLED)
                 .then_some(elapsed);
         inner.stats.finish(counter, now, slow, latency);
-        if health && hot & COUNT_WINDOW != 0 {
-            if let Some(window) = inner.count_window.load().as_ref() {
-                window.push(counter, slow);
-            }
+        if health
+            && hot & COUNT_WINDOW != 0
+            && let Some(window) = inner.count_window.load().as_ref()
+        {
+            window.push(counter, slow);
         }
         match permit.trial() {
             Some(generation) => self.trial_done(generation, counter, now),

@@ -340,7 +340,7 @@ fn check_rolling(
             format!("{length:?} is outside 1ms..=24h"),
         ));
     }
-    if length.as_nanos() % buckets as u128 != 0 {
+    if !length.as_nanos().is_multiple_of(buckets as u128) {
         return Err(ConfigError::new(
             length_field,
             format!("{length:?} does not divide evenly into {buckets} buckets"),

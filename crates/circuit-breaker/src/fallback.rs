@@ -51,7 +51,7 @@ impl<F> FallbackLayer<F> {
     pub fn new(breaker: &CircuitBreaker, fallback: F) -> Self {
         breaker.mark_has_fallback();
         FallbackLayer {
-            breaker: breaker.clone(),
+            breaker: *breaker,
             fallback,
         }
     }
@@ -63,7 +63,7 @@ impl<S, F: Clone> Layer<S> for FallbackLayer<F> {
     fn layer(&self, inner: S) -> Self::Service {
         Fallback {
             inner,
-            breaker: self.breaker.clone(),
+            breaker: self.breaker,
             fallback: self.fallback.clone(),
         }
     }
@@ -98,7 +98,7 @@ where
             state: FallbackState::Primary {
                 future: self.inner.call(request),
             },
-            breaker: self.breaker.clone(),
+            breaker: self.breaker,
             fallback: self.fallback.clone(),
             start,
             slot: None,
@@ -181,7 +181,7 @@ where
                         .into()));
                     }
                     *this.slot = Some(FallbackSlot {
-                        breaker: this.breaker.clone(),
+                        breaker: *this.breaker,
                     });
                     let future = (this.fallback)(error);
                     this.state.set(FallbackState::Fallback { future });

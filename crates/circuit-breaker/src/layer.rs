@@ -30,7 +30,7 @@ impl CircuitBreakerLayer {
     /// A layer for `breaker` that counts every `Err` as a failure.
     pub fn new(breaker: &CircuitBreaker) -> Self {
         CircuitBreakerLayer {
-            breaker: breaker.clone(),
+            breaker: *breaker,
             classify: AnyError,
         }
     }

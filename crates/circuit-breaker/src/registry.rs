@@ -62,25 +62,22 @@ impl Default for Registry {
 impl Registry {
     /// An empty registry.
     pub fn new() -> Self {
+        Self::make(None)
+    }
+
+    /// An empty registry whose breakers and bulkheads use `clock` (for tests on a paused or
+    /// manual clock).
+    pub fn with_clock(clock: Clock) -> Self {
+        Self::make(Some(clock))
+    }
+
+    fn make(clock: Option<Clock>) -> Self {
         Registry {
             inner: Arc::new(Inner {
                 breakers: RwLock::new(BTreeMap::new()),
                 bulkheads: RwLock::new(BTreeMap::new()),
                 events: broadcast::channel(1024).0,
-                clock: None,
-            }),
-        }
-    }
-
-    /// An empty registry whose breakers use `clock` (for tests on a paused or manual clock).
-    pub fn with_clock(clock: Clock) -> Self {
-        let registry = Self::new();
-        Registry {
-            inner: Arc::new(Inner {
-                breakers: RwLock::new(BTreeMap::new()),
-                bulkheads: RwLock::new(BTreeMap::new()),
-                events: registry.inner.events.clone(),
-                clock: Some(clock),
+                clock,
             }),
         }
     }
@@ -133,14 +130,14 @@ impl Registry {
             .write()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = map.get(builder.name()) {
-            return Ok(existing.clone());
+            return Ok(*existing);
         }
         let name = builder.name().clone();
         let breaker = builder.build_in(
             Some(self.inner.events.clone()),
             Some(WeakRegistry(Arc::downgrade(&self.inner))),
         )?;
-        map.insert(name, breaker.clone());
+        map.insert(name, breaker);
         Ok(breaker)
     }
 

@@ -26,9 +26,7 @@ pub struct TimeoutLayer {
 impl TimeoutLayer {
     /// A layer that times calls out after `breaker`'s current `timeout`.
     pub fn new(breaker: &CircuitBreaker) -> Self {
-        TimeoutLayer {
-            breaker: breaker.clone(),
-        }
+        TimeoutLayer { breaker: *breaker }
     }
 }
 
@@ -38,7 +36,7 @@ impl<S> Layer<S> for TimeoutLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Timeout {
             inner,
-            breaker: self.breaker.clone(),
+            breaker: self.breaker,
         }
     }
 }
@@ -76,7 +74,7 @@ where
             future: self.inner.call(request),
             sleep,
             after,
-            breaker: self.breaker.clone(),
+            breaker: self.breaker,
         }
     }
 }

@@ -165,8 +165,7 @@ impl Model {
             errors += r.error as u64;
             slow += r.slow as u64;
         }
-        requests > 0
-            && requests >= VOLUME
+        requests >= VOLUME
             && (errors * 100 >= THRESHOLD * requests || slow * 100 >= SLOW_RATE * requests)
     }
 
