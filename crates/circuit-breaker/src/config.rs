@@ -229,6 +229,7 @@ impl Config {
                     "must be longer than zero",
                 ));
             }
+            check_at_most_a_day("slow_calls.duration", slow.duration)?;
             if slow.rate_threshold_percentage == 0 || slow.rate_threshold_percentage > 100 {
                 return Err(ConfigError::new(
                     "slow_calls.rate_threshold_percentage",
@@ -239,6 +240,7 @@ impl Config {
         if self.sleep_window.is_zero() {
             return Err(ConfigError::new("sleep_window", "must be longer than zero"));
         }
+        check_at_most_a_day("sleep_window", self.sleep_window)?;
         if let Some(backoff) = self.backoff {
             if !backoff.multiplier.is_finite() || backoff.multiplier < 1.0 {
                 return Err(ConfigError::new(
@@ -246,6 +248,7 @@ impl Config {
                     format!("{} must be a finite number >= 1", backoff.multiplier),
                 ));
             }
+            check_at_most_a_day("backoff.max", backoff.max)?;
             if backoff.max < self.sleep_window {
                 return Err(ConfigError::new(
                     "backoff.max",
@@ -271,11 +274,14 @@ impl Config {
                 ),
             ));
         }
-        if self.timeout.is_some_and(|t| t.is_zero()) {
-            return Err(ConfigError::new(
-                "timeout",
-                "must be longer than zero (use None to disable)",
-            ));
+        if let Some(timeout) = self.timeout {
+            if timeout.is_zero() {
+                return Err(ConfigError::new(
+                    "timeout",
+                    "must be longer than zero (use None to disable)",
+                ));
+            }
+            check_at_most_a_day("timeout", timeout)?;
         }
         if self.max_concurrent_calls == 0 {
             return Err(ConfigError::new(
@@ -316,11 +322,23 @@ impl Config {
         let base = self.sleep_window.as_secs_f64() * backoff.multiplier.powi(exponent);
         let spread = 1.0 + backoff.jitter * (2.0 * random_unit - 1.0);
         let secs = (base.min(backoff.max.as_secs_f64()) * spread).min(backoff.max.as_secs_f64());
-        Duration::from_secs_f64(secs.max(0.0))
+        // Validation bounds every input, but never let arithmetic turn into a panic.
+        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(backoff.max)
     }
 }
 
 const MAX_BUCKETS: u32 = 10_000;
+const A_DAY: Duration = Duration::from_secs(24 * 3600);
+
+fn check_at_most_a_day(field: &'static str, value: Duration) -> Result<(), ConfigError> {
+    if value > A_DAY {
+        return Err(ConfigError::new(
+            field,
+            format!("{value:?} is longer than the 24 h this crate accepts"),
+        ));
+    }
+    Ok(())
+}
 
 fn check_rolling(
     length_field: &'static str,
