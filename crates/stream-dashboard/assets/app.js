@@ -1,0 +1,1 @@
+<!-- placeholder: the dashboard page is being written -->

@@ -1,0 +1,88 @@
+//! `breakwater-dashboard`: the stream dashboard as a standalone server, typically following
+//! the `/hystrix.stream` of many instances and merging them Turbine-style.
+//!
+//! Every flag has a matching environment variable; it binds to 127.0.0.1 unless told
+//! otherwise and stops gracefully on SIGTERM or Ctrl-C.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use breakwater_stream_dashboard::{Dashboard, OriginAllowList, StreamSettings};
+use clap::Parser;
+use http::Uri;
+
+#[derive(Debug, Parser)]
+#[command(version, about = "Hystrix stream dashboard and Turbine-style aggregator")]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "BREAKWATER_DASHBOARD_BIND", default_value = "127.0.0.1:7979")]
+    bind: SocketAddr,
+    /// A `/hystrix.stream` URL to follow and merge (repeat, or comma-separate in the variable).
+    #[arg(long = "instance", env = "BREAKWATER_DASHBOARD_INSTANCES", value_delimiter = ',')]
+    instances: Vec<Uri>,
+    /// `host:port` (or `host:*`) that `/proxy.stream` may relay (repeatable).
+    #[arg(long = "proxy-allow", env = "BREAKWATER_DASHBOARD_PROXY_ALLOW", value_delimiter = ',')]
+    proxy_allow: Vec<String>,
+    /// Require this bearer token on every route.
+    #[arg(long, env = "BREAKWATER_DASHBOARD_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Most stream connections at once.
+    #[arg(long, env = "BREAKWATER_DASHBOARD_MAX_CONNECTIONS", default_value_t = 128)]
+    max_connections: usize,
+    /// Default time between frames, in milliseconds.
+    #[arg(long, env = "BREAKWATER_DASHBOARD_INTERVAL_MS", default_value_t = 500)]
+    interval_ms: u64,
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .init();
+    let args = Args::parse();
+    let mut allow = OriginAllowList::new();
+    for entry in &args.proxy_allow {
+        allow = allow.allow(entry)?;
+    }
+    let settings = StreamSettings {
+        interval: Duration::from_millis(args.interval_ms),
+        max_connections: args.max_connections,
+        ..StreamSettings::default()
+    };
+    let mut dashboard = Dashboard::new()
+        .instances(args.instances)
+        .proxy_allow_list(allow)
+        .stream_settings(settings);
+    if let Some(token) = args.token {
+        dashboard = dashboard.bearer_token(token);
+    }
+    let listener = tokio::net::TcpListener::bind(args.bind).await?;
+    tracing::info!("dashboard on http://{}/", listener.local_addr()?);
+    breakwater_stream_dashboard::serve(listener, dashboard.router(), shutdown_signal()).await?;
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {},
+        _ = term => {},
+    }
+    tracing::info!("shutting down");
+}

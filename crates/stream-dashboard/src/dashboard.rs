@@ -1,0 +1,299 @@
+//! The dashboard server: routes, settings and access control in one [`Dashboard`] builder.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::{Query, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Extension, Json};
+use breakwater_circuit_breaker::Registry;
+use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use serde_json::json;
+use tokio::sync::Semaphore;
+use tower_http::cors::{Any, CorsLayer};
+
+use crate::aggregate::Aggregator;
+use crate::hystrix;
+use crate::page;
+use crate::proxy::{self, HttpClient, OriginAllowList};
+use crate::serve::ConnectionHandle;
+use crate::stream::{StreamSettings, Streamer};
+
+/// Builds the dashboard's router.
+///
+/// ```
+/// use breakwater_circuit_breaker::Registry;
+/// use breakwater_stream_dashboard::Dashboard;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> std::io::Result<()> {
+/// let registry = Registry::new();
+/// registry.breaker("payments");
+/// // `/hystrix.stream`, `/proxy.stream` and the page at `/`, ready to mount or serve.
+/// let router = Dashboard::new().registry(registry).router();
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+/// # let shutdown = async {};
+/// breakwater_stream_dashboard::serve(listener, router, shutdown).await?;
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Debug, Default)]
+pub struct Dashboard {
+    registry: Option<Registry>,
+    instances: Vec<Uri>,
+    proxy_allow: OriginAllowList,
+    token: Option<String>,
+    settings: StreamSettings,
+}
+
+struct AppState {
+    local: Option<Streamer>,
+    aggregator: Option<(Aggregator, Streamer, Arc<StreamSettings>, Arc<Semaphore>)>,
+    proxy: Streamer,
+    proxy_allow: OriginAllowList,
+    client: HttpClient,
+}
+
+impl Dashboard {
+    /// A dashboard with nothing to show yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Streams this registry's breakers and bulkheads at `/hystrix.stream`.
+    pub fn registry(mut self, registry: Registry) -> Self {
+        self.registry = Some(registry);
+        self
+    }
+
+    /// Follows these instances' streams and serves them merged at `/turbine.stream` (one
+    /// instance alone with `?instance=<index>`). Their hosts are also allowed to the proxy.
+    pub fn instances(mut self, urls: impl IntoIterator<Item = Uri>) -> Self {
+        self.instances.extend(urls);
+        self
+    }
+
+    /// The origins `/proxy.stream` may relay (none by default).
+    pub fn proxy_allow_list(mut self, list: OriginAllowList) -> Self {
+        self.proxy_allow = list;
+        self
+    }
+
+    /// Requires `Authorization: Bearer <token>` (or `?access_token=<token>`, for browsers'
+    /// `EventSource`, which cannot set headers) on every route.
+    pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(token.into());
+        self
+    }
+
+    /// Intervals, connection cap, per-client buffer, stall timeout and compression.
+    pub fn stream_settings(mut self, settings: StreamSettings) -> Self {
+        self.settings = settings;
+        self
+    }
+
+    /// The router. Starts following the instances, if any, so call it within a Tokio runtime.
+    pub fn router(self) -> Router {
+        let settings = Arc::new(self.settings);
+        let connections = Arc::new(Semaphore::new(settings.max_connections));
+        let local = self.registry.map(|registry| {
+            let source = move |out: &mut Vec<u8>| {
+                let commands = registry.snapshot();
+                let bulkheads = registry.bulkhead_snapshots();
+                hystrix::write_frame(&commands, &bulkheads, out);
+            };
+            Streamer::new(Arc::new(source), settings.clone(), connections.clone())
+        });
+        let mut proxy_allow = self.proxy_allow;
+        for url in &self.instances {
+            if let Some(authority) = url.authority()
+                && let Ok(list) = proxy_allow.clone().allow(authority.as_str())
+            {
+                proxy_allow = list;
+            }
+        }
+        let aggregator = (!self.instances.is_empty()).then(|| {
+            let aggregator = Aggregator::spawn(self.instances);
+            let merged = aggregator.clone();
+            let source = move |out: &mut Vec<u8>| merged.write_merged_frame(out);
+            let streamer = Streamer::new(Arc::new(source), settings.clone(), connections.clone());
+            (aggregator, streamer, settings.clone(), connections.clone())
+        });
+        // The proxy relays bytes; it uses the streamer only for the connection cap.
+        let proxy = Streamer::new(
+            Arc::new(|out: &mut Vec<u8>| out.extend_from_slice(b"ping: \n\n")),
+            settings.clone(),
+            connections.clone(),
+        );
+        let state = Arc::new(AppState {
+            local,
+            aggregator,
+            proxy,
+            proxy_allow,
+            client: proxy::http_client(),
+        });
+        let mut router = Router::new()
+            .route("/", get(page::index))
+            .route("/dashboard/app.js", get(page::script))
+            .route("/dashboard/app.css", get(page::style))
+            .route("/dashboard/sources.json", get(sources))
+            .route("/dashboard/instances.json", get(instances))
+            .route("/hystrix.stream", get(local_stream))
+            .route("/turbine.stream", get(turbine_stream))
+            .route("/proxy.stream", get(proxy_stream))
+            .with_state(state);
+        if let Some(token) = self.token {
+            let token: Arc<str> = token.into();
+            router = router.layer(middleware::from_fn(move |request: Request, next: Next| {
+                let token = token.clone();
+                async move { authorize(&token, request, next).await }
+            }));
+        }
+        router.layer(
+            CorsLayer::new()
+                .allow_origin(Any)
+                .allow_methods([Method::GET])
+                .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::CACHE_CONTROL]),
+        )
+    }
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn bad_request(message: String) -> Response {
+    (StatusCode::BAD_REQUEST, message + "\n").into_response()
+}
+
+async fn local_stream(
+    State(state): State<Arc<AppState>>,
+    Query(query): Params,
+    headers: HeaderMap,
+    connection: Option<Extension<ConnectionHandle>>,
+) -> Response {
+    let Some(streamer) = &state.local else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this dashboard streams no local registry\n",
+        )
+            .into_response();
+    };
+    stream(streamer, &query, &headers, connection)
+}
+
+fn stream(
+    streamer: &Streamer,
+    query: &HashMap<String, String>,
+    headers: &HeaderMap,
+    connection: Option<Extension<ConnectionHandle>>,
+) -> Response {
+    let interval = match streamer.interval(query.get("delay").map(String::as_str)) {
+        Ok(interval) => interval,
+        Err(message) => return bad_request(message),
+    };
+    match streamer.admit() {
+        Ok(permit) => streamer.respond(headers, interval, permit, connection.map(|e| e.0)),
+        Err(response) => response,
+    }
+}
+
+async fn turbine_stream(
+    State(state): State<Arc<AppState>>,
+    Query(query): Params,
+    headers: HeaderMap,
+    connection: Option<Extension<ConnectionHandle>>,
+) -> Response {
+    let Some((aggregator, merged, settings, connections)) = &state.aggregator else {
+        return (
+            StatusCode::NOT_FOUND,
+            "this dashboard follows no instances\n",
+        )
+            .into_response();
+    };
+    let Some(instance) = query.get("instance") else {
+        return stream(merged, &query, &headers, connection);
+    };
+    let count = aggregator.instances().len();
+    let index = match instance.parse::<usize>() {
+        Ok(index) if index < count => index,
+        _ => {
+            return bad_request(format!(
+                "query parameter `instance`: {instance:?} is not an index below {count}"
+            ));
+        }
+    };
+    let one = aggregator.clone();
+    let source = move |out: &mut Vec<u8>| one.write_instance_frame(index, out);
+    let streamer = Streamer::new(Arc::new(source), settings.clone(), connections.clone());
+    stream(&streamer, &query, &headers, connection)
+}
+
+async fn proxy_stream(State(state): State<Arc<AppState>>, Query(query): Params) -> Response {
+    proxy::relay(&state.client, &state.proxy_allow, &state.proxy, query).await
+}
+
+async fn sources(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let mut sources = Vec::new();
+    if state.local.is_some() {
+        sources.push(json!({"id": "local", "label": "this instance", "url": "hystrix.stream"}));
+    }
+    if let Some((aggregator, ..)) = &state.aggregator {
+        sources.push(json!({"id": "all", "label": "all instances (aggregated)", "url": "turbine.stream"}));
+        for (index, instance) in aggregator.instances().iter().enumerate() {
+            sources.push(json!({
+                "id": format!("inst-{index}"),
+                "label": instance.label,
+                "url": format!("turbine.stream?instance={index}"),
+            }));
+        }
+    }
+    let default = if state.aggregator.is_some() { "all" } else { "local" };
+    Json(json!({"default": default, "sources": sources}))
+}
+
+async fn instances(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
+    let instances = state
+        .aggregator
+        .as_ref()
+        .map(|(a, ..)| a.instances())
+        .unwrap_or_default();
+    Json(json!({ "instances": instances }))
+}
+
+async fn authorize(token: &str, request: Request, next: Next) -> Response {
+    let from_header = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(str::trim);
+    let from_query = request.uri().query().and_then(|q| {
+        q.split('&')
+            .filter_map(|pair| pair.split_once('='))
+            .find(|(k, _)| *k == "access_token")
+            .map(|(_, v)| v)
+    });
+    let presented = from_header.or(from_query).unwrap_or("");
+    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
+        return next.run(request).await;
+    }
+    let mut response = (
+        StatusCode::UNAUTHORIZED,
+        "a bearer token is required: `Authorization: Bearer <token>` or `?access_token=<token>`\n",
+    )
+        .into_response();
+    response
+        .headers_mut()
+        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    response
+}
+
+// Compares without returning early, so the time taken does not tell how much matched.
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

@@ -1,0 +1,49 @@
+//! Streams circuit-breaker stats in the wire format of Netflix Hystrix, merges the streams of
+//! many instances as Turbine does, and serves a live dashboard page.
+//!
+//! On-call engineers watch breakers here during incidents, so streaming must keep up and must
+//! never slow the service it runs in: one frame per tick is built and compressed once for all
+//! watchers, each watcher has a small bounded queue, and a watcher that stops reading is
+//! disconnected.
+//!
+//! | route | what |
+//! |---|---|
+//! | `GET /hystrix.stream[?delay=ms]` | this process's [`Registry`](breakwater_circuit_breaker::Registry) as Hystrix SSE: a `HystrixCommand` event per breaker, a `HystrixThreadPool` event per bulkhead |
+//! | `GET /turbine.stream[?instance=i]` | the merged streams of the followed instances (Turbine rules), or one of them |
+//! | `GET /proxy.stream?origin=url` | relays an allowed upstream stream, for the stock Hystrix Dashboard |
+//! | `GET /` | the live dashboard page; `/dashboard/sources.json` lists what it can show |
+//!
+//! ```no_run
+//! use breakwater_circuit_breaker::Registry;
+//! use breakwater_stream_dashboard::Dashboard;
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let registry = Registry::global().clone();
+//! let router = Dashboard::new().registry(registry).router();
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:7979").await?;
+//! breakwater_stream_dashboard::serve(listener, router, async {
+//!     let _ = tokio::signal::ctrl_c().await;
+//! })
+//! .await
+//! # }
+//! ```
+//!
+//! The router is a plain [`axum::Router`], so it can be merged into an existing service
+//! instead; [`serve`] adds the ability to cut off stalled stream clients.
+
+#![warn(missing_docs)]
+
+pub mod aggregate;
+mod dashboard;
+pub mod hystrix;
+mod page;
+pub mod proxy;
+pub mod serve;
+pub mod sse;
+pub mod stream;
+
+pub use aggregate::Aggregator;
+pub use dashboard::Dashboard;
+pub use proxy::OriginAllowList;
+pub use serve::serve;
+pub use stream::StreamSettings;

@@ -1,0 +1,293 @@
+//! `GET /proxy.stream?origin=<url>`: relays an upstream event stream, as the stock Netflix
+//! Hystrix Dashboard's `ProxyStreamServlet` does (its monitor page always connects through
+//! it). Unlike the servlet, only origins on an allow-list are relayed, so the endpoint is no
+//! open proxy.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use http::{HeaderValue, StatusCode, Uri, header};
+use http_body_util::{BodyExt, Empty};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+use crate::stream::Streamer;
+
+/// How long the upstream gets to answer with its headers.
+const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The origins the proxy may connect to: `host:port` entries, or `host:*` for any port.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginAllowList {
+    entries: Vec<(String, Option<u16>)>,
+}
+
+impl OriginAllowList {
+    /// An empty list: the proxy refuses every origin.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `host:port`, `host:*`, or a URL (its host and port are taken).
+    pub fn allow(mut self, entry: &str) -> Result<Self, String> {
+        let entry = entry.trim();
+        let bare = entry
+            .split_once("://")
+            .map_or(entry, |(_, rest)| rest)
+            .split('/')
+            .next()
+            .unwrap_or("");
+        let (host, port) = match bare.strip_prefix('[') {
+            // An IPv6 literal: `[::1]:9000`.
+            Some(rest) => match rest.split_once(']') {
+                Some((ip, tail)) => (&bare[..ip.len() + 2], tail.strip_prefix(':')),
+                None => return Err(format!("proxy allow-list entry {entry:?}: unclosed '['")),
+            },
+            None => match bare.rsplit_once(':') {
+                Some((host, port)) => (host, Some(port)),
+                None => (bare, None),
+            },
+        };
+        let port = match port {
+            None => Some(default_port(entry)),
+            Some("*") => None,
+            Some(port) => Some(port.parse::<u16>().map_err(|_| {
+                format!("proxy allow-list entry {entry:?}: port {port:?} is not a number")
+            })?),
+        };
+        if host.is_empty() {
+            return Err(format!("proxy allow-list entry {entry:?}: no host"));
+        }
+        self.entries.push((host.to_ascii_lowercase(), port));
+        Ok(self)
+    }
+
+    /// True when `uri`'s host and port are on the list.
+    pub fn allows(&self, uri: &Uri) -> bool {
+        let Some(host) = uri.host() else {
+            return false;
+        };
+        let port = uri.port_u16().unwrap_or(80);
+        self.entries
+            .iter()
+            .any(|(h, p)| h.eq_ignore_ascii_case(host) && p.is_none_or(|p| p == port))
+    }
+
+    /// True when nothing is allowed.
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+fn default_port(entry: &str) -> u16 {
+    if entry.starts_with("https://") { 443 } else { 80 }
+}
+
+pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+pub(crate) fn http_client() -> HttpClient {
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(UPSTREAM_TIMEOUT));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new()).build(connector)
+}
+
+fn refuse(status: StatusCode, message: String) -> Response {
+    tracing::info!(%status, %message, "proxy.stream refused");
+    (status, message + "\n").into_response()
+}
+
+/// The upstream URL the servlet would build: `http://` added when the origin has no scheme,
+/// `delay` passed on.
+pub(crate) fn upstream_url(query: &HashMap<String, String>) -> Result<Uri, Response> {
+    let origin = query.get("origin").map(|s| s.trim()).unwrap_or("");
+    if origin.is_empty() {
+        return Err(refuse(
+            StatusCode::BAD_REQUEST,
+            "Required parameter 'origin' missing. Example: 127.0.0.1:8080/hystrix.stream"
+                .to_owned(),
+        ));
+    }
+    let mut url = String::with_capacity(origin.len() + 16);
+    if !origin.starts_with("http") {
+        url.push_str("http://");
+    }
+    url.push_str(origin);
+    if let Some(delay) = query.get("delay") {
+        url.push(if url.contains('?') { '&' } else { '?' });
+        url.push_str("delay=");
+        url.extend(form_urlencoded_byte_serialize(delay));
+    }
+    let uri: Uri = url.parse().map_err(|e| {
+        refuse(
+            StatusCode::BAD_REQUEST,
+            format!("parameter 'origin': {origin:?} is not a URL ({e})"),
+        )
+    })?;
+    match uri.scheme_str() {
+        Some("http") => Ok(uri),
+        Some(other) => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("parameter 'origin': scheme {other:?} is not supported; use http"),
+        )),
+        None => Err(refuse(
+            StatusCode::BAD_REQUEST,
+            format!("parameter 'origin': {origin:?} has no host"),
+        )),
+    }
+}
+
+// Percent-encodes everything but unreserved characters (RFC 3986), for a query value.
+fn form_urlencoded_byte_serialize(value: &str) -> impl Iterator<Item = char> + '_ {
+    value.bytes().flat_map(|b| {
+        let unreserved = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
+        let chars: Vec<char> = if unreserved {
+            vec![b as char]
+        } else {
+            format!("%{b:02X}").chars().collect()
+        };
+        chars.into_iter()
+    })
+}
+
+pub(crate) async fn relay(
+    client: &HttpClient,
+    allow: &OriginAllowList,
+    streamer: &Streamer,
+    query: HashMap<String, String>,
+) -> Response {
+    let uri = match upstream_url(&query) {
+        Ok(uri) => uri,
+        Err(response) => return response,
+    };
+    if !allow.allows(&uri) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "origin {}:{} is not on this proxy's allow-list",
+                uri.host().unwrap_or(""),
+                uri.port_u16().unwrap_or(80)
+            ),
+        );
+    }
+    let permit = match streamer.admit() {
+        Ok(permit) => permit,
+        Err(response) => return response,
+    };
+    let mut request = http::Request::get(uri.clone())
+        .header(header::ACCEPT, "text/event-stream")
+        .body(Empty::new())
+        .expect("a GET with a parsed URI is a valid request");
+    if let Some(authorization) = query.get("authorization") {
+        match HeaderValue::from_str(authorization) {
+            Ok(value) => {
+                request.headers_mut().insert(header::AUTHORIZATION, value);
+            }
+            Err(_) => {
+                return refuse(
+                    StatusCode::BAD_REQUEST,
+                    "parameter 'authorization': not a valid header value".to_owned(),
+                );
+            }
+        }
+    }
+    let upstream = match tokio::time::timeout(UPSTREAM_TIMEOUT, client.request(request)).await {
+        Ok(Ok(upstream)) => upstream,
+        Ok(Err(error)) => {
+            return refuse(
+                StatusCode::BAD_GATEWAY,
+                format!("failed opening connection to {uri}: {error}"),
+            );
+        }
+        Err(_) => {
+            return refuse(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "{uri} did not answer within {} s",
+                    UPSTREAM_TIMEOUT.as_secs()
+                ),
+            );
+        }
+    };
+    if upstream.status() != StatusCode::OK {
+        return refuse(
+            StatusCode::BAD_GATEWAY,
+            format!("{uri} answered {}", upstream.status()),
+        );
+    }
+    let (parts, body) = upstream.into_parts();
+    // The connection slot is held for as long as the relayed body lives.
+    let body = body.map_frame(move |frame| {
+        let _ = &permit;
+        frame
+    });
+    let mut response = Response::new(Body::new(body));
+    for (name, value) in &parts.headers {
+        if name != header::TRANSFER_ENCODING
+            && name != header::CONNECTION
+            && name != header::CONTENT_LENGTH
+        {
+            response.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_list_entries() {
+        let list = OriginAllowList::new()
+            .allow("127.0.0.1:8080")
+            .unwrap()
+            .allow("metrics.internal:*")
+            .unwrap()
+            .allow("http://[::1]:9000/hystrix.stream")
+            .unwrap()
+            .allow("plainhost")
+            .unwrap();
+        let ok = |u: &str| list.allows(&u.parse().unwrap());
+        assert!(ok("http://127.0.0.1:8080/hystrix.stream"));
+        assert!(!ok("http://127.0.0.1:8081/hystrix.stream"));
+        assert!(ok("http://METRICS.internal:1234/x"));
+        assert!(ok("http://[::1]:9000/hystrix.stream"));
+        assert!(ok("http://plainhost/hystrix.stream"));
+        assert!(!ok("http://plainhost:81/"));
+        assert!(!ok("http://169.254.169.254/latest/meta-data"));
+        assert!(OriginAllowList::new().allow("host:port").is_err());
+        assert!(OriginAllowList::new().allow(":80").is_err());
+    }
+
+    #[test]
+    fn upstream_url_is_built_like_the_servlet() {
+        let q = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<HashMap<_, _>>()
+        };
+        let uri = upstream_url(&q(&[("origin", "127.0.0.1:9/hystrix.stream"), ("delay", "250")]))
+            .unwrap();
+        assert_eq!(uri.to_string(), "http://127.0.0.1:9/hystrix.stream?delay=250");
+        let uri = upstream_url(&q(&[("origin", "http://h:1/s?x=1"), ("delay", "1 0")])).unwrap();
+        assert_eq!(uri.to_string(), "http://h:1/s?x=1&delay=1%200");
+        assert_eq!(
+            upstream_url(&q(&[])).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            upstream_url(&q(&[("origin", "https://h/s")])).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+        assert_eq!(
+            upstream_url(&q(&[("origin", "h h")])).unwrap_err().status(),
+            StatusCode::BAD_REQUEST
+        );
+    }
+}
