@@ -232,7 +232,7 @@ fn ingest(instance: &Instance, data: &str, line: u64) -> Result<(), String> {
             let message = format!("{} line {line}: {reason}", instance.url);
             // Log the first refusals and then one in a thousand, so a broken upstream cannot
             // flood the log.
-            if state.rejected <= 10 || state.rejected % 1000 == 0 {
+            if state.rejected <= 10 || state.rejected.is_multiple_of(1000) {
                 tracing::warn!(instance = %instance.url, line, %reason, rejected = state.rejected, "event refused");
             }
             state.last_error = Some(message);
@@ -244,8 +244,7 @@ fn ingest(instance: &Instance, data: &str, line: u64) -> Result<(), String> {
 type ParsedEvent = ((String, String), Map<String, Value>, bool);
 
 fn parse_event(data: &str) -> Result<ParsedEvent, String> {
-    let value: Value =
-        serde_json::from_str(data).map_err(|e| format!("event is not JSON: {e}"))?;
+    let value: Value = serde_json::from_str(data).map_err(|e| format!("event is not JSON: {e}"))?;
     let Value::Object(event) = value else {
         return Err("event is not a JSON object".to_owned());
     };
@@ -362,12 +361,19 @@ pub fn merge(events: &[&Map<String, Value>]) -> Map<String, Value> {
                 .max()
                 .map_or(Value::Null, Value::from),
             _ if key.starts_with("propertyValue_") => count_values(&values),
-            _ if values.iter().all(|(v, _)| v.is_number()) => sum_numbers(values.iter().map(|(v, _)| *v)),
+            _ if values.iter().all(|(v, _)| v.is_number()) => {
+                sum_numbers(values.iter().map(|(v, _)| *v))
+            }
             _ if values.iter().all(|(v, _)| is_number_map(v)) => sum_maps(&values),
             _ => count_values(&values),
         };
         merged.insert(key.to_owned(), value);
     }
+    // Hosts that do not say (old Hystrix thread-pool events) count as one each.
+    merged.insert(
+        "reportingHosts".to_owned(),
+        Value::from(hosts.iter().sum::<u64>()),
+    );
     if let (Some(errors), Some(requests)) = (
         merged.get("errorCount").and_then(Value::as_u64),
         merged.get("requestCount").and_then(Value::as_u64),
@@ -445,7 +451,10 @@ fn count_values(values: &[(&Value, u64)]) -> Value {
         }
     }
     if order.len() == 1 {
-        return counts.remove(&order[0]).map(|(_, v)| v).unwrap_or(Value::Null);
+        return counts
+            .remove(&order[0])
+            .map(|(_, v)| v)
+            .unwrap_or(Value::Null);
     }
     Value::Object(
         order
@@ -514,14 +523,20 @@ mod tests {
         assert_eq!(m["requestCount"], json!(10));
         assert_eq!(m["errorPercentage"], json!(90));
         assert_eq!(m["latencyExecute"], json!({"50": 10, "99.5": 18}));
-        assert_eq!(m["propertyValue_circuitBreakerRequestVolumeThreshold"], json!(20));
+        assert_eq!(
+            m["propertyValue_circuitBreakerRequestVolumeThreshold"],
+            json!(20)
+        );
         assert_eq!(m["reportingHosts"], json!(2));
 
         // An upstream aggregator's counts merge with single values.
         let m2 = merge(&[&m, &a]);
         assert_eq!(m2["isCircuitBreakerOpen"], json!({"false": 2, "true": 1}));
         assert_eq!(m2["reportingHosts"], json!(3));
-        assert_eq!(m2["propertyValue_circuitBreakerRequestVolumeThreshold"], json!(20));
+        assert_eq!(
+            m2["propertyValue_circuitBreakerRequestVolumeThreshold"],
+            json!(20)
+        );
         let one = merge(&[&a]);
         assert_eq!(one, {
             let mut a = a.clone();
@@ -536,7 +551,10 @@ mod tests {
             ("{", "not JSON"),
             ("[1]", "not a JSON object"),
             ("{\"name\":\"x\"}", "no \"type\""),
-            ("{\"type\":\"HystrixCommand\",\"name\":7}", "\"name\" is not"),
+            (
+                "{\"type\":\"HystrixCommand\",\"name\":7}",
+                "\"name\" is not",
+            ),
         ] {
             let err = parse_event(data).unwrap_err();
             assert!(err.contains(what), "{data}: {err}");

@@ -195,7 +195,7 @@ fn stream(
     };
     match streamer.admit() {
         Ok(permit) => streamer.respond(headers, interval, permit, connection.map(|e| e.0)),
-        Err(response) => response,
+        Err(refusal) => refusal.into_response(),
     }
 }
 
@@ -240,7 +240,9 @@ async fn sources(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         sources.push(json!({"id": "local", "label": "this instance", "url": "hystrix.stream"}));
     }
     if let Some((aggregator, ..)) = &state.aggregator {
-        sources.push(json!({"id": "all", "label": "all instances (aggregated)", "url": "turbine.stream"}));
+        sources.push(
+            json!({"id": "all", "label": "all instances (aggregated)", "url": "turbine.stream"}),
+        );
         for (index, instance) in aggregator.instances().iter().enumerate() {
             sources.push(json!({
                 "id": format!("inst-{index}"),
@@ -249,7 +251,11 @@ async fn sources(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
             }));
         }
     }
-    let default = if state.aggregator.is_some() { "all" } else { "local" };
+    let default = if state.aggregator.is_some() {
+        "all"
+    } else {
+        "local"
+    };
     Json(json!({"default": default, "sources": sources}))
 }
 

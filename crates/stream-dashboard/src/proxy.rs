@@ -15,7 +15,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
-use crate::stream::Streamer;
+use crate::stream::{Refusal, Streamer};
 
 /// How long the upstream gets to answer with its headers.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -84,7 +84,11 @@ impl OriginAllowList {
 }
 
 fn default_port(entry: &str) -> u16 {
-    if entry.starts_with("https://") { 443 } else { 80 }
+    if entry.starts_with("https://") {
+        443
+    } else {
+        80
+    }
 }
 
 pub(crate) type HttpClient = Client<HttpConnector, Empty<Bytes>>;
@@ -96,14 +100,14 @@ pub(crate) fn http_client() -> HttpClient {
     Client::builder(TokioExecutor::new()).build(connector)
 }
 
-fn refuse(status: StatusCode, message: String) -> Response {
+fn refuse(status: StatusCode, message: String) -> Refusal {
     tracing::info!(%status, %message, "proxy.stream refused");
-    (status, message + "\n").into_response()
+    (status, message + "\n")
 }
 
 /// The upstream URL the servlet would build: `http://` added when the origin has no scheme,
 /// `delay` passed on.
-pub(crate) fn upstream_url(query: &HashMap<String, String>) -> Result<Uri, Response> {
+pub(crate) fn upstream_url(query: &HashMap<String, String>) -> Result<Uri, Refusal> {
     let origin = query.get("origin").map(|s| s.trim()).unwrap_or("");
     if origin.is_empty() {
         return Err(refuse(
@@ -162,7 +166,7 @@ pub(crate) async fn relay(
 ) -> Response {
     let uri = match upstream_url(&query) {
         Ok(uri) => uri,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     if !allow.allows(&uri) {
         return refuse(
@@ -172,11 +176,12 @@ pub(crate) async fn relay(
                 uri.host().unwrap_or(""),
                 uri.port_u16().unwrap_or(80)
             ),
-        );
+        )
+        .into_response();
     }
     let permit = match streamer.admit() {
         Ok(permit) => permit,
-        Err(response) => return response,
+        Err(refusal) => return refusal.into_response(),
     };
     let mut request = http::Request::get(uri.clone())
         .header(header::ACCEPT, "text/event-stream")
@@ -191,7 +196,8 @@ pub(crate) async fn relay(
                 return refuse(
                     StatusCode::BAD_REQUEST,
                     "parameter 'authorization': not a valid header value".to_owned(),
-                );
+                )
+                .into_response();
             }
         }
     }
@@ -201,7 +207,8 @@ pub(crate) async fn relay(
             return refuse(
                 StatusCode::BAD_GATEWAY,
                 format!("failed opening connection to {uri}: {error}"),
-            );
+            )
+            .into_response();
         }
         Err(_) => {
             return refuse(
@@ -210,14 +217,16 @@ pub(crate) async fn relay(
                     "{uri} did not answer within {} s",
                     UPSTREAM_TIMEOUT.as_secs()
                 ),
-            );
+            )
+            .into_response();
         }
     };
     if upstream.status() != StatusCode::OK {
         return refuse(
             StatusCode::BAD_GATEWAY,
             format!("{uri} answered {}", upstream.status()),
-        );
+        )
+        .into_response();
     }
     let (parts, body) = upstream.into_parts();
     // The connection slot is held for as long as the relayed body lives.
@@ -272,21 +281,29 @@ mod tests {
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect::<HashMap<_, _>>()
         };
-        let uri = upstream_url(&q(&[("origin", "127.0.0.1:9/hystrix.stream"), ("delay", "250")]))
-            .unwrap();
-        assert_eq!(uri.to_string(), "http://127.0.0.1:9/hystrix.stream?delay=250");
+        let uri = upstream_url(&q(&[
+            ("origin", "127.0.0.1:9/hystrix.stream"),
+            ("delay", "250"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            uri.to_string(),
+            "http://127.0.0.1:9/hystrix.stream?delay=250"
+        );
         let uri = upstream_url(&q(&[("origin", "http://h:1/s?x=1"), ("delay", "1 0")])).unwrap();
         assert_eq!(uri.to_string(), "http://h:1/s?x=1&delay=1%200");
         assert_eq!(
-            upstream_url(&q(&[])).unwrap_err().status(),
+            upstream_url(&q(&[])).unwrap_err().0,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            upstream_url(&q(&[("origin", "https://h/s")])).unwrap_err().status(),
+            upstream_url(&q(&[("origin", "https://h/s")]))
+                .unwrap_err()
+                .0,
             StatusCode::BAD_REQUEST
         );
         assert_eq!(
-            upstream_url(&q(&[("origin", "h h")])).unwrap_err().status(),
+            upstream_url(&q(&[("origin", "h h")])).unwrap_err().0,
             StatusCode::BAD_REQUEST
         );
     }

@@ -91,7 +91,9 @@ pub async fn serve(
         });
     }
     let _ = stop_tx.send(true);
-    let _ = tokio::time::timeout(DRAIN * 2, async { while tasks.join_next().await.is_some() {} })
-        .await;
+    let _ = tokio::time::timeout(DRAIN * 2, async {
+        while tasks.join_next().await.is_some() {}
+    })
+    .await;
     Ok(())
 }

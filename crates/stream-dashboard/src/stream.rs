@@ -17,12 +17,15 @@ use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use axum::body::Body;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
 
 use crate::serve::ConnectionHandle;
+
+/// A refused request: its status and the message that says why.
+pub(crate) type Refusal = (StatusCode, String);
 
 /// Something that writes one frame of events (`data: {json}\n\n` each).
 pub trait FrameSource: Send + Sync + 'static {
@@ -170,10 +173,9 @@ impl Streamer {
         let Some(delay) = delay else {
             return Ok(self.settings.interval);
         };
-        let ms: u64 = delay
-            .trim()
-            .parse()
-            .map_err(|_| format!("query parameter `delay`: {delay:?} is not a whole number of milliseconds"))?;
+        let ms: u64 = delay.trim().parse().map_err(|_| {
+            format!("query parameter `delay`: {delay:?} is not a whole number of milliseconds")
+        })?;
         let interval = Duration::from_millis(ms);
         let (min, max) = (self.settings.min_interval, self.settings.max_interval);
         if interval < min || interval > max {
@@ -187,7 +189,7 @@ impl Streamer {
     }
 
     /// Takes a connection slot, or answers 503 as Hystrix does past its cap.
-    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, Response> {
+    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
         self.connections.clone().try_acquire_owned().map_err(|_| {
             tracing::warn!(
                 max = self.settings.max_connections,
@@ -200,7 +202,6 @@ impl Streamer {
                     self.settings.max_connections
                 ),
             )
-                .into_response()
         })
     }
 
@@ -352,6 +353,7 @@ mod tests {
     #[test]
     fn ticks_fall_on_a_shared_grid() {
         let i = Duration::from_millis(500);
+        grid_origin();
         let now = Instant::now();
         let a = next_tick(now, i);
         let b = next_tick(now + Duration::from_millis(3), i);

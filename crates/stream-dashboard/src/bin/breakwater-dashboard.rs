@@ -12,22 +12,41 @@ use clap::Parser;
 use http::Uri;
 
 #[derive(Debug, Parser)]
-#[command(version, about = "Hystrix stream dashboard and Turbine-style aggregator")]
+#[command(
+    version,
+    about = "Hystrix stream dashboard and Turbine-style aggregator"
+)]
 struct Args {
     /// Address to listen on.
-    #[arg(long, env = "BREAKWATER_DASHBOARD_BIND", default_value = "127.0.0.1:7979")]
+    #[arg(
+        long,
+        env = "BREAKWATER_DASHBOARD_BIND",
+        default_value = "127.0.0.1:7979"
+    )]
     bind: SocketAddr,
     /// A `/hystrix.stream` URL to follow and merge (repeat, or comma-separate in the variable).
-    #[arg(long = "instance", env = "BREAKWATER_DASHBOARD_INSTANCES", value_delimiter = ',')]
+    #[arg(
+        long = "instance",
+        env = "BREAKWATER_DASHBOARD_INSTANCES",
+        value_delimiter = ','
+    )]
     instances: Vec<Uri>,
     /// `host:port` (or `host:*`) that `/proxy.stream` may relay (repeatable).
-    #[arg(long = "proxy-allow", env = "BREAKWATER_DASHBOARD_PROXY_ALLOW", value_delimiter = ',')]
+    #[arg(
+        long = "proxy-allow",
+        env = "BREAKWATER_DASHBOARD_PROXY_ALLOW",
+        value_delimiter = ','
+    )]
     proxy_allow: Vec<String>,
     /// Require this bearer token on every route.
     #[arg(long, env = "BREAKWATER_DASHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Most stream connections at once.
-    #[arg(long, env = "BREAKWATER_DASHBOARD_MAX_CONNECTIONS", default_value_t = 128)]
+    #[arg(
+        long,
+        env = "BREAKWATER_DASHBOARD_MAX_CONNECTIONS",
+        default_value_t = 128
+    )]
     max_connections: usize,
     /// Default time between frames, in milliseconds.
     #[arg(long, env = "BREAKWATER_DASHBOARD_INTERVAL_MS", default_value_t = 500)]
@@ -38,8 +57,7 @@ struct Args {
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
         )
         .init();
     let args = Args::parse();

@@ -1,0 +1,298 @@
+//! `/hystrix.stream` over real loopback sockets: framing, headers, interval, cap, access
+//! control, compression, and isolation from clients that stop reading.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use breakwater_circuit_breaker::Registry;
+use breakwater_stream_dashboard::{Dashboard, StreamSettings};
+use common::{Server, count_events, events, get};
+use http::StatusCode;
+use http_body_util::BodyExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn registry_with(names: &[&str]) -> Registry {
+    let registry = Registry::new();
+    for name in names {
+        registry.breaker(name);
+    }
+    registry
+}
+
+#[tokio::test]
+async fn streams_one_event_per_breaker_and_bulkhead_with_hystrix_headers() {
+    let registry = registry_with(&["payments", "inventory"]);
+    registry.bulkhead("payments-pool");
+    let server = Server::start(Dashboard::new().registry(registry).router()).await;
+    let mut open = get(
+        &server.url("/hystrix.stream?delay=100"),
+        &[("Origin", "http://elsewhere")],
+    )
+    .await;
+    assert_eq!(open.status, StatusCode::OK);
+    let h = &open.headers;
+    assert_eq!(h["content-type"], "text/event-stream;charset=UTF-8");
+    assert_eq!(
+        h["cache-control"],
+        "no-cache, no-store, max-age=0, must-revalidate"
+    );
+    assert_eq!(h["pragma"], "no-cache");
+    assert_eq!(h["access-control-allow-origin"], "*");
+    assert!(h.get("content-encoding").is_none(), "no gzip unless asked");
+    let started = Instant::now();
+    let text = open
+        .read_until(Duration::from_secs(10), |t| {
+            count_events(t, "payments") >= 6
+        })
+        .await;
+    let elapsed = started.elapsed();
+    // Six frames at 100 ms: the first at once, five ticks later.
+    assert!(
+        elapsed < Duration::from_secs(3),
+        "delay=100 honoured: {elapsed:?}"
+    );
+    assert!(
+        elapsed >= Duration::from_millis(350),
+        "frames are paced: {elapsed:?}"
+    );
+    let all = events(&text);
+    let pools = all
+        .iter()
+        .filter(|e| e["type"] == "HystrixThreadPool")
+        .count();
+    let inventory = count_events(&text, "inventory");
+    assert!(
+        pools >= 5 && inventory >= 5,
+        "{pools} pool and {inventory} inventory events"
+    );
+    assert!(
+        text.lines()
+            .all(|l| l.is_empty() || l.starts_with("data: {"))
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn an_empty_registry_sends_pings() {
+    let server = Server::start(Dashboard::new().registry(Registry::new()).router()).await;
+    let mut open = get(&server.url("/hystrix.stream?delay=100"), &[]).await;
+    let text = open
+        .read_until(Duration::from_secs(5), |t| {
+            t.matches("ping: \n\n").count() >= 2
+        })
+        .await;
+    assert!(events(&text).is_empty());
+}
+
+#[tokio::test]
+async fn bad_delay_is_refused_with_the_reason() {
+    let server = Server::start(Dashboard::new().registry(Registry::new()).router()).await;
+    for (query, says) in [
+        ("delay=abc", "\"abc\" is not a whole number"),
+        ("delay=5", "5 ms is outside 100..=60000 ms"),
+        ("delay=-1", "is not a whole number"),
+    ] {
+        let open = get(&server.url(&format!("/hystrix.stream?{query}")), &[]).await;
+        assert_eq!(open.status, StatusCode::BAD_REQUEST, "{query}");
+        let body = open.text().await;
+        assert!(
+            body.contains("delay") && body.contains(says),
+            "{query}: {body}"
+        );
+    }
+    let open = get(&server.url("/turbine.stream"), &[]).await;
+    assert_eq!(open.status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn connections_past_the_cap_get_503_and_slots_free_on_disconnect() {
+    let settings = StreamSettings {
+        max_connections: 2,
+        ..StreamSettings::default()
+    };
+    let router = Dashboard::new()
+        .registry(registry_with(&["a"]))
+        .stream_settings(settings)
+        .router();
+    let server = Server::start(router).await;
+    let url = server.url("/hystrix.stream");
+    let first = get(&url, &[]).await;
+    let second = get(&url, &[]).await;
+    assert_eq!(
+        (first.status, second.status),
+        (StatusCode::OK, StatusCode::OK)
+    );
+    let third = get(&url, &[]).await;
+    assert_eq!(third.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        third.text().await.trim(),
+        "MaxConcurrentConnections reached: 2"
+    );
+    drop(first);
+    // The slot comes back once the server notices the disconnect.
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let next = get(&url, &[]).await;
+        if next.status == StatusCode::OK {
+            break;
+        }
+        assert!(Instant::now() < deadline, "slot not freed after disconnect");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    drop(second);
+}
+
+#[tokio::test]
+async fn bearer_token_is_required_when_set() {
+    let router = Dashboard::new()
+        .registry(registry_with(&["a"]))
+        .bearer_token("s3cret")
+        .router();
+    let server = Server::start(router).await;
+    let url = server.url("/hystrix.stream");
+    let open = get(&url, &[]).await;
+    assert_eq!(open.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(open.headers["www-authenticate"], "Bearer");
+    let open = get(&url, &[("Authorization", "Bearer wrong")]).await;
+    assert_eq!(open.status, StatusCode::UNAUTHORIZED);
+    let mut open = get(&url, &[("Authorization", "Bearer s3cret")]).await;
+    assert_eq!(open.status, StatusCode::OK);
+    open.read_until(Duration::from_secs(5), |t| count_events(t, "a") >= 1)
+        .await;
+    let open = get(&server.url("/hystrix.stream?access_token=s3cret"), &[]).await;
+    assert_eq!(open.status, StatusCode::OK);
+    let page = get(&server.url("/?access_token=s3cret"), &[]).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let page = get(&server.url("/"), &[]).await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    // A CORS preflight carries no credentials and is answered anyway.
+    let preflight = common::client()
+        .request(
+            http::Request::builder()
+                .method("OPTIONS")
+                .uri(&url)
+                .header("Origin", "http://other")
+                .header("Access-Control-Request-Method", "GET")
+                .header("Access-Control-Request-Headers", "authorization")
+                .body(http_body_util::Empty::new())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(preflight.status(), StatusCode::OK);
+    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+}
+
+#[tokio::test]
+async fn gzip_clients_get_one_growing_gzip_stream() {
+    let registry = registry_with(&["payments", "inventory"]);
+    let server = Server::start(Dashboard::new().registry(registry).router()).await;
+    let mut open = get(
+        &server.url("/hystrix.stream?delay=100"),
+        &[("Accept-Encoding", "gzip, deflate, br")],
+    )
+    .await;
+    assert_eq!(open.headers["content-encoding"], "gzip");
+    assert_eq!(open.headers["vary"], "Accept-Encoding");
+    let mut compressed = Vec::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut plain = String::new();
+    while count_events(&plain, "payments") < 4 {
+        assert!(Instant::now() < deadline, "decoded so far: {plain}");
+        let frame = tokio::time::timeout(Duration::from_secs(5), open.body.frame())
+            .await
+            .unwrap()
+            .unwrap()
+            .unwrap();
+        compressed.extend_from_slice(&frame.into_data().unwrap());
+        // Decode what has arrived; the stream has no end, so stop at the bytes we have.
+        let mut decoder = flate2::read::GzDecoder::new(&compressed[..]);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = decoder.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        plain = String::from_utf8(out).unwrap();
+    }
+    let payments = count_events(&plain, "payments");
+    assert!(payments >= 4);
+    assert!(
+        compressed.len() * 3 < plain.len(),
+        "compressed {} bytes for {} plain",
+        compressed.len(),
+        plain.len()
+    );
+}
+
+/// A client that stops reading must not hold the others back, must not hold memory, and is
+/// cut off after the stall timeout, which frees its connection slot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_client_is_cut_off_and_does_not_slow_the_others() {
+    // Big frames (about 600 kB) fill the stuck client's socket buffers within a few ticks.
+    let names: Vec<String> = (0..300).map(|i| format!("command-{i:04}")).collect();
+    let registry = Registry::new();
+    for name in &names {
+        registry.breaker(name);
+    }
+    let settings = StreamSettings {
+        max_connections: 2,
+        stall_timeout: Duration::from_secs(1),
+        min_interval: Duration::from_millis(50),
+        ..StreamSettings::default()
+    };
+    let router = Dashboard::new()
+        .registry(registry)
+        .stream_settings(settings)
+        .router();
+    let server = Server::start(router).await;
+
+    // The stuck client: a raw socket that sends its request and reads nothing.
+    let mut stuck = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    stuck
+        .write_all(b"GET /hystrix.stream?delay=50 HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+
+    // A healthy client keeps getting frames at its pace meanwhile.
+    let mut healthy = get(&server.url("/hystrix.stream?delay=100"), &[]).await;
+    let started = Instant::now();
+    healthy
+        .read_count(Duration::from_secs(20), "\"name\":\"command-0299\"", 20)
+        .await;
+    let took = started.elapsed();
+    assert!(
+        took < Duration::from_secs(6),
+        "healthy client slowed: 20 frames in {took:?}"
+    );
+
+    // The stuck one was dropped: reading now drains what the kernel buffered, then ends.
+    let mut drained = 0usize;
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            match stuck.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => drained += n,
+            }
+        }
+    })
+    .await;
+    assert!(
+        ended.is_ok(),
+        "stuck client still connected after {drained} bytes drained"
+    );
+    // It stalled long before its share: a reading client got far more frames.
+    assert!(
+        drained < 200 << 20,
+        "{drained} bytes were queued for the stuck client"
+    );
+
+    // Its slot is free again (cap 2: healthy + a new one).
+    let again = get(&server.url("/hystrix.stream"), &[]).await;
+    assert_eq!(again.status, StatusCode::OK);
+}
