@@ -1,7 +1,13 @@
 //! The live demo: breakers guard three simulated dependencies that fail and recover, and their
 //! state and statistics print every second.
 //!
-//! `cargo run --release --example demo` (runs until Ctrl-C; `-- --seconds 20` to stop by itself).
+//! `cargo run --release --example demo` (runs until Ctrl-C; `-- --seconds 20` to stop by itself,
+//! `-- --port 8080` for another dashboard port).
+//!
+//! The service runs as two instances (replicas with their own breakers; the second one's
+//! dependencies misbehave five seconds later than the first's). The dashboard, at the URL the
+//! demo prints, shows each instance and both merged, Turbine-style; each instance also serves
+//! its raw `/hystrix.stream`, which the stock Netflix Hystrix Dashboard can show.
 //!
 //! * `inventory` is healthy but for a 2% error rate; at 20 s into each minute an operator forces
 //!   its breaker open for 5 s (a live setting change) and then lets it go.
@@ -17,6 +23,7 @@ use breakwater::circuit_breaker::{
     CircuitBreaker, CircuitBreakerLayer, Config, EventKind, Mode, Registry, Snapshot,
     bulkhead::BulkheadLayer, error::BoxError, fallback::FallbackLayer, timeout::TimeoutLayer,
 };
+use breakwater::stream_dashboard::{Dashboard, serve};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
 /// Seconds since the demo started, as the simulated dependencies see it.
@@ -106,13 +113,10 @@ fn row(s: &Snapshot) -> String {
     )
 }
 
-#[tokio::main]
-async fn main() {
-    let seconds: Option<u64> = std::env::args()
-        .skip_while(|a| a != "--seconds")
-        .nth(1)
-        .and_then(|s| s.parse().ok());
-    let start = Instant::now();
+/// One instance of the service: its breakers, and callers driving ~50 calls per second into
+/// each dependency. `lag` shifts when its dependencies misbehave.
+fn start_instance(lag: Duration) -> Registry {
+    let start = Instant::now().checked_sub(lag).unwrap_or_else(Instant::now);
     let registry = Registry::new();
     let fast_recovery = Config {
         sleep_window: Duration::from_secs(2),
@@ -126,8 +130,6 @@ async fn main() {
             .breaker_with(name, fast_recovery.clone())
             .expect("valid settings");
     }
-
-    // Callers: each dependency gets ~50 calls per second from its own task.
     for (i, name) in names.into_iter().enumerate() {
         let breaker = registry.get(name).expect("registered above");
         let service = guarded(breaker, name, start);
@@ -144,6 +146,61 @@ async fn main() {
             }
         });
     }
+    registry
+}
+
+fn flag(name: &str) -> Option<u64> {
+    std::env::args()
+        .skip_while(|a| a != name)
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+}
+
+/// Binds `port` on loopback, or any free port when it is taken.
+async fn bind(port: u16) -> tokio::net::TcpListener {
+    match tokio::net::TcpListener::bind(("127.0.0.1", port)).await {
+        Ok(listener) => listener,
+        Err(error) => {
+            eprintln!("port {port} is not free ({error}); using another");
+            tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("a free loopback port")
+        }
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    let seconds = flag("--seconds");
+    let port = flag("--port").unwrap_or(7979) as u16;
+    let start = Instant::now();
+    let registry = start_instance(Duration::ZERO);
+    let replica = start_instance(Duration::from_secs(5));
+
+    // The replica's stream, on a port of its own as a second process would have it.
+    let replica_listener = bind(0).await;
+    let replica_url = format!(
+        "http://{}/hystrix.stream",
+        replica_listener.local_addr().expect("bound")
+    );
+    tokio::spawn(serve(
+        replica_listener,
+        Dashboard::new().registry(replica).router(),
+        std::future::pending(),
+    ));
+    // The dashboard: this instance's stream and page, following both instances.
+    let listener = bind(port).await;
+    let address = listener.local_addr().expect("bound");
+    let own_url = format!("http://{address}/hystrix.stream");
+    let dashboard = Dashboard::new().registry(registry.clone()).instances([
+        own_url.parse().expect("a URL"),
+        replica_url.parse().expect("a URL"),
+    ]);
+    tokio::spawn(serve(listener, dashboard.router(), std::future::pending()));
+    let banner = format!(
+        "dashboard: http://{address}/   (Hystrix stream: {own_url}; replica: {replica_url})"
+    );
+    println!("{banner}");
 
     // An operator: at 20 s of each minute, force `inventory` open for 5 s.
     let operator = registry.get("inventory").expect("registered above");
@@ -192,7 +249,7 @@ async fn main() {
             out.push_str("\x1b[2J\x1b[H");
         }
         out.push_str(&format!(
-            "breakwater demo: {:.0}s (Ctrl-C to stop); rolling 10 s window\n\n",
+            "breakwater demo: {:.0}s (Ctrl-C to stop); rolling 10 s window\n{banner}\n\ninstance 1 of 2:\n",
             start.elapsed().as_secs_f64()
         ));
         out.push_str(&format!(

@@ -12,6 +12,16 @@ command -v cargo >/dev/null || { echo "cargo is required (rustup toolchain)"; ex
 cargo --version
 rustup component list --installed 2>/dev/null | grep -q rustfmt || rustup component add rustfmt clippy
 
+step "browser test dependencies (Debian chromium, npm playwright-core)"
+if ! command -v chromium >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends chromium >/dev/null
+fi
+chromium --version
+command -v node >/dev/null || { echo "node is required for the browser test"; exit 1; }
+(cd crates/stream-dashboard/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+
 step "format"
 cargo fmt --all -- --check
 
@@ -21,9 +31,21 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
-step "demo smoke run (3 s)"
-out=$(cargo run --quiet --locked --example demo -- --seconds 3)
-for name in inventory payments recommendations; do
-  grep -q "$name" <<<"$out" || { echo "demo output lacks $name:"; echo "$out"; exit 1; }
+step "demo smoke run (8 s): terminal output, dashboard page, stream and aggregation"
+cargo build --quiet --locked --example demo
+log=$(mktemp)
+target/debug/examples/demo --seconds 8 --port 0 >"$log" 2>&1 &
+demo=$!
+url=""
+for _ in $(seq 1 50); do
+  url=$(grep -o 'dashboard: http://[0-9.:]*/' "$log" | head -1 | cut -d' ' -f2 || true)
+  [ -n "$url" ] && break
+  sleep 0.1
 done
-echo "demo ran and reported all three breakers"
+[ -n "$url" ] || { echo "demo printed no dashboard URL:"; cat "$log"; kill $demo; exit 1; }
+python3 scripts/check_dashboard.py "$url"
+wait $demo
+for name in inventory payments recommendations; do
+  grep -q "$name" "$log" || { echo "demo output lacks $name:"; cat "$log"; exit 1; }
+done
+echo "demo ran, reported all three breakers and served its dashboard at $url"

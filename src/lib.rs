@@ -1,1 +1,13 @@
+//! Breakwater: resilient, observable networked services, as Tower layers and the tools to
+//! watch them. This facade re-exports the workspace's crates behind features (all on by
+//! default):
+//!
+//! | feature | module | crate |
+//! |---|---|---|
+//! | `circuit-breaker` | [`circuit_breaker`] | `breakwater-circuit-breaker`: breakers, timeouts, bulkheads, fallbacks, registry and snapshots |
+//! | `stream-dashboard` | [`stream_dashboard`] | `breakwater-stream-dashboard`: `/hystrix.stream`, Turbine-style aggregation, the live page |
+
+#[cfg(feature = "circuit-breaker")]
 pub use breakwater_circuit_breaker as circuit_breaker;
+#[cfg(feature = "stream-dashboard")]
+pub use breakwater_stream_dashboard as stream_dashboard;

@@ -1,0 +1,121 @@
+//! The dashboard page in headless Chromium (Debian's `chromium`, driven by `playwright-core`
+//! from `tests/browser/`; `scripts/test.sh` installs both). Traffic makes a breaker open and
+//! close again while the page watches; the page's DOM must show both, and a screenshot is
+//! kept in `test-artifacts/dashboard.png`.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+mod common;
+
+use breakwater_circuit_breaker::error::BoxError;
+use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, Config, Registry};
+use breakwater_stream_dashboard::Dashboard;
+use common::Server;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tower::{Layer, ServiceExt, service_fn};
+
+fn browser_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
+}
+
+async fn dependency(fail: bool) -> Result<(), BoxError> {
+    if fail { Err("down".into()) } else { Ok(()) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_shows_a_breaker_open_and_close_again() {
+    let dir = browser_dir();
+    let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
+    assert!(
+        std::path::Path::new(&chromium).exists(),
+        "Chromium is not at {chromium}: run `bash scripts/test.sh`, which installs Debian's `chromium`"
+    );
+    assert!(
+        dir.join("node_modules/playwright-core").exists(),
+        "playwright-core is not installed in {}: run `bash scripts/test.sh` (npm ci there)",
+        dir.display()
+    );
+
+    let registry = Registry::new();
+    let config = Config {
+        request_volume_threshold: 5,
+        sleep_window: Duration::from_secs(2),
+        ..Config::default()
+    };
+    let breaker = registry
+        .register(
+            CircuitBreaker::builder("payments")
+                .group("billing")
+                .config(config),
+        )
+        .unwrap();
+    registry.breaker("inventory");
+    let _bulkhead = breaker.bulkhead();
+    let server = Server::start(Dashboard::new().registry(registry).router()).await;
+
+    // Fail until the page has shown the breaker open, then succeed so it closes again.
+    let page_saw_open = Arc::new(AtomicBool::new(false));
+    let traffic = tokio::spawn({
+        let page_saw_open = page_saw_open.clone();
+        async move {
+            loop {
+                let fail = !page_saw_open.load(Ordering::Relaxed);
+                let service = CircuitBreakerLayer::new(&breaker).layer(service_fn(dependency));
+                let _ = service.oneshot(fail).await;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    });
+
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join("dashboard.png");
+    let _ = std::fs::remove_file(&screenshot);
+    let mut node = tokio::process::Command::new("node")
+        .current_dir(&dir)
+        .arg("dashboard-e2e.mjs")
+        .args(["--url", &server.url("/")])
+        .args(["--command", "payments"])
+        .arg("--screenshot")
+        .arg(&screenshot)
+        .args(["--timeout-ms", "60000"])
+        .env("CHROMIUM_PATH", &chromium)
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (installed with the machine; see scripts/test.sh)");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            eprintln!("browser: {line}");
+            if line == "SAW OPEN" {
+                page_saw_open.store(true, Ordering::Relaxed);
+            }
+            seen.push(line);
+        }
+    })
+    .await;
+    traffic.abort();
+    assert!(
+        read.is_ok(),
+        "the browser test did not finish in 90 s; it said {seen:?}"
+    );
+    let status = node.wait().await.unwrap();
+    assert!(status.success(), "the browser test failed: {seen:?}");
+    for expected in ["SAW CARD", "SAW OPEN", "SAW CLOSED", "OK"] {
+        assert!(
+            seen.iter().any(|l| l == expected),
+            "no {expected:?} in {seen:?}"
+        );
+    }
+    let png = std::fs::read(&screenshot).expect("a screenshot was kept");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot is a real PNG"
+    );
+}
