@@ -110,7 +110,7 @@ fn xml_as_servers_answer_without_a_json_accept_header() {
             enabled: true
         })
     );
-    assert_eq!(i.secure_port.unwrap().enabled, false);
+    assert!(!i.secure_port.unwrap().enabled);
     assert_eq!(i.data_center_info.class, wire::MY_OWN_CLASS);
     assert_eq!(i.metadata["instanceId"], i.instance_id);
     round_trips(&apps);
