@@ -1,0 +1,444 @@
+//! The state of an embedded Eureka registry: leases, status overrides, the delta queue,
+//! eviction and self-preservation, following Eureka's `AbstractInstanceRegistry`.
+//!
+//! Time is passed in (epoch milliseconds) so tests drive it; the server passes the wall
+//! clock.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::Mutex;
+
+use crate::wire::{ActionType, Application, Applications, Instance, Status};
+
+/// Settings of the registry (Eureka's `DefaultEurekaServerConfig` defaults).
+#[derive(Debug, Clone)]
+pub struct RegistryConfig {
+    /// How long changes stay in the delta queue (3 minutes).
+    pub delta_retention_ms: i64,
+    /// Stop evicting while renewals in the last minute fall below this share of those
+    /// expected (0.85).
+    pub renewal_percent_threshold: f64,
+    /// Whether self-preservation applies at all (on).
+    pub self_preservation: bool,
+    /// The renewal interval clients are expected to use (30 s), for the expected rate.
+    pub expected_renewal_interval_ms: i64,
+}
+
+impl Default for RegistryConfig {
+    fn default() -> Self {
+        RegistryConfig {
+            delta_retention_ms: 180_000,
+            renewal_percent_threshold: 0.85,
+            self_preservation: true,
+            expected_renewal_interval_ms: 30_000,
+        }
+    }
+}
+
+/// Why an operation did not apply.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistryError {
+    /// No lease for this application and instance.
+    #[error("no instance {id:?} of application {app:?}")]
+    NotFound {
+        /// The application.
+        app: String,
+        /// The instance id.
+        id: String,
+    },
+    /// The client's copy is newer than ours (it must register again).
+    #[error("instance {id:?} is newer on the client (lastDirtyTimestamp {client} > {server})")]
+    ClientNewer {
+        /// The instance id.
+        id: String,
+        /// The client's lastDirtyTimestamp.
+        client: i64,
+        /// Ours.
+        server: i64,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Lease {
+    instance: Instance,
+    last_renewal_ms: i64,
+    duration_ms: i64,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    apps: BTreeMap<String, BTreeMap<String, Lease>>,
+    overrides: HashMap<String, Status>,
+    recent: VecDeque<(i64, Instance)>,
+    version: u64,
+    // Renewals counted per minute: (minute index, count) for the current and the last one.
+    renewals: (i64, u64, u64),
+}
+
+/// An in-memory Eureka registry.
+#[derive(Debug, Default)]
+pub struct Registry {
+    config: RegistryConfig,
+    state: Mutex<State>,
+}
+
+impl Registry {
+    /// An empty registry.
+    pub fn new(config: RegistryConfig) -> Self {
+        Registry {
+            config,
+            state: Mutex::default(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Registers (or re-registers) an instance. A lease whose instance is dirtier (newer
+    /// `lastDirtyTimestamp`) than the one registering keeps its own copy, as Eureka does;
+    /// a status override set before survives the re-registration.
+    pub fn register(&self, mut instance: Instance, now_ms: i64) {
+        let mut state = self.lock();
+        let app = instance.app.to_ascii_uppercase();
+        instance.app = app.clone();
+        let id = instance.id().to_owned();
+        let existing = state.apps.get(&app).and_then(|leases| leases.get(&id)).cloned();
+        let action = if existing.is_some() {
+            ActionType::Modified
+        } else {
+            ActionType::Added
+        };
+        if let Some(existing) = &existing
+            && existing.instance.last_dirty_timestamp > instance.last_dirty_timestamp
+        {
+            instance = existing.instance.clone();
+        }
+        if let Some(&status) = state.overrides.get(&id) {
+            instance.overridden_status = status;
+        } else if instance.overridden_status != Status::Unknown {
+            // A client asking for an override at registration gets it recorded.
+            state.overrides.insert(id.clone(), instance.overridden_status);
+        }
+        if instance.overridden_status != Status::Unknown {
+            instance.status = instance.overridden_status;
+        }
+        let duration_secs = if instance.lease_info.duration_secs == 0 {
+            90
+        } else {
+            instance.lease_info.duration_secs
+        };
+        instance.lease_info.registration_timestamp = existing
+            .as_ref()
+            .map_or(now_ms, |l| l.instance.lease_info.registration_timestamp);
+        instance.lease_info.last_renewal_timestamp = now_ms;
+        instance.lease_info.eviction_timestamp = 0;
+        if instance.status == Status::Up && instance.lease_info.service_up_timestamp == 0 {
+            instance.lease_info.service_up_timestamp = now_ms;
+        }
+        if instance.last_dirty_timestamp == 0 {
+            instance.last_dirty_timestamp = now_ms;
+        }
+        instance.last_updated_timestamp = now_ms;
+        instance.action_type = Some(action);
+        let lease = Lease {
+            instance: instance.clone(),
+            last_renewal_ms: now_ms,
+            duration_ms: i64::from(duration_secs) * 1000,
+        };
+        state.apps.entry(app).or_default().insert(id, lease);
+        record(&mut state, &self.config, instance, now_ms);
+    }
+
+    /// A heartbeat. `None` when renewed; the caller answers 404 on an error, upon which the
+    /// client registers again.
+    pub fn renew(
+        &self,
+        app: &str,
+        id: &str,
+        client_dirty: Option<i64>,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        let mut state = self.lock();
+        let lease = lease_mut(&mut state, app, id)?;
+        let server = lease.instance.last_dirty_timestamp;
+        if let Some(client) = client_dirty
+            && client > server
+        {
+            return Err(RegistryError::ClientNewer {
+                id: id.to_owned(),
+                client,
+                server,
+            });
+        }
+        lease.last_renewal_ms = now_ms;
+        lease.instance.lease_info.last_renewal_timestamp = now_ms;
+        let minute = now_ms.div_euclid(60_000);
+        let (current, this, _) = state.renewals;
+        state.renewals = if minute == current {
+            (minute, this + 1, state.renewals.2)
+        } else if minute == current + 1 {
+            (minute, 1, this)
+        } else {
+            (minute, 1, 0)
+        };
+        Ok(())
+    }
+
+    /// Cancels a registration (graceful shutdown).
+    pub fn cancel(&self, app: &str, id: &str, now_ms: i64) -> Result<(), RegistryError> {
+        let mut state = self.lock();
+        let app = app.to_ascii_uppercase();
+        let removed = state
+            .apps
+            .get_mut(&app)
+            .and_then(|leases| leases.remove(id))
+            .ok_or_else(|| not_found(&app, id))?;
+        if state.apps.get(&app).is_some_and(BTreeMap::is_empty) {
+            state.apps.remove(&app);
+        }
+        state.overrides.remove(id);
+        let mut instance = removed.instance;
+        instance.action_type = Some(ActionType::Deleted);
+        instance.last_updated_timestamp = now_ms;
+        record(&mut state, &self.config, instance, now_ms);
+        Ok(())
+    }
+
+    /// Sets a status override (`OUT_OF_SERVICE` to take an instance out of traffic).
+    pub fn set_status_override(
+        &self,
+        app: &str,
+        id: &str,
+        status: Status,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        let mut state = self.lock();
+        let lease = lease_mut(&mut state, app, id)?;
+        lease.instance.overridden_status = status;
+        lease.instance.status = status;
+        touch(&mut lease.instance, now_ms);
+        let instance = lease.instance.clone();
+        state.overrides.insert(id.to_owned(), status);
+        record(&mut state, &self.config, instance, now_ms);
+        Ok(())
+    }
+
+    /// Removes a status override; the instance takes `status` (or `UNKNOWN` until it says).
+    pub fn remove_status_override(
+        &self,
+        app: &str,
+        id: &str,
+        status: Option<Status>,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        let mut state = self.lock();
+        let lease = lease_mut(&mut state, app, id)?;
+        lease.instance.overridden_status = Status::Unknown;
+        lease.instance.status = status.unwrap_or(Status::Unknown);
+        touch(&mut lease.instance, now_ms);
+        let instance = lease.instance.clone();
+        state.overrides.remove(id);
+        record(&mut state, &self.config, instance, now_ms);
+        Ok(())
+    }
+
+    /// Merges metadata into an instance's.
+    pub fn update_metadata(
+        &self,
+        app: &str,
+        id: &str,
+        entries: impl IntoIterator<Item = (String, String)>,
+        now_ms: i64,
+    ) -> Result<(), RegistryError> {
+        let mut state = self.lock();
+        let lease = lease_mut(&mut state, app, id)?;
+        lease.instance.metadata.extend(entries);
+        touch(&mut lease.instance, now_ms);
+        let instance = lease.instance.clone();
+        record(&mut state, &self.config, instance, now_ms);
+        Ok(())
+    }
+
+    /// Every application (a full fetch), with the version and hash code.
+    pub fn applications(&self) -> Applications {
+        let state = self.lock();
+        let applications = state
+            .apps
+            .iter()
+            .map(|(name, leases)| Application {
+                name: name.clone(),
+                instances: leases.values().map(|l| l.instance.clone()).collect(),
+            })
+            .collect();
+        let mut apps = Applications {
+            versions_delta: state.version.to_string(),
+            apps_hashcode: String::new(),
+            applications,
+        };
+        apps.apps_hashcode = apps.hashcode();
+        apps
+    }
+
+    /// The changes of the delta window, with the hash code of the whole registry after them.
+    pub fn delta(&self, now_ms: i64) -> Applications {
+        let full_hash = self.applications().apps_hashcode;
+        let mut state = self.lock();
+        prune(&mut state, &self.config, now_ms);
+        let mut by_app: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
+        for (_, instance) in &state.recent {
+            by_app.entry(instance.app.clone()).or_default().push(instance.clone());
+        }
+        Applications {
+            versions_delta: state.version.to_string(),
+            apps_hashcode: full_hash,
+            applications: by_app
+                .into_iter()
+                .map(|(name, instances)| Application { name, instances })
+                .collect(),
+        }
+    }
+
+    /// One application, if registered.
+    pub fn application(&self, app: &str) -> Option<Application> {
+        let state = self.lock();
+        let name = app.to_ascii_uppercase();
+        state.apps.get(&name).map(|leases| Application {
+            name: name.clone(),
+            instances: leases.values().map(|l| l.instance.clone()).collect(),
+        })
+    }
+
+    /// One instance, by application and id, or by id alone.
+    pub fn instance(&self, app: Option<&str>, id: &str) -> Option<Instance> {
+        let state = self.lock();
+        match app {
+            Some(app) => state
+                .apps
+                .get(&app.to_ascii_uppercase())
+                .and_then(|leases| leases.get(id))
+                .map(|l| l.instance.clone()),
+            None => state
+                .apps
+                .values()
+                .find_map(|leases| leases.get(id))
+                .map(|l| l.instance.clone()),
+        }
+    }
+
+    /// Applications holding instances with this VIP (or secure VIP) address.
+    pub fn by_vip(&self, vip: &str, secure: bool) -> Applications {
+        let all = self.applications();
+        let applications: Vec<Application> = all
+            .applications
+            .into_iter()
+            .filter_map(|mut app| {
+                app.instances.retain(|i| {
+                    let v = if secure { &i.secure_vip_address } else { &i.vip_address };
+                    v.as_deref()
+                        .is_some_and(|v| v.split(',').any(|v| v.trim().eq_ignore_ascii_case(vip)))
+                });
+                (!app.instances.is_empty()).then_some(app)
+            })
+            .collect();
+        let mut apps = Applications {
+            versions_delta: all.versions_delta,
+            apps_hashcode: String::new(),
+            applications,
+        };
+        apps.apps_hashcode = apps.hashcode();
+        apps
+    }
+
+    /// True while self-preservation holds evictions back: renewals in the last full minute
+    /// are at or below the threshold of those expected.
+    pub fn self_preserving(&self, now_ms: i64) -> bool {
+        if !self.config.self_preservation {
+            return false;
+        }
+        let state = self.lock();
+        let clients: usize = state.apps.values().map(BTreeMap::len).sum();
+        let per_minute = 60_000 / self.config.expected_renewal_interval_ms.max(1);
+        let expected = clients as f64 * per_minute as f64;
+        let threshold = (expected * self.config.renewal_percent_threshold).floor();
+        let minute = now_ms.div_euclid(60_000);
+        let (current, this, last) = state.renewals;
+        let last_minute = if minute == current {
+            last
+        } else if minute == current + 1 {
+            this
+        } else {
+            0
+        };
+        clients > 0 && (last_minute as f64) <= threshold
+    }
+
+    /// Removes leases not renewed within their duration, unless self-preservation holds;
+    /// at most 15 % of the registry per run (Eureka's limit). Returns the evicted ids.
+    pub fn evict(&self, now_ms: i64) -> Vec<String> {
+        if self.self_preserving(now_ms) {
+            tracing::warn!("self-preservation: renewals below the threshold; not evicting");
+            return Vec::new();
+        }
+        let state = self.lock();
+        let size: usize = state.apps.values().map(BTreeMap::len).sum();
+        let limit = size - (size as f64 * self.config.renewal_percent_threshold).floor() as usize;
+        let expired: Vec<(String, String)> = state
+            .apps
+            .iter()
+            .flat_map(|(app, leases)| {
+                leases
+                    .iter()
+                    .filter(|(_, l)| l.last_renewal_ms + l.duration_ms < now_ms)
+                    .map(|(id, _)| (app.clone(), id.clone()))
+            })
+            .take(limit.max(1))
+            .collect();
+        drop(state);
+        let mut evicted = Vec::new();
+        for (app, id) in expired {
+            if self.cancel(&app, &id, now_ms).is_ok() {
+                tracing::info!(%app, %id, "lease expired; instance evicted");
+                evicted.push(id);
+            }
+        }
+        evicted
+    }
+}
+
+fn not_found(app: &str, id: &str) -> RegistryError {
+    RegistryError::NotFound {
+        app: app.to_owned(),
+        id: id.to_owned(),
+    }
+}
+
+fn lease_mut<'a>(state: &'a mut State, app: &str, id: &str) -> Result<&'a mut Lease, RegistryError> {
+    let upper = app.to_ascii_uppercase();
+    state
+        .apps
+        .get_mut(&upper)
+        .and_then(|leases| leases.get_mut(id))
+        .ok_or_else(|| not_found(&upper, id))
+}
+
+fn touch(instance: &mut Instance, now_ms: i64) {
+    instance.last_dirty_timestamp = now_ms;
+    instance.last_updated_timestamp = now_ms;
+    instance.action_type = Some(ActionType::Modified);
+}
+
+fn record(state: &mut State, config: &RegistryConfig, instance: Instance, now_ms: i64) {
+    state.version += 1;
+    state.recent.push_back((now_ms, instance));
+    prune(state, config, now_ms);
+}
+
+fn prune(state: &mut State, config: &RegistryConfig, now_ms: i64) {
+    while state
+        .recent
+        .front()
+        .is_some_and(|(at, _)| *at + config.delta_retention_ms < now_ms)
+    {
+        state.recent.pop_front();
+    }
+}

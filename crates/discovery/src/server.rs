@@ -1,0 +1,302 @@
+//! The embedded registry's REST API, as Eureka serves it: under both `/eureka/apps` and
+//! `/eureka/v2/apps` (Spring Cloud clients use the first, Netflix's the second), JSON when
+//! the `Accept` header asks for it and XML otherwise, Eureka's status codes.
+//!
+//! ```no_run
+//! use std::sync::Arc;
+//! use breakwater_discovery::registry::{Registry, RegistryConfig};
+//!
+//! # #[tokio::main] async fn main() -> std::io::Result<()> {
+//! let registry = Arc::new(Registry::new(RegistryConfig::default()));
+//! let router = breakwater_discovery::server::router(registry.clone());
+//! let _eviction = breakwater_discovery::server::spawn_eviction(registry);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8761").await?;
+//! axum::serve(listener, router).await
+//! # }
+//! ```
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, put};
+use http::{HeaderMap, HeaderValue, StatusCode, header};
+use serde_json::Value;
+
+use crate::registry::{Registry, RegistryError};
+use crate::wire::{self, Status, WireError};
+
+/// The largest request body accepted (an instance document is a few kB).
+pub const MAX_BODY: usize = 256 * 1024;
+
+type Shared = State<Arc<Registry>>;
+type Params = Query<HashMap<String, String>>;
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+/// The router: mount it in a service of your own or serve it as it is.
+pub fn router(registry: Arc<Registry>) -> Router {
+    let api = Router::new()
+        .route("/apps", get(all))
+        .route("/apps/delta", get(delta))
+        .route("/apps/{app}", get(app).post(register))
+        .route("/apps/{app}/{id}", get(instance).put(renew).delete(cancel))
+        .route("/apps/{app}/{id}/status", put(set_status).delete(remove_status))
+        .route("/apps/{app}/{id}/metadata", put(metadata))
+        .route("/instances/{id}", get(instance_by_id))
+        .route("/vips/{vip}", get(vip))
+        .route("/svips/{vip}", get(svip))
+        .with_state(registry);
+    Router::new()
+        .nest("/eureka", api.clone())
+        .nest("/eureka/v2", api)
+        // Bodies are read with our own limit (and message); lift axum's.
+        .layer(axum::extract::DefaultBodyLimit::disable())
+}
+
+/// Evicts expired leases every 60 s (Eureka's default) until the handle is aborted.
+pub fn spawn_eviction(registry: Arc<Registry>) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(60));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            registry.evict(now_ms());
+        }
+    })
+}
+
+fn text(status: StatusCode, message: impl Into<String>) -> Response {
+    (status, message.into() + "\n").into_response()
+}
+
+fn bad_request(message: impl Into<String>) -> Response {
+    let message = message.into();
+    tracing::info!(%message, "registry request refused");
+    text(StatusCode::BAD_REQUEST, message)
+}
+
+fn not_found(e: RegistryError) -> Response {
+    text(StatusCode::NOT_FOUND, e.to_string())
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("json")))
+}
+
+/// A document in the format the client asked for.
+fn document(headers: &HeaderMap, doc: Value) -> Response {
+    let (body, content_type) = if wants_json(headers) {
+        (doc.to_string(), "application/json")
+    } else {
+        (wire::to_xml(&doc), "application/xml")
+    };
+    let mut response = Response::new(Body::from(body));
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    response
+}
+
+async fn all(State(r): Shared, headers: HeaderMap) -> Response {
+    document(&headers, wire::applications_json(&r.applications()))
+}
+
+async fn delta(State(r): Shared, headers: HeaderMap) -> Response {
+    document(&headers, wire::applications_json(&r.delta(now_ms())))
+}
+
+async fn app(State(r): Shared, Path(app): Path<String>, headers: HeaderMap) -> Response {
+    match r.application(&app) {
+        Some(a) => document(&headers, wire::application_document_json(&a)),
+        None => text(StatusCode::NOT_FOUND, format!("no application {app:?}")),
+    }
+}
+
+async fn instance(
+    State(r): Shared,
+    Path((app, id)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Response {
+    match r.instance(Some(&app), &id) {
+        Some(i) => document(&headers, wire::instance_document_json(&i)),
+        None => text(StatusCode::NOT_FOUND, format!("no instance {id:?} of {app:?}")),
+    }
+}
+
+async fn instance_by_id(State(r): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    match r.instance(None, &id) {
+        Some(i) => document(&headers, wire::instance_document_json(&i)),
+        None => text(StatusCode::NOT_FOUND, format!("no instance {id:?}")),
+    }
+}
+
+async fn vip(State(r): Shared, Path(vip): Path<String>, headers: HeaderMap) -> Response {
+    vips(&r, &vip, false, &headers)
+}
+
+async fn svip(State(r): Shared, Path(vip): Path<String>, headers: HeaderMap) -> Response {
+    vips(&r, &vip, true, &headers)
+}
+
+fn vips(r: &Registry, vip: &str, secure: bool, headers: &HeaderMap) -> Response {
+    let apps = r.by_vip(vip, secure);
+    if apps.is_empty() {
+        return text(StatusCode::NOT_FOUND, format!("no instance has VIP address {vip:?}"));
+    }
+    document(headers, wire::applications_json(&apps))
+}
+
+/// Checks what Eureka's `ApplicationResource.addInstance` checks, on the document as sent.
+fn validate_registration(doc: &Value, app: &str) -> Result<(), String> {
+    let Some(instance) = doc.get("instance") else {
+        return Err("the document has no \"instance\" root".to_owned());
+    };
+    let present = |v: Option<&Value>| match v {
+        Some(Value::String(s)) => !s.trim().is_empty(),
+        Some(Value::Null) | None => false,
+        Some(_) => true,
+    };
+    for field in ["hostName", "ipAddr", "app", "dataCenterInfo"] {
+        if !present(instance.get(field)) {
+            return Err(format!("instance.{field}: required and missing"));
+        }
+    }
+    if !present(instance.get("dataCenterInfo").and_then(|d| d.get("name"))) {
+        return Err("instance.dataCenterInfo.name: required and missing".to_owned());
+    }
+    let body_app = instance.get("app").and_then(Value::as_str).unwrap_or("");
+    if !body_app.eq_ignore_ascii_case(app) {
+        return Err(format!(
+            "instance.app: {body_app:?} does not match the application in the path, {app:?}"
+        ));
+    }
+    Ok(())
+}
+
+async fn register(State(r): Shared, Path(app): Path<String>, body: Body) -> Response {
+    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+        Ok(bytes) => bytes,
+        Err(_) => return bad_request(format!("request body is larger than {MAX_BODY} bytes")),
+    };
+    match parse_registration(&bytes, &app) {
+        Ok(instance) => {
+            tracing::info!(app = %instance.app, id = %instance.id(), "registered");
+            r.register(instance, now_ms());
+            StatusCode::NO_CONTENT.into_response()
+        }
+        Err(message) => bad_request(message),
+    }
+}
+
+fn parse_registration(bytes: &Bytes, app: &str) -> Result<wire::Instance, String> {
+    let doc = wire::parse_document(bytes).map_err(|e: WireError| e.to_string())?;
+    validate_registration(&doc, app)?;
+    let instance = wire::instance_from_value(&doc["instance"], "instance").map_err(|e| e.to_string())?;
+    Ok(instance)
+}
+
+fn timestamp(query: &HashMap<String, String>) -> Result<Option<i64>, Response> {
+    match query.get("lastDirtyTimestamp") {
+        None => Ok(None),
+        Some(s) => s.trim().parse().map(Some).map_err(|_| {
+            bad_request(format!("query parameter lastDirtyTimestamp: {s:?} is not a whole number"))
+        }),
+    }
+}
+
+fn status_param(query: &HashMap<String, String>, name: &str) -> Result<Option<Status>, Response> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(s) => Status::parse_strict(s).map(Some).ok_or_else(|| {
+            bad_request(format!(
+                "query parameter {name}: {s:?} is not UP, DOWN, STARTING, OUT_OF_SERVICE or UNKNOWN"
+            ))
+        }),
+    }
+}
+
+async fn renew(State(r): Shared, Path((app, id)): Path<(String, String)>, Query(q): Params) -> Response {
+    let dirty = match timestamp(&q) {
+        Ok(t) => t,
+        Err(response) => return response,
+    };
+    for name in ["status", "overriddenstatus"] {
+        if let Err(response) = status_param(&q, name) {
+            return response;
+        }
+    }
+    match r.renew(&app, &id, dirty, now_ms()) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => not_found(e),
+    }
+}
+
+async fn cancel(State(r): Shared, Path((app, id)): Path<(String, String)>) -> Response {
+    match r.cancel(&app, &id, now_ms()) {
+        Ok(()) => {
+            tracing::info!(%app, %id, "cancelled");
+            StatusCode::OK.into_response()
+        }
+        Err(e) => not_found(e),
+    }
+}
+
+async fn set_status(
+    State(r): Shared,
+    Path((app, id)): Path<(String, String)>,
+    Query(q): Params,
+) -> Response {
+    let status = match status_param(&q, "value") {
+        Ok(Some(status)) => status,
+        Ok(None) => return bad_request("query parameter value: required and missing"),
+        Err(response) => return response,
+    };
+    if let Err(response) = timestamp(&q) {
+        return response;
+    }
+    match r.set_status_override(&app, &id, status, now_ms()) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => not_found(e),
+    }
+}
+
+async fn remove_status(
+    State(r): Shared,
+    Path((app, id)): Path<(String, String)>,
+    Query(q): Params,
+) -> Response {
+    let status = match status_param(&q, "value") {
+        Ok(status) => status,
+        Err(response) => return response,
+    };
+    match r.remove_status_override(&app, &id, status, now_ms()) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => not_found(e),
+    }
+}
+
+async fn metadata(
+    State(r): Shared,
+    Path((app, id)): Path<(String, String)>,
+    Query(q): Params,
+) -> Response {
+    if q.is_empty() {
+        return bad_request("no metadata given: PUT .../metadata?key=value[&key2=value2]");
+    }
+    match r.update_metadata(&app, &id, q, now_ms()) {
+        Ok(()) => StatusCode::OK.into_response(),
+        Err(e) => not_found(e),
+    }
+}
