@@ -22,6 +22,10 @@ chromium --version
 command -v node >/dev/null || { echo "node is required for the browser test"; exit 1; }
 (cd crates/stream-dashboard/tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 
+step "Eureka peer (PyPI py-eureka-client)"
+python3 -m pip install --quiet --disable-pip-version-check py-eureka-client==0.13.3
+python3 -c "import py_eureka_client; print('py-eureka-client', py_eureka_client.version)"
+
 step "format"
 cargo fmt --all -- --check
 

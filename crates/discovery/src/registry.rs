@@ -102,7 +102,11 @@ impl Registry {
         let app = instance.app.to_ascii_uppercase();
         instance.app = app.clone();
         let id = instance.id().to_owned();
-        let existing = state.apps.get(&app).and_then(|leases| leases.get(&id)).cloned();
+        let existing = state
+            .apps
+            .get(&app)
+            .and_then(|leases| leases.get(&id))
+            .cloned();
         let action = if existing.is_some() {
             ActionType::Modified
         } else {
@@ -117,7 +121,9 @@ impl Registry {
             instance.overridden_status = status;
         } else if instance.overridden_status != Status::Unknown {
             // A client asking for an override at registration gets it recorded.
-            state.overrides.insert(id.clone(), instance.overridden_status);
+            state
+                .overrides
+                .insert(id.clone(), instance.overridden_status);
         }
         if instance.overridden_status != Status::Unknown {
             instance.status = instance.overridden_status;
@@ -286,7 +292,10 @@ impl Registry {
         prune(&mut state, &self.config, now_ms);
         let mut by_app: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
         for (_, instance) in &state.recent {
-            by_app.entry(instance.app.clone()).or_default().push(instance.clone());
+            by_app
+                .entry(instance.app.clone())
+                .or_default()
+                .push(instance.clone());
         }
         Applications {
             versions_delta: state.version.to_string(),
@@ -333,7 +342,11 @@ impl Registry {
             .into_iter()
             .filter_map(|mut app| {
                 app.instances.retain(|i| {
-                    let v = if secure { &i.secure_vip_address } else { &i.vip_address };
+                    let v = if secure {
+                        &i.secure_vip_address
+                    } else {
+                        &i.vip_address
+                    };
                     v.as_deref()
                         .is_some_and(|v| v.split(',').any(|v| v.trim().eq_ignore_ascii_case(vip)))
                 });
@@ -412,7 +425,11 @@ fn not_found(app: &str, id: &str) -> RegistryError {
     }
 }
 
-fn lease_mut<'a>(state: &'a mut State, app: &str, id: &str) -> Result<&'a mut Lease, RegistryError> {
+fn lease_mut<'a>(
+    state: &'a mut State,
+    app: &str,
+    id: &str,
+) -> Result<&'a mut Lease, RegistryError> {
     let upper = app.to_ascii_uppercase();
     state
         .apps
@@ -440,5 +457,111 @@ fn prune(state: &mut State, config: &RegistryConfig, now_ms: i64) {
         .is_some_and(|(at, _)| *at + config.delta_retention_ms < now_ms)
     {
         state.recent.pop_front();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Instance, Status};
+
+    fn instance(app: &str, id: &str) -> Instance {
+        Instance {
+            instance_id: id.into(),
+            app: app.into(),
+            host_name: format!("{id}.local"),
+            ip_addr: "10.0.0.1".into(),
+            status: Status::Up,
+            ..Instance::default()
+        }
+    }
+
+    #[test]
+    fn overrides_survive_re_registration_and_dirtier_copies_win() {
+        let r = Registry::new(RegistryConfig::default());
+        r.register(instance("shop", "a"), 1_000);
+        r.set_status_override("SHOP", "a", Status::OutOfService, 2_000)
+            .unwrap();
+        let mut again = instance("shop", "a");
+        again.last_dirty_timestamp = 3_000;
+        r.register(again, 3_000);
+        let i = r.instance(Some("shop"), "a").unwrap();
+        assert_eq!(i.status, Status::OutOfService, "override survives");
+        assert_eq!(i.overridden_status, Status::OutOfService);
+        // An older copy does not replace a dirtier one.
+        let mut old = instance("shop", "a");
+        old.last_dirty_timestamp = 500;
+        old.metadata.insert("stale".into(), "yes".into());
+        r.register(old, 4_000);
+        assert!(
+            !r.instance(None, "a")
+                .unwrap()
+                .metadata
+                .contains_key("stale")
+        );
+        r.remove_status_override("shop", "a", Some(Status::Up), 5_000)
+            .unwrap();
+        assert_eq!(r.instance(None, "a").unwrap().status, Status::Up);
+    }
+
+    #[test]
+    fn renew_answers_not_found_for_unknown_leases_and_newer_clients() {
+        let r = Registry::new(RegistryConfig::default());
+        assert!(matches!(
+            r.renew("shop", "a", None, 1),
+            Err(RegistryError::NotFound { .. })
+        ));
+        let mut i = instance("shop", "a");
+        i.last_dirty_timestamp = 100;
+        r.register(i, 1_000);
+        r.renew("shop", "a", Some(100), 2_000).unwrap();
+        assert!(matches!(
+            r.renew("shop", "a", Some(101), 3_000),
+            Err(RegistryError::ClientNewer { .. })
+        ));
+    }
+
+    #[test]
+    fn delta_keeps_three_minutes_and_carries_the_full_hash() {
+        let r = Registry::new(RegistryConfig::default());
+        r.register(instance("shop", "a"), 0);
+        r.register(instance("shop", "b"), 100_000);
+        r.cancel("shop", "a", 150_000).unwrap();
+        let d = r.delta(150_000);
+        assert_eq!(d.len(), 3);
+        assert_eq!(d.apps_hashcode, "UP_1_");
+        // At 200 s the registration of `a` (at 0) has left the 180 s window.
+        let d = r.delta(200_001);
+        let actions: Vec<_> = d
+            .instances()
+            .map(|i| (i.id().to_owned(), i.action_type))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("b".to_owned(), Some(ActionType::Added)),
+                ("a".to_owned(), Some(ActionType::Deleted))
+            ]
+        );
+    }
+
+    #[test]
+    fn eviction_waits_out_self_preservation() {
+        let r = Registry::new(RegistryConfig::default());
+        for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
+            r.register(instance("shop", id), 0);
+        }
+        // Nobody renewed in the last minute: below 85 % of the expected 20 per minute.
+        assert!(r.self_preserving(200_000));
+        assert!(r.evict(200_000).is_empty());
+        // Nine of ten keep renewing every 30 s; `j` has gone silent.
+        for t in [120_000, 150_000, 180_000, 210_000, 240_000] {
+            for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i"] {
+                r.renew("shop", id, None, t).unwrap();
+            }
+        }
+        assert!(!r.self_preserving(245_000), "18 renewals > 17 = 85 % of 20");
+        assert_eq!(r.evict(245_000), ["j"]);
+        assert_eq!(r.applications().len(), 9);
     }
 }

@@ -26,6 +26,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
+use tower::Layer;
+use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::registry::{Registry, RegistryError};
 use crate::wire::{self, Status, WireError};
@@ -49,17 +51,22 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .route("/apps/delta", get(delta))
         .route("/apps/{app}", get(app).post(register))
         .route("/apps/{app}/{id}", get(instance).put(renew).delete(cancel))
-        .route("/apps/{app}/{id}/status", put(set_status).delete(remove_status))
+        .route(
+            "/apps/{app}/{id}/status",
+            put(set_status).delete(remove_status),
+        )
         .route("/apps/{app}/{id}/metadata", put(metadata))
         .route("/instances/{id}", get(instance_by_id))
         .route("/vips/{vip}", get(vip))
         .route("/svips/{vip}", get(svip))
         .with_state(registry);
-    Router::new()
+    let routes = Router::new()
         .nest("/eureka", api.clone())
         .nest("/eureka/v2", api)
         // Bodies are read with our own limit (and message); lift axum's.
-        .layer(axum::extract::DefaultBodyLimit::disable())
+        .layer(axum::extract::DefaultBodyLimit::disable());
+    // Eureka (Jersey) takes `/eureka/apps/` as `/eureka/apps`; clients rely on it.
+    Router::new().fallback_service(NormalizePathLayer::trim_trailing_slash().layer(routes))
 }
 
 /// Evicts expired leases every 60 s (Eureka's default) until the handle is aborted.
@@ -89,10 +96,10 @@ fn not_found(e: RegistryError) -> Response {
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get_all(header::ACCEPT)
-        .iter()
-        .any(|v| v.to_str().is_ok_and(|v| v.to_ascii_lowercase().contains("json")))
+    headers.get_all(header::ACCEPT).iter().any(|v| {
+        v.to_str()
+            .is_ok_and(|v| v.to_ascii_lowercase().contains("json"))
+    })
 }
 
 /// A document in the format the client asked for.
@@ -131,7 +138,10 @@ async fn instance(
 ) -> Response {
     match r.instance(Some(&app), &id) {
         Some(i) => document(&headers, wire::instance_document_json(&i)),
-        None => text(StatusCode::NOT_FOUND, format!("no instance {id:?} of {app:?}")),
+        None => text(
+            StatusCode::NOT_FOUND,
+            format!("no instance {id:?} of {app:?}"),
+        ),
     }
 }
 
@@ -153,7 +163,10 @@ async fn svip(State(r): Shared, Path(vip): Path<String>, headers: HeaderMap) -> 
 fn vips(r: &Registry, vip: &str, secure: bool, headers: &HeaderMap) -> Response {
     let apps = r.by_vip(vip, secure);
     if apps.is_empty() {
-        return text(StatusCode::NOT_FOUND, format!("no instance has VIP address {vip:?}"));
+        return text(
+            StatusCode::NOT_FOUND,
+            format!("no instance has VIP address {vip:?}"),
+        );
     }
     document(headers, wire::applications_json(&apps))
 }
@@ -203,7 +216,8 @@ async fn register(State(r): Shared, Path(app): Path<String>, body: Body) -> Resp
 fn parse_registration(bytes: &Bytes, app: &str) -> Result<wire::Instance, String> {
     let doc = wire::parse_document(bytes).map_err(|e: WireError| e.to_string())?;
     validate_registration(&doc, app)?;
-    let instance = wire::instance_from_value(&doc["instance"], "instance").map_err(|e| e.to_string())?;
+    let instance =
+        wire::instance_from_value(&doc["instance"], "instance").map_err(|e| e.to_string())?;
     Ok(instance)
 }
 
@@ -211,30 +225,36 @@ fn timestamp(query: &HashMap<String, String>) -> Result<Option<i64>, Response> {
     match query.get("lastDirtyTimestamp") {
         None => Ok(None),
         Some(s) => s.trim().parse().map(Some).map_err(|_| {
-            bad_request(format!("query parameter lastDirtyTimestamp: {s:?} is not a whole number"))
-        }),
-    }
-}
-
-fn status_param(query: &HashMap<String, String>, name: &str) -> Result<Option<Status>, Response> {
-    match query.get(name) {
-        None => Ok(None),
-        Some(s) => Status::parse_strict(s).map(Some).ok_or_else(|| {
             bad_request(format!(
-                "query parameter {name}: {s:?} is not UP, DOWN, STARTING, OUT_OF_SERVICE or UNKNOWN"
+                "query parameter lastDirtyTimestamp: {s:?} is not a whole number"
             ))
         }),
     }
 }
 
-async fn renew(State(r): Shared, Path((app, id)): Path<(String, String)>, Query(q): Params) -> Response {
+fn status_param(query: &HashMap<String, String>, name: &str) -> Result<Option<Status>, String> {
+    match query.get(name) {
+        None => Ok(None),
+        Some(s) => Status::parse_strict(s).map(Some).ok_or_else(|| {
+            format!(
+                "query parameter {name}: {s:?} is not UP, DOWN, STARTING, OUT_OF_SERVICE or UNKNOWN"
+            )
+        }),
+    }
+}
+
+async fn renew(
+    State(r): Shared,
+    Path((app, id)): Path<(String, String)>,
+    Query(q): Params,
+) -> Response {
     let dirty = match timestamp(&q) {
         Ok(t) => t,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     for name in ["status", "overriddenstatus"] {
-        if let Err(response) = status_param(&q, name) {
-            return response;
+        if let Err(message) = status_param(&q, name) {
+            return bad_request(message);
         }
     }
     match r.renew(&app, &id, dirty, now_ms()) {
@@ -261,10 +281,10 @@ async fn set_status(
     let status = match status_param(&q, "value") {
         Ok(Some(status)) => status,
         Ok(None) => return bad_request("query parameter value: required and missing"),
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
-    if let Err(response) = timestamp(&q) {
-        return response;
+    if let Err(message) = timestamp(&q) {
+        return bad_request(message);
     }
     match r.set_status_override(&app, &id, status, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),
@@ -279,7 +299,7 @@ async fn remove_status(
 ) -> Response {
     let status = match status_param(&q, "value") {
         Ok(status) => status,
-        Err(response) => return response,
+        Err(message) => return bad_request(message),
     };
     match r.remove_status_override(&app, &id, status, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),
