@@ -221,13 +221,11 @@ fn parse_registration(bytes: &Bytes, app: &str) -> Result<wire::Instance, String
     Ok(instance)
 }
 
-fn timestamp(query: &HashMap<String, String>) -> Result<Option<i64>, Response> {
+fn timestamp(query: &HashMap<String, String>) -> Result<Option<i64>, String> {
     match query.get("lastDirtyTimestamp") {
         None => Ok(None),
         Some(s) => s.trim().parse().map(Some).map_err(|_| {
-            bad_request(format!(
-                "query parameter lastDirtyTimestamp: {s:?} is not a whole number"
-            ))
+            format!("query parameter lastDirtyTimestamp: {s:?} is not a whole number")
         }),
     }
 }
