@@ -6,6 +6,7 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use breakwater_discovery::client::{ClientConfig, EurekaClient};
 use breakwater_discovery::registry::{Registry, RegistryConfig};
 use breakwater_discovery::wire::Status;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -87,6 +88,20 @@ async fn py_eureka_client_registers_heartbeats_discovers_and_deregisters() {
         discovered, "DISCOVERED 127.0.0.1:8088",
         "it found our service"
     );
+
+    // And our client finds it.
+    let ours = EurekaClient::new(
+        ClientConfig {
+            service_urls: vec![url.clone()],
+            ..ClientConfig::default()
+        },
+        None,
+    )
+    .unwrap();
+    ours.fetch().await.unwrap();
+    let found = ours.instances("py-service");
+    assert_eq!(found.len(), 1, "our client discovers the Python service");
+    assert_eq!(found[0].port.map(|p| p.port), Some(9099));
 
     // Heartbeats arrive: the lease is renewed after registration.
     let first = registry

@@ -15,7 +15,10 @@ struct Answer {
 
 async fn request(addr: &str, method: &str, path: &str, headers: &[&str], body: &[u8]) -> Answer {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n", body.len());
+    let mut head = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
     for h in headers {
         head.push_str(h);
         head.push_str("\r\n");
@@ -60,13 +63,27 @@ const JSON: &str = "Accept: application/json";
 #[tokio::test]
 async fn lifecycle_under_both_prefixes_in_json_and_xml() {
     let (registry, addr) = start().await;
-    let a = request(&addr, "POST", "/eureka/v2/apps/orders", &["Content-Type: application/json"], instance_json("ORDERS", "i-1").as_bytes()).await;
+    let a = request(
+        &addr,
+        "POST",
+        "/eureka/v2/apps/orders",
+        &["Content-Type: application/json"],
+        instance_json("ORDERS", "i-1").as_bytes(),
+    )
+    .await;
     assert_eq!(a.status, 204, "{}", a.body);
     // XML registration under the other prefix.
     let mut other = wire::read_instance(instance_json("ORDERS", "i-2").as_bytes()).unwrap();
     other.status = Status::Starting;
     let xml = wire::to_xml(&wire::instance_document_json(&other));
-    let a = request(&addr, "POST", "/eureka/apps/ORDERS", &["Content-Type: application/xml"], xml.as_bytes()).await;
+    let a = request(
+        &addr,
+        "POST",
+        "/eureka/apps/ORDERS",
+        &["Content-Type: application/xml"],
+        xml.as_bytes(),
+    )
+    .await;
     assert_eq!(a.status, 204, "{}", a.body);
 
     let a = request(&addr, "GET", "/eureka/apps", &[JSON], b"").await;
@@ -74,8 +91,14 @@ async fn lifecycle_under_both_prefixes_in_json_and_xml() {
     let apps = wire::read_applications(a.body.as_bytes()).unwrap();
     assert_eq!(apps.apps_hashcode, "STARTING_1_UP_1_");
     let a = request(&addr, "GET", "/eureka/v2/apps/", &[], b"").await;
-    assert!(a.headers.contains("content-type: application/xml"), "XML without a JSON Accept");
-    assert!(a.body.contains("<apps__hashcode>STARTING_1_UP_1_</apps__hashcode>"));
+    assert!(
+        a.headers.contains("content-type: application/xml"),
+        "XML without a JSON Accept"
+    );
+    assert!(
+        a.body
+            .contains("<apps__hashcode>STARTING_1_UP_1_</apps__hashcode>")
+    );
     assert_eq!(wire::read_applications(a.body.as_bytes()).unwrap(), apps);
 
     for (path, status) in [
@@ -87,54 +110,140 @@ async fn lifecycle_under_both_prefixes_in_json_and_xml() {
         ("/eureka/apps/nothing", 404),
         ("/eureka/apps/ORDERS/nope", 404),
     ] {
-        assert_eq!(request(&addr, "GET", path, &[JSON], b"").await.status, status, "{path}");
+        assert_eq!(
+            request(&addr, "GET", path, &[JSON], b"").await.status,
+            status,
+            "{path}"
+        );
     }
 
     // Renew, then an unknown lease and a client newer than us: 404, so it re-registers.
     let dirty = registry.instance(None, "i-1").unwrap().last_dirty_timestamp;
     let path = format!("/eureka/apps/ORDERS/i-1?status=UP&lastDirtyTimestamp={dirty}");
     assert_eq!(request(&addr, "PUT", &path, &[], b"").await.status, 200);
-    assert_eq!(request(&addr, "PUT", "/eureka/apps/ORDERS/zzz?status=UP", &[], b"").await.status, 404);
-    let path = format!("/eureka/apps/ORDERS/i-1?status=UP&lastDirtyTimestamp={}", dirty + 1);
+    assert_eq!(
+        request(&addr, "PUT", "/eureka/apps/ORDERS/zzz?status=UP", &[], b"")
+            .await
+            .status,
+        404
+    );
+    let path = format!(
+        "/eureka/apps/ORDERS/i-1?status=UP&lastDirtyTimestamp={}",
+        dirty + 1
+    );
     assert_eq!(request(&addr, "PUT", &path, &[], b"").await.status, 404);
 
     // Override, metadata, delta.
-    let a = request(&addr, "PUT", "/eureka/apps/ORDERS/i-1/status?value=OUT_OF_SERVICE", &[], b"").await;
+    let a = request(
+        &addr,
+        "PUT",
+        "/eureka/apps/ORDERS/i-1/status?value=OUT_OF_SERVICE",
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(a.status, 200);
-    let a = request(&addr, "PUT", "/eureka/apps/ORDERS/i-1/metadata?weight=5&canary=true", &[], b"").await;
+    let a = request(
+        &addr,
+        "PUT",
+        "/eureka/apps/ORDERS/i-1/metadata?weight=5&canary=true",
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(a.status, 200);
     let i = registry.instance(None, "i-1").unwrap();
-    assert_eq!((i.status, i.overridden_status), (Status::OutOfService, Status::OutOfService));
+    assert_eq!(
+        (i.status, i.overridden_status),
+        (Status::OutOfService, Status::OutOfService)
+    );
     assert_eq!(i.metadata["weight"], "5");
     let delta = request(&addr, "GET", "/eureka/apps/delta", &[JSON], b"").await;
     let delta = wire::read_applications(delta.body.as_bytes()).unwrap();
     assert_eq!(delta.apps_hashcode, "OUT_OF_SERVICE_1_STARTING_1_");
-    assert!(delta.len() >= 4, "registrations and changes are in the delta");
-    let a = request(&addr, "DELETE", "/eureka/apps/ORDERS/i-1/status?value=UP", &[], b"").await;
+    assert!(
+        delta.len() >= 4,
+        "registrations and changes are in the delta"
+    );
+    let a = request(
+        &addr,
+        "DELETE",
+        "/eureka/apps/ORDERS/i-1/status?value=UP",
+        &[],
+        b"",
+    )
+    .await;
     assert_eq!(a.status, 200);
     assert_eq!(registry.instance(None, "i-1").unwrap().status, Status::Up);
 
-    assert_eq!(request(&addr, "DELETE", "/eureka/apps/ORDERS/i-1", &[], b"").await.status, 200);
-    assert_eq!(request(&addr, "DELETE", "/eureka/apps/ORDERS/i-1", &[], b"").await.status, 404);
+    assert_eq!(
+        request(&addr, "DELETE", "/eureka/apps/ORDERS/i-1", &[], b"")
+            .await
+            .status,
+        200
+    );
+    assert_eq!(
+        request(&addr, "DELETE", "/eureka/apps/ORDERS/i-1", &[], b"")
+            .await
+            .status,
+        404
+    );
 }
 
 #[tokio::test]
 async fn bad_registrations_and_parameters_get_400_with_the_reason() {
     let (registry, addr) = start().await;
-    let mut missing_ip: serde_json::Value = serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
-    missing_ip["instance"].as_object_mut().unwrap().remove("ipAddr");
-    let mut no_dc_name: serde_json::Value = serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
-    no_dc_name["instance"]["dataCenterInfo"].as_object_mut().unwrap().remove("name");
-    let mut bad_port: serde_json::Value = serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
+    let mut missing_ip: serde_json::Value =
+        serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
+    missing_ip["instance"]
+        .as_object_mut()
+        .unwrap()
+        .remove("ipAddr");
+    let mut no_dc_name: serde_json::Value =
+        serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
+    no_dc_name["instance"]["dataCenterInfo"]
+        .as_object_mut()
+        .unwrap()
+        .remove("name");
+    let mut bad_port: serde_json::Value =
+        serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
     bad_port["instance"]["port"]["$"] = "eighty".into();
     let cases: Vec<(String, Vec<u8>, &str)> = vec![
-        ("/eureka/apps/ORDERS".into(), b"{\"instance\":".to_vec(), "not JSON"),
-        ("/eureka/apps/ORDERS".into(), missing_ip.to_string().into_bytes(), "instance.ipAddr: required and missing"),
-        ("/eureka/apps/ORDERS".into(), no_dc_name.to_string().into_bytes(), "instance.dataCenterInfo.name: required"),
-        ("/eureka/apps/ORDERS".into(), bad_port.to_string().into_bytes(), "instance.port.$: \"eighty\" is not a whole number"),
-        ("/eureka/apps/PAYMENTS".into(), instance_json("ORDERS", "i-1").into_bytes(), "does not match the application in the path"),
-        ("/eureka/apps/ORDERS".into(), b"<instance><hostName>h</instance>".to_vec(), "XML"),
-        ("/eureka/apps/ORDERS".into(), vec![b' '; 300 * 1024], "larger than 262144 bytes"),
+        (
+            "/eureka/apps/ORDERS".into(),
+            b"{\"instance\":".to_vec(),
+            "not JSON",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            missing_ip.to_string().into_bytes(),
+            "instance.ipAddr: required and missing",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            no_dc_name.to_string().into_bytes(),
+            "instance.dataCenterInfo.name: required",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            bad_port.to_string().into_bytes(),
+            "instance.port.$: \"eighty\" is not a whole number",
+        ),
+        (
+            "/eureka/apps/PAYMENTS".into(),
+            instance_json("ORDERS", "i-1").into_bytes(),
+            "does not match the application in the path",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            b"<instance><hostName>h</instance>".to_vec(),
+            "XML",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            vec![b' '; 300 * 1024],
+            "larger than 262144 bytes",
+        ),
     ];
     for (path, body, says) in cases {
         let a = request(&addr, "POST", &path, &[], &body).await;
@@ -143,12 +252,25 @@ async fn bad_registrations_and_parameters_get_400_with_the_reason() {
     }
     assert!(registry.applications().is_empty(), "nothing was registered");
 
-    let a = request(&addr, "POST", "/eureka/apps/ORDERS", &[], instance_json("ORDERS", "i-1").as_bytes()).await;
+    let a = request(
+        &addr,
+        "POST",
+        "/eureka/apps/ORDERS",
+        &[],
+        instance_json("ORDERS", "i-1").as_bytes(),
+    )
+    .await;
     assert_eq!(a.status, 204);
     for (path, says) in [
-        ("/eureka/apps/ORDERS/i-1/status?value=SIDEWAYS", "\"SIDEWAYS\" is not UP"),
+        (
+            "/eureka/apps/ORDERS/i-1/status?value=SIDEWAYS",
+            "\"SIDEWAYS\" is not UP",
+        ),
         ("/eureka/apps/ORDERS/i-1/status", "value: required"),
-        ("/eureka/apps/ORDERS/i-1?status=UP&lastDirtyTimestamp=soon", "\"soon\" is not a whole number"),
+        (
+            "/eureka/apps/ORDERS/i-1?status=UP&lastDirtyTimestamp=soon",
+            "\"soon\" is not a whole number",
+        ),
         ("/eureka/apps/ORDERS/i-1/metadata", "no metadata given"),
     ] {
         let a = request(&addr, "PUT", path, &[], b"").await;

@@ -1,0 +1,316 @@
+//! Our Eureka client against our registry over loopback: lifecycle, deltas and their hash,
+//! re-registration, failover, the last good registry while servers are down, zones, basic
+//! auth, and cancelling on shutdown.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use breakwater_discovery::client::{ClientConfig, EurekaClient, Renewal};
+use breakwater_discovery::registry::{Registry, RegistryConfig};
+use breakwater_discovery::wire::{Instance, Port, Status};
+
+struct Eureka {
+    registry: Arc<Registry>,
+    url: String,
+    task: tokio::task::JoinHandle<()>,
+}
+
+async fn eureka_with(config: RegistryConfig, auth: Option<&'static str>) -> Eureka {
+    let registry = Arc::new(Registry::new(config));
+    let mut router = breakwater_discovery::server::router(registry.clone());
+    if let Some(expected) = auth {
+        router = router.layer(middleware::from_fn(
+            move |req: Request, next: Next| async move {
+                let ok = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    == Some(expected);
+                if ok {
+                    next.run(req).await
+                } else {
+                    (http::StatusCode::UNAUTHORIZED, "who are you").into_response() as Response
+                }
+            },
+        ));
+    }
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/eureka/", listener.local_addr().unwrap());
+    let task = tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Eureka {
+        registry,
+        url,
+        task,
+    }
+}
+
+async fn eureka() -> Eureka {
+    eureka_with(RegistryConfig::default(), None).await
+}
+
+fn me(app: &str, id: &str, zone: &str) -> Instance {
+    let mut i = Instance {
+        instance_id: id.into(),
+        app: app.into(),
+        host_name: "127.0.0.1".into(),
+        ip_addr: "127.0.0.1".into(),
+        status: Status::Up,
+        port: Some(Port {
+            port: 8080,
+            enabled: true,
+        }),
+        vip_address: Some(app.to_ascii_lowercase()),
+        ..Instance::default()
+    };
+    i.metadata.insert("zone".into(), zone.into());
+    i
+}
+
+fn fast(urls: Vec<String>) -> ClientConfig {
+    ClientConfig {
+        service_urls: urls,
+        renewal_interval: Duration::from_millis(200),
+        registry_fetch_interval: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(2),
+        ..ClientConfig::default()
+    }
+}
+
+async fn until(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registers_heartbeats_watches_and_cancels_on_shutdown() {
+    let server = eureka().await;
+    let client = EurekaClient::new(
+        fast(vec![server.url.clone()]),
+        Some(me("orders", "orders-1", "a")),
+    )
+    .unwrap();
+    let mut changes = client.watch();
+    let running = client.start();
+    until("registration", || {
+        server.registry.instance(None, "orders-1").is_some()
+    })
+    .await;
+    let first = server
+        .registry
+        .instance(None, "orders-1")
+        .unwrap()
+        .lease_info
+        .last_renewal_timestamp;
+    until("a heartbeat", || {
+        server
+            .registry
+            .instance(None, "orders-1")
+            .unwrap()
+            .lease_info
+            .last_renewal_timestamp
+            > first
+    })
+    .await;
+    // Another service appears; the watch tells.
+    let other = EurekaClient::new(
+        fast(vec![server.url.clone()]),
+        Some(me("payments", "payments-1", "b")),
+    )
+    .unwrap();
+    other.register().await.unwrap();
+    tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            changes.changed().await.unwrap();
+            if changes.borrow().instances().any(|i| i.id() == "payments-1") {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the watch reports the new service");
+    assert_eq!(client.instances("PAYMENTS").len(), 1);
+    assert_eq!(client.instances("payments").len(), 1, "by VIP address too");
+
+    // Status override on the server: UP-only filtering hides it.
+    other
+        .set_status_override(Status::OutOfService)
+        .await
+        .unwrap();
+    until("the override to arrive by delta", || {
+        client.instances("payments").is_empty()
+    })
+    .await;
+    other.remove_status_override().await.unwrap();
+    until("the instance back", || {
+        client.instances("payments").len() == 1
+    })
+    .await;
+    other
+        .update_metadata(&[("weight", "5 / 10")])
+        .await
+        .unwrap();
+    assert_eq!(
+        server
+            .registry
+            .instance(None, "payments-1")
+            .unwrap()
+            .metadata["weight"],
+        "5 / 10"
+    );
+
+    running.shutdown().await.unwrap();
+    assert!(
+        server.registry.instance(None, "orders-1").is_none(),
+        "cancelled on shutdown"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deltas_are_checked_by_hash_and_fall_back_to_a_full_fetch() {
+    // A server whose delta forgets at once: the client's copy cannot match its hash.
+    let forgetful = eureka_with(
+        RegistryConfig {
+            delta_retention_ms: -1,
+            ..RegistryConfig::default()
+        },
+        None,
+    )
+    .await;
+    let client = EurekaClient::new(fast(vec![forgetful.url.clone()]), None).unwrap();
+    forgetful.registry.register(me("a", "a-1", "z"), 1);
+    assert!(
+        client.fetch().await.unwrap(),
+        "the first fetch is a full one"
+    );
+    forgetful.registry.register(me("b", "b-1", "z"), 2);
+    assert!(
+        client.fetch().await.unwrap(),
+        "hash mismatch after an empty delta: full fetch"
+    );
+    assert_eq!(client.applications().len(), 2);
+
+    let server = eureka().await;
+    let client = EurekaClient::new(fast(vec![server.url.clone()]), None).unwrap();
+    server.registry.register(me("a", "a-1", "z"), now());
+    assert!(client.fetch().await.unwrap());
+    server.registry.register(me("b", "b-1", "z"), now());
+    server.registry.cancel("A", "a-1", now()).unwrap();
+    assert!(
+        !client.fetch().await.unwrap(),
+        "a good delta is applied locally"
+    );
+    let ids: Vec<String> = client
+        .applications()
+        .instances()
+        .map(|i| i.id().to_owned())
+        .collect();
+    assert_eq!(ids, ["b-1"]);
+}
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renew_registers_again_when_the_server_forgot() {
+    let server = eureka().await;
+    let client = EurekaClient::new(
+        fast(vec![server.url.clone()]),
+        Some(me("orders", "orders-1", "a")),
+    )
+    .unwrap();
+    client.register().await.unwrap();
+    assert_eq!(client.renew().await.unwrap(), Renewal::Renewed);
+    server.registry.cancel("ORDERS", "orders-1", now()).unwrap();
+    assert_eq!(client.renew().await.unwrap(), Renewal::Reregistered);
+    assert!(server.registry.instance(None, "orders-1").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn fails_over_and_keeps_the_last_good_registry_while_all_are_down() {
+    // Nothing listens on the first URL.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        format!("http://{}/eureka/", l.local_addr().unwrap())
+    };
+    let server = eureka().await;
+    server
+        .registry
+        .register(me("orders", "orders-9", "a"), now());
+    let client = EurekaClient::new(
+        fast(vec![dead, server.url.clone()]),
+        Some(me("web", "web-1", "a")),
+    )
+    .unwrap();
+    client
+        .register()
+        .await
+        .expect("fails over to the live server");
+    client.fetch().await.unwrap();
+    assert_eq!(client.instances("orders").len(), 1);
+
+    server.task.abort();
+    let _ = server.task.await;
+    let error = client.fetch().await.unwrap_err();
+    assert!(
+        error.to_string().contains("no Eureka server answered"),
+        "{error}"
+    );
+    assert_eq!(
+        client.instances("orders").len(),
+        1,
+        "the last good registry keeps serving"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prefers_its_zone_and_sends_basic_auth_from_the_url() {
+    // "user:p@ss" in base64.
+    let server = eureka_with(RegistryConfig::default(), Some("Basic dXNlcjpwQHNz")).await;
+    let url = server.url.replace("http://", "http://user:p%40ss@");
+    for (id, zone) in [("o-1", "eu-1a"), ("o-2", "eu-1b"), ("o-3", "eu-1a")] {
+        server.registry.register(me("orders", id, zone), now());
+    }
+    let config = ClientConfig {
+        zone: Some("eu-1a".into()),
+        ..fast(vec![url])
+    };
+    let client = EurekaClient::new(config, None).unwrap();
+    client
+        .fetch()
+        .await
+        .expect("basic auth from the URL is accepted");
+    let ids: Vec<String> = client
+        .instances("orders")
+        .iter()
+        .map(|i| i.id().to_owned())
+        .collect();
+    assert_eq!(ids, ["o-1", "o-3"]);
+    let config = ClientConfig {
+        zone: Some("us-2".into()),
+        ..fast(vec![server.url.replace("http://", "http://user:p%40ss@")])
+    };
+    let elsewhere = EurekaClient::new(config, None).unwrap();
+    elsewhere.fetch().await.unwrap();
+    assert_eq!(
+        elsewhere.instances("orders").len(),
+        3,
+        "no instance in our zone: all of them"
+    );
+
+    let anonymous = EurekaClient::new(fast(vec![server.url.clone()]), None).unwrap();
+    let error = anonymous.fetch().await.unwrap_err();
+    assert!(error.to_string().contains("401"), "{error}");
+    assert!(EurekaClient::new(fast(vec!["https://x/eureka".into()]), None).is_err());
+}
