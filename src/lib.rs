@@ -6,8 +6,11 @@
 //! |---|---|---|
 //! | `circuit-breaker` | [`circuit_breaker`] | `breakwater-circuit-breaker`: breakers, timeouts, bulkheads, fallbacks, registry and snapshots |
 //! | `stream-dashboard` | [`stream_dashboard`] | `breakwater-stream-dashboard`: `/hystrix.stream`, Turbine-style aggregation, the live page |
+//! | `discovery` | [`discovery`] | `breakwater-discovery`: Eureka client and embedded Eureka-compatible registry |
 
 #[cfg(feature = "circuit-breaker")]
 pub use breakwater_circuit_breaker as circuit_breaker;
+#[cfg(feature = "discovery")]
+pub use breakwater_discovery as discovery;
 #[cfg(feature = "stream-dashboard")]
 pub use breakwater_stream_dashboard as stream_dashboard;

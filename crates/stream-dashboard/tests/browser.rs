@@ -57,13 +57,17 @@ async fn page_shows_a_breaker_open_and_close_again() {
     let _bulkhead = breaker.bulkhead();
     let server = Server::start(Dashboard::new().registry(registry).router()).await;
 
-    // Fail until the page has shown the breaker open, then succeed so it closes again.
+    // Succeed until the page shows the breaker (closed), fail until it shows it open, then
+    // succeed so it closes again: the page sees CLOSED -> OPEN -> ... -> CLOSED.
+    let page_saw_card = Arc::new(AtomicBool::new(false));
     let page_saw_open = Arc::new(AtomicBool::new(false));
     let traffic = tokio::spawn({
+        let page_saw_card = page_saw_card.clone();
         let page_saw_open = page_saw_open.clone();
         async move {
             loop {
-                let fail = !page_saw_open.load(Ordering::Relaxed);
+                let fail =
+                    page_saw_card.load(Ordering::Relaxed) && !page_saw_open.load(Ordering::Relaxed);
                 let service = CircuitBreakerLayer::new(&breaker).layer(service_fn(dependency));
                 let _ = service.oneshot(fail).await;
                 tokio::time::sleep(Duration::from_millis(20)).await;
@@ -93,8 +97,10 @@ async fn page_shows_a_breaker_open_and_close_again() {
     let read = tokio::time::timeout(Duration::from_secs(90), async {
         while let Some(line) = lines.next_line().await.unwrap() {
             eprintln!("browser: {line}");
-            if line == "SAW OPEN" {
-                page_saw_open.store(true, Ordering::Relaxed);
+            match line.as_str() {
+                "SAW CARD" => page_saw_card.store(true, Ordering::Relaxed),
+                "SAW OPEN" => page_saw_open.store(true, Ordering::Relaxed),
+                _ => {}
             }
             seen.push(line);
         }
