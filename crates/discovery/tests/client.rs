@@ -15,7 +15,16 @@ use breakwater_discovery::wire::{Instance, Port, Status};
 struct Eureka {
     registry: Arc<Registry>,
     url: String,
+    stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
+}
+
+impl Eureka {
+    /// Stops the server and closes its connections, idle keep-alive ones included.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        self.task.await.unwrap();
+    }
 }
 
 async fn eureka_with(config: RegistryConfig, auth: Option<&'static str>) -> Eureka {
@@ -39,12 +48,18 @@ async fn eureka_with(config: RegistryConfig, auth: Option<&'static str>) -> Eure
     }
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/eureka/", listener.local_addr().unwrap());
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
-        let _ = axum::serve(listener, router).await;
+        let _ = axum::serve(listener, router)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await;
     });
     Eureka {
         registry,
         url,
+        stop,
         task,
     }
 }
@@ -260,8 +275,7 @@ async fn fails_over_and_keeps_the_last_good_registry_while_all_are_down() {
     client.fetch().await.unwrap();
     assert_eq!(client.instances("orders").len(), 1);
 
-    server.task.abort();
-    let _ = server.task.await;
+    server.stop().await;
     let error = client.fetch().await.unwrap_err();
     assert!(
         error.to_string().contains("no Eureka server answered"),
