@@ -811,15 +811,13 @@ pub fn instance_json(i: &Instance) -> Value {
     put("status", i.status.as_str().into());
     put("overriddenStatus", i.overridden_status.as_str().into());
     put("overriddenstatus", i.overridden_status.as_str().into());
-    let disabled = |n: u16| Port {
-        port: n,
-        enabled: false,
-    };
-    put("port", port_json(&i.port.unwrap_or(disabled(7001))));
-    put(
-        "securePort",
-        port_json(&i.secure_port.unwrap_or(disabled(7002))),
-    );
+    // A port nobody gave is left out rather than invented.
+    if let Some(p) = &i.port {
+        put("port", port_json(p));
+    }
+    if let Some(p) = &i.secure_port {
+        put("securePort", port_json(p));
+    }
     put("countryId", i.country_id.into());
     let mut dc = Map::new();
     dc.insert("@class".into(), i.data_center_info.class.clone().into());

@@ -1,0 +1,57 @@
+//! Any bytes, and any corruption of real servers' documents, are read or refused with a
+//! message that names where; nothing panics.
+
+use proptest::prelude::*;
+
+fn fixtures() -> Vec<Vec<u8>> {
+    let dir = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../../shared/fixtures/eureka"
+    );
+    let mut docs: Vec<Vec<u8>> = std::fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("fixtures in {dir}: {e}"))
+        .map(|entry| std::fs::read(entry.unwrap().path()).unwrap())
+        .collect();
+    docs.sort();
+    assert!(docs.len() >= 6);
+    docs
+}
+
+fn check(bytes: &[u8]) {
+    match breakwater_discovery::wire::read_applications(bytes) {
+        Ok(apps) => {
+            // Whatever was read can be written and read back.
+            let json = breakwater_discovery::wire::applications_json(&apps);
+            let again = breakwater_discovery::wire::read_applications(json.to_string().as_bytes());
+            assert_eq!(again.as_ref(), Ok(&apps));
+        }
+        Err(e) => assert!(!e.path.is_empty() && !e.reason.is_empty(), "{e:?}"),
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(2000))]
+
+    #[test]
+    fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+        check(&bytes);
+    }
+
+    #[test]
+    fn corrupted_real_documents(
+        which in 0usize..6,
+        edits in proptest::collection::vec((any::<prop::sample::Index>(), any::<u8>(), 0u8..3), 1..8),
+    ) {
+        let mut doc = fixtures()[which].clone();
+        for (at, byte, op) in edits {
+            if doc.is_empty() { break; }
+            let i = at.index(doc.len());
+            match op {
+                0 => doc[i] = byte,
+                1 => { doc.remove(i); }
+                _ => doc.insert(i, byte),
+            }
+        }
+        check(&doc);
+    }
+}
