@@ -367,7 +367,7 @@ impl EurekaClient {
     pub async fn register(&self) -> Result<(), ClientError> {
         let instance = self.instance()?;
         let path = format!("apps/{}", instance.app);
-        let body = wire::instance_document_json(&instance).to_string();
+        let body = wire::instance_document(&instance, wire::Format::Json);
         let (status, bytes) = self
             .inner
             .transport

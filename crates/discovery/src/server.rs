@@ -30,7 +30,7 @@ use tower::Layer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::registry::{Registry, RegistryError};
-use crate::wire::{self, Status, WireError};
+use crate::wire::{self, Format, Status, WireError};
 
 /// The largest request body accepted (an instance document is a few kB).
 pub const MAX_BODY: usize = 256 * 1024;
@@ -103,11 +103,11 @@ fn wants_json(headers: &HeaderMap) -> bool {
 }
 
 /// A document in the format the client asked for.
-fn document(headers: &HeaderMap, doc: Value) -> Response {
+fn document(headers: &HeaderMap, write: impl FnOnce(Format) -> String) -> Response {
     let (body, content_type) = if wants_json(headers) {
-        (doc.to_string(), "application/json")
+        (write(Format::Json), "application/json")
     } else {
-        (wire::to_xml(&doc), "application/xml")
+        (write(Format::Xml), "application/xml")
     };
     let mut response = Response::new(Body::from(body));
     response
@@ -117,16 +117,18 @@ fn document(headers: &HeaderMap, doc: Value) -> Response {
 }
 
 async fn all(State(r): Shared, headers: HeaderMap) -> Response {
-    document(&headers, wire::applications_json(&r.applications()))
+    let apps = r.applications();
+    document(&headers, |f| wire::applications_document(&apps, f))
 }
 
 async fn delta(State(r): Shared, headers: HeaderMap) -> Response {
-    document(&headers, wire::applications_json(&r.delta(now_ms())))
+    let delta = r.delta(now_ms());
+    document(&headers, |f| wire::applications_document(&delta, f))
 }
 
 async fn app(State(r): Shared, Path(app): Path<String>, headers: HeaderMap) -> Response {
     match r.application(&app) {
-        Some(a) => document(&headers, wire::application_document_json(&a)),
+        Some(a) => document(&headers, |f| wire::application_document(&a, f)),
         None => text(StatusCode::NOT_FOUND, format!("no application {app:?}")),
     }
 }
@@ -137,7 +139,7 @@ async fn instance(
     headers: HeaderMap,
 ) -> Response {
     match r.instance(Some(&app), &id) {
-        Some(i) => document(&headers, wire::instance_document_json(&i)),
+        Some(i) => document(&headers, |f| wire::instance_document(&i, f)),
         None => text(
             StatusCode::NOT_FOUND,
             format!("no instance {id:?} of {app:?}"),
@@ -147,7 +149,7 @@ async fn instance(
 
 async fn instance_by_id(State(r): Shared, Path(id): Path<String>, headers: HeaderMap) -> Response {
     match r.instance(None, &id) {
-        Some(i) => document(&headers, wire::instance_document_json(&i)),
+        Some(i) => document(&headers, |f| wire::instance_document(&i, f)),
         None => text(StatusCode::NOT_FOUND, format!("no instance {id:?}")),
     }
 }
@@ -168,7 +170,7 @@ fn vips(r: &Registry, vip: &str, secure: bool, headers: &HeaderMap) -> Response 
             format!("no instance has VIP address {vip:?}"),
         );
     }
-    document(headers, wire::applications_json(&apps))
+    document(headers, |f| wire::applications_document(&apps, f))
 }
 
 /// Checks what Eureka's `ApplicationResource.addInstance` checks, on the document as sent.

@@ -10,12 +10,13 @@
 //! read is a [`WireError`] that names the path of the offending field.
 //!
 //! Writing follows current servers: JSON with numeric ports, string timestamps and both
-//! spellings of the overridden status; XML with attributes where Eureka puts them.
+//! spellings of the overridden status; XML with attributes where Eureka puts them. Both are
+//! written in one pass, without building a tree first.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 
 /// A document that cannot be read, and where.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -780,68 +781,217 @@ fn attach(stack: &mut [(String, Map<String, Value>, String)], name: String, valu
 // ---------------------------------------------------------------------------------------
 // Writing
 
-fn port_json(p: &Port) -> Value {
-    json!({"$": p.port, "@enabled": p.enabled.to_string()})
+/// A document format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    /// JSON, as current servers write it.
+    Json,
+    /// XML, what servers answer when the client does not ask for JSON.
+    Xml,
 }
 
-fn metadata_json(m: &BTreeMap<String, String>) -> Value {
-    if m.is_empty() {
-        return json!({"@class": "java.util.Collections$EmptyMap"});
+/// Writes the same tree as JSON or XML straight into a string (no intermediate tree: a
+/// 10,000-instance registry is written in one pass).
+struct Writer {
+    format: Format,
+    out: String,
+    // JSON: whether the current object or array has no member yet.
+    first: Vec<bool>,
+}
+
+impl Writer {
+    fn new(format: Format, capacity: usize) -> Self {
+        let mut out = String::with_capacity(capacity);
+        if format == Format::Xml {
+            out.push_str("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+        }
+        Writer {
+            format,
+            out,
+            first: vec![true],
+        }
     }
-    Value::Object(
-        m.iter()
-            .map(|(k, v)| (k.clone(), Value::from(v.clone())))
-            .collect(),
-    )
+
+    fn json_string(&mut self, s: &str) {
+        // Writing a str into a String cannot fail.
+        let escaped = serde_json::to_string(s).expect("a str serializes");
+        self.out.push_str(&escaped);
+    }
+
+    fn xml_text(&mut self, s: &str) {
+        self.out.push_str(&quick_xml::escape::escape(s));
+    }
+
+    /// JSON: the separator and `"name":` (no key inside arrays).
+    fn key(&mut self, name: Option<&str>) {
+        let first = self.first.last_mut().expect("inside a value");
+        if !*first {
+            self.out.push(',');
+        }
+        *first = false;
+        if let Some(name) = name {
+            self.json_string(name);
+            self.out.push(':');
+        }
+    }
+
+    /// Opens an object; `attrs` are XML attributes (JSON `@name` members). `key: None` for an
+    /// array item in JSON.
+    fn open(&mut self, name: &str, key: bool, attrs: &[(&str, &str)]) {
+        match self.format {
+            Format::Json => {
+                self.key(key.then_some(name));
+                self.out.push('{');
+                self.first.push(true);
+                for (k, v) in attrs {
+                    self.string(&format!("@{k}"), v);
+                }
+            }
+            Format::Xml => {
+                self.out.push('<');
+                self.out.push_str(name);
+                for (k, v) in attrs {
+                    let _ = write!(self.out, " {k}=\"");
+                    self.xml_text(v);
+                    self.out.push('"');
+                }
+                self.out.push('>');
+            }
+        }
+    }
+
+    fn close(&mut self, name: &str) {
+        match self.format {
+            Format::Json => {
+                self.first.pop();
+                self.out.push('}');
+            }
+            Format::Xml => {
+                let _ = write!(self.out, "</{name}>");
+            }
+        }
+    }
+
+    fn open_list(&mut self, name: &str) {
+        if self.format == Format::Json {
+            self.key(Some(name));
+            self.out.push('[');
+            self.first.push(true);
+        }
+    }
+
+    fn close_list(&mut self) {
+        if self.format == Format::Json {
+            self.first.pop();
+            self.out.push(']');
+        }
+    }
+
+    fn string(&mut self, name: &str, value: &str) {
+        match self.format {
+            Format::Json => {
+                self.key(Some(name));
+                self.json_string(value);
+            }
+            Format::Xml => {
+                let _ = write!(self.out, "<{name}>");
+                self.xml_text(value);
+                let _ = write!(self.out, "</{name}>");
+            }
+        }
+    }
+
+    fn number(&mut self, name: &str, value: i64) {
+        match self.format {
+            Format::Json => {
+                self.key(Some(name));
+                let _ = write!(self.out, "{value}");
+            }
+            Format::Xml => {
+                let _ = write!(self.out, "<{name}>{value}</{name}>");
+            }
+        }
+    }
+
+    fn port(&mut self, name: &str, port: &Port) {
+        match self.format {
+            Format::Json => {
+                self.key(Some(name));
+                let _ = write!(
+                    self.out,
+                    "{{\"$\":{},\"@enabled\":\"{}\"}}",
+                    port.port, port.enabled
+                );
+            }
+            Format::Xml => {
+                let _ = write!(
+                    self.out,
+                    "<{name} enabled=\"{}\">{}</{name}>",
+                    port.enabled, port.port
+                );
+            }
+        }
+    }
+
+    fn map(&mut self, name: &str, map: &BTreeMap<String, String>) {
+        if map.is_empty() && self.format == Format::Json {
+            // What Java's Jackson codec writes for an empty map.
+            self.open(name, true, &[("class", "java.util.Collections$EmptyMap")]);
+            self.close(name);
+            return;
+        }
+        self.open(name, true, &[]);
+        for (k, v) in map {
+            self.string(k, v);
+        }
+        self.close(name);
+    }
+
+    fn finish(self) -> String {
+        self.out
+    }
 }
 
-/// An instance in the JSON current servers write.
-pub fn instance_json(i: &Instance) -> Value {
-    let mut m = Map::new();
-    let mut put = |k: &str, v: Value| {
-        m.insert(k.to_owned(), v);
-    };
-    put("instanceId", i.id().into());
-    put("hostName", i.host_name.clone().into());
-    put("app", i.app.clone().into());
+fn write_instance(w: &mut Writer, i: &Instance, key: bool) {
+    w.open("instance", key, &[]);
+    w.string("instanceId", i.id());
+    w.string("hostName", &i.host_name);
+    w.string("app", &i.app);
     if let Some(g) = &i.app_group_name {
-        put("appGroupName", g.clone().into());
+        w.string("appGroupName", g);
     }
-    put("ipAddr", i.ip_addr.clone().into());
-    put("status", i.status.as_str().into());
-    put("overriddenStatus", i.overridden_status.as_str().into());
-    put("overriddenstatus", i.overridden_status.as_str().into());
+    w.string("ipAddr", &i.ip_addr);
+    w.string("status", i.status.as_str());
+    // Current servers spell it `overriddenStatus`, older ones and XML `overriddenstatus`.
+    if w.format == Format::Json {
+        w.string("overriddenStatus", i.overridden_status.as_str());
+    }
+    w.string("overriddenstatus", i.overridden_status.as_str());
     // A port nobody gave is left out rather than invented.
     if let Some(p) = &i.port {
-        put("port", port_json(p));
+        w.port("port", p);
     }
     if let Some(p) = &i.secure_port {
-        put("securePort", port_json(p));
+        w.port("securePort", p);
     }
-    put("countryId", i.country_id.into());
-    let mut dc = Map::new();
-    dc.insert("@class".into(), i.data_center_info.class.clone().into());
-    dc.insert("name".into(), i.data_center_info.name.clone().into());
-    if !i.data_center_info.metadata.is_empty() {
-        dc.insert(
-            "metadata".into(),
-            metadata_json(&i.data_center_info.metadata),
-        );
+    w.number("countryId", i.country_id);
+    let dc = &i.data_center_info;
+    w.open("dataCenterInfo", true, &[("class", &dc.class)]);
+    w.string("name", &dc.name);
+    if !dc.metadata.is_empty() {
+        w.map("metadata", &dc.metadata);
     }
-    put("dataCenterInfo", Value::Object(dc));
+    w.close("dataCenterInfo");
     let l = &i.lease_info;
-    put(
-        "leaseInfo",
-        json!({
-            "renewalIntervalInSecs": l.renewal_interval_secs,
-            "durationInSecs": l.duration_secs,
-            "registrationTimestamp": l.registration_timestamp,
-            "lastRenewalTimestamp": l.last_renewal_timestamp,
-            "evictionTimestamp": l.eviction_timestamp,
-            "serviceUpTimestamp": l.service_up_timestamp,
-        }),
-    );
-    put("metadata", metadata_json(&i.metadata));
+    w.open("leaseInfo", true, &[]);
+    w.number("renewalIntervalInSecs", l.renewal_interval_secs.into());
+    w.number("durationInSecs", l.duration_secs.into());
+    w.number("registrationTimestamp", l.registration_timestamp);
+    w.number("lastRenewalTimestamp", l.last_renewal_timestamp);
+    w.number("evictionTimestamp", l.eviction_timestamp);
+    w.number("serviceUpTimestamp", l.service_up_timestamp);
+    w.close("leaseInfo");
+    w.map("metadata", &i.metadata);
     for (key, value) in [
         ("homePageUrl", &i.home_page_url),
         ("statusPageUrl", &i.status_page_url),
@@ -849,102 +999,80 @@ pub fn instance_json(i: &Instance) -> Value {
         ("secureHealthCheckUrl", &i.secure_health_check_url),
         ("vipAddress", &i.vip_address),
         ("secureVipAddress", &i.secure_vip_address),
-        ("asgName", &i.asg_name),
     ] {
         if let Some(v) = value {
-            put(key, v.clone().into());
+            w.string(key, v);
         }
     }
-    put(
+    w.string(
         "isCoordinatingDiscoveryServer",
-        i.is_coordinating_discovery_server.to_string().into(),
+        if i.is_coordinating_discovery_server {
+            "true"
+        } else {
+            "false"
+        },
     );
-    put(
+    w.string(
         "lastUpdatedTimestamp",
-        i.last_updated_timestamp.to_string().into(),
+        &i.last_updated_timestamp.to_string(),
     );
-    put(
-        "lastDirtyTimestamp",
-        i.last_dirty_timestamp.to_string().into(),
-    );
+    w.string("lastDirtyTimestamp", &i.last_dirty_timestamp.to_string());
     if let Some(a) = i.action_type {
-        put("actionType", a.as_str().into());
+        w.string("actionType", a.as_str());
     }
-    Value::Object(m)
-}
-
-fn application_json(a: &Application) -> Value {
-    json!({"name": a.name, "instance": a.instances.iter().map(instance_json).collect::<Vec<_>>()})
-}
-
-/// `{"applications":{...}}` as current servers write it.
-pub fn applications_json(apps: &Applications) -> Value {
-    json!({"applications": {
-        "versions__delta": apps.versions_delta,
-        "apps__hashcode": apps.apps_hashcode,
-        "application": apps.applications.iter().map(application_json).collect::<Vec<_>>(),
-    }})
-}
-
-/// `{"application":{...}}`.
-pub fn application_document_json(app: &Application) -> Value {
-    json!({ "application": application_json(app) })
-}
-
-/// `{"instance":{...}}`.
-pub fn instance_document_json(i: &Instance) -> Value {
-    json!({ "instance": instance_json(i) })
-}
-
-/// Writes the JSON shape as Eureka's XML (`@name` keys as attributes, `$` as text).
-pub fn to_xml(doc: &Value) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    if let Value::Object(m) = doc {
-        for (name, value) in m {
-            write_xml(&mut out, name, value);
-        }
+    if let Some(asg) = &i.asg_name {
+        w.string("asgName", asg);
     }
-    out
+    w.close("instance");
 }
 
-fn write_xml(out: &mut String, name: &str, value: &Value) {
-    match value {
-        Value::Array(items) => {
-            for item in items {
-                write_xml(out, name, item);
-            }
-        }
-        Value::Object(m) => {
-            let _ = write!(out, "<{name}");
-            for (k, v) in m {
-                if let Some(attr) = k.strip_prefix('@') {
-                    let text = match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    };
-                    let _ = write!(out, " {attr}=\"{}\"", quick_xml::escape::escape(&text));
-                }
-            }
-            out.push('>');
-            for (k, v) in m {
-                if k == "$" {
-                    out.push_str(&text_of(v));
-                } else if !k.starts_with('@') {
-                    write_xml(out, k, v);
-                }
-            }
-            let _ = write!(out, "</{name}>");
-        }
-        other => {
-            let _ = write!(out, "<{name}>{}</{name}>", text_of(other));
-        }
+fn write_application(w: &mut Writer, a: &Application, key: bool) {
+    w.open("application", key, &[]);
+    w.string("name", &a.name);
+    w.open_list("instance");
+    for i in &a.instances {
+        write_instance(w, i, false);
     }
+    w.close_list();
+    w.close("application");
 }
 
-fn text_of(v: &Value) -> String {
-    match v {
-        Value::String(s) => quick_xml::escape::escape(s).into_owned(),
-        Value::Null => String::new(),
-        other => other.to_string(),
+fn document(format: Format, capacity: usize, body: impl FnOnce(&mut Writer)) -> String {
+    let mut w = Writer::new(format, capacity);
+    if format == Format::Json {
+        w.out.push('{');
+        w.first.push(true);
     }
+    body(&mut w);
+    if format == Format::Json {
+        w.out.push('}');
+    }
+    w.finish()
+}
+
+/// `{"applications":{...}}` (or `<applications>`), as current servers write it.
+pub fn applications_document(apps: &Applications, format: Format) -> String {
+    document(format, 64 + apps.len() * 1200, |w| {
+        w.open("applications", true, &[]);
+        w.string("versions__delta", &apps.versions_delta);
+        w.string("apps__hashcode", &apps.apps_hashcode);
+        w.open_list("application");
+        for a in &apps.applications {
+            write_application(w, a, false);
+        }
+        w.close_list();
+        w.close("applications");
+    })
+}
+
+/// `{"application":{...}}` (or `<application>`).
+pub fn application_document(app: &Application, format: Format) -> String {
+    document(format, 64 + app.instances.len() * 1200, |w| {
+        write_application(w, app, true)
+    })
+}
+
+/// `{"instance":{...}}` (or `<instance>`).
+pub fn instance_document(instance: &Instance, format: Format) -> String {
+    document(format, 1500, |w| write_instance(w, instance, true))
 }

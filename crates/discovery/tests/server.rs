@@ -75,7 +75,7 @@ async fn lifecycle_under_both_prefixes_in_json_and_xml() {
     // XML registration under the other prefix.
     let mut other = wire::read_instance(instance_json("ORDERS", "i-2").as_bytes()).unwrap();
     other.status = Status::Starting;
-    let xml = wire::to_xml(&wire::instance_document_json(&other));
+    let xml = wire::instance_document(&other, wire::Format::Xml);
     let a = request(
         &addr,
         "POST",

@@ -2,7 +2,7 @@
 //! written back in JSON and XML and read again.
 
 use breakwater_discovery::wire::{
-    self, ActionType, Applications, Port, Status, applications_json, read_applications, to_xml,
+    self, ActionType, Applications, Format, Port, Status, applications_document, read_applications,
 };
 
 fn fixture(name: &str) -> Vec<u8> {
@@ -14,9 +14,13 @@ fn fixture(name: &str) -> Vec<u8> {
 }
 
 fn round_trips(apps: &Applications) {
-    let json = serde_json::to_vec(&applications_json(apps)).unwrap();
-    assert_eq!(&read_applications(&json).unwrap(), apps, "JSON round trip");
-    let xml = to_xml(&applications_json(apps));
+    let json = applications_document(apps, Format::Json);
+    assert_eq!(
+        &read_applications(json.as_bytes()).unwrap(),
+        apps,
+        "JSON round trip"
+    );
+    let xml = applications_document(apps, Format::Xml);
     assert_eq!(
         &read_applications(xml.as_bytes()).unwrap(),
         apps,

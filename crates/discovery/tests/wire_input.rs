@@ -21,9 +21,15 @@ fn check(bytes: &[u8]) {
     match breakwater_discovery::wire::read_applications(bytes) {
         Ok(apps) => {
             // Whatever was read can be written and read back.
-            let json = breakwater_discovery::wire::applications_json(&apps);
-            let again = breakwater_discovery::wire::read_applications(json.to_string().as_bytes());
-            assert_eq!(again.as_ref(), Ok(&apps));
+            use breakwater_discovery::wire::{Format, applications_document, read_applications};
+            for format in [Format::Json, Format::Xml] {
+                let written = applications_document(&apps, format);
+                assert_eq!(
+                    read_applications(written.as_bytes()).as_ref(),
+                    Ok(&apps),
+                    "{format:?}"
+                );
+            }
         }
         Err(e) => assert!(!e.path.is_empty() && !e.reason.is_empty(), "{e:?}"),
     }
