@@ -27,6 +27,7 @@ use axum::routing::{get, put};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde_json::Value;
 use tower::Layer;
+use tower_http::compression::CompressionLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::registry::{Registry, RegistryError};
@@ -64,7 +65,9 @@ pub fn router(registry: Arc<Registry>) -> Router {
         .nest("/eureka", api.clone())
         .nest("/eureka/v2", api)
         // Bodies are read with our own limit (and message); lift axum's.
-        .layer(axum::extract::DefaultBodyLimit::disable());
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        // gzip when the client asks, as Eureka does for registry fetches.
+        .layer(CompressionLayer::new());
     // Eureka (Jersey) takes `/eureka/apps/` as `/eureka/apps`; clients rely on it.
     Router::new().fallback_service(NormalizePathLayer::trim_trailing_slash().layer(routes))
 }

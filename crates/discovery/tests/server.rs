@@ -101,6 +101,20 @@ async fn lifecycle_under_both_prefixes_in_json_and_xml() {
     );
     assert_eq!(wire::read_applications(a.body.as_bytes()).unwrap(), apps);
 
+    let gz = request(
+        &addr,
+        "GET",
+        "/eureka/apps",
+        &[JSON, "Accept-Encoding: gzip"],
+        b"",
+    )
+    .await;
+    assert!(
+        gz.headers.contains("content-encoding: gzip"),
+        "{}",
+        gz.headers
+    );
+
     for (path, status) in [
         ("/eureka/apps/orders", 200),
         ("/eureka/apps/ORDERS/i-1", 200),
