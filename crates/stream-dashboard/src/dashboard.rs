@@ -268,7 +268,14 @@ async fn instances(State(state): State<Arc<AppState>>) -> Json<serde_json::Value
     Json(json!({ "instances": instances }))
 }
 
+/// The page's script and style hold no data; the browser loads them without the token (a
+/// `<script src>` cannot carry it), so they are public.
+const PUBLIC_PATHS: [&str; 2] = ["/dashboard/app.js", "/dashboard/app.css"];
+
 async fn authorize(token: &str, request: Request, next: Next) -> Response {
+    if PUBLIC_PATHS.contains(&request.uri().path()) {
+        return next.run(request).await;
+    }
     let from_header = request
         .headers()
         .get(header::AUTHORIZATION)

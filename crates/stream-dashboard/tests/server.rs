@@ -167,6 +167,15 @@ async fn bearer_token_is_required_when_set() {
     assert_eq!(page.status, StatusCode::OK);
     let page = get(&server.url("/"), &[]).await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    // The page's own assets hold no data and load without the token; its data does not.
+    for (path, status) in [
+        ("/dashboard/app.js", StatusCode::OK),
+        ("/dashboard/app.css", StatusCode::OK),
+        ("/dashboard/sources.json", StatusCode::UNAUTHORIZED),
+        ("/dashboard/instances.json", StatusCode::UNAUTHORIZED),
+    ] {
+        assert_eq!(get(&server.url(path), &[]).await.status, status, "{path}");
+    }
     // A CORS preflight carries no credentials and is answered anyway.
     let preflight = common::client()
         .request(
