@@ -654,7 +654,8 @@ pub fn read_instance(body: &[u8]) -> Result<Instance, WireError> {
 fn xml_to_value(text: &str) -> Result<Value, WireError> {
     use quick_xml::events::Event;
     let mut reader = quick_xml::Reader::from_str(text);
-    reader.config_mut().trim_text(true);
+    // Text is kept as sent (values may start or end with spaces); whitespace between
+    // elements is dropped in `finish`.
     // (name, attributes and children so far, text so far)
     let mut stack: Vec<(String, Map<String, Value>, String)> = Vec::new();
     let mut root: Option<(String, Value)> = None;
@@ -758,6 +759,10 @@ fn element(
 
 fn finish(mut fields: Map<String, Value>, text: String) -> Value {
     if fields.is_empty() {
+        // A leaf keeps its text exactly; an element holding only indentation is empty.
+        if text.trim().is_empty() {
+            return Value::String(String::new());
+        }
         return Value::String(text);
     }
     if !text.trim().is_empty() {
@@ -945,7 +950,21 @@ impl Writer {
     }
 
     fn map(&mut self, name: &str, map: &BTreeMap<String, String>) {
-        if map.is_empty() && self.format == Format::Json {
+        if self.format == Format::Xml {
+            // Keys become element names; one that cannot be an XML name cannot be written
+            // (Eureka's own XML writer cannot either). JSON carries it.
+            self.open(name, true, &[]);
+            for (k, v) in map {
+                if is_xml_name(k) {
+                    self.string(k, v);
+                } else {
+                    tracing::debug!(key = %k, "metadata key is not an XML name; left out of XML");
+                }
+            }
+            self.close(name);
+            return;
+        }
+        if map.is_empty() {
             // What Java's Jackson codec writes for an empty map.
             self.open(name, true, &[("class", "java.util.Collections$EmptyMap")]);
             self.close(name);
@@ -961,6 +980,19 @@ impl Writer {
     fn finish(self) -> String {
         self.out
     }
+}
+
+/// Whether `name` can be an XML element name (ASCII letters, digits, `-`, `.`, `_`; not
+/// starting with a digit, `-` or `.`, nor with `xml`). Metadata keys that are not are left
+/// out of XML documents.
+pub fn is_xml_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    let Some(first) = chars.next() else {
+        return false;
+    };
+    (first.is_ascii_alphabetic() || first == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '.' | '_'))
+        && !name.to_ascii_lowercase().starts_with("xml")
 }
 
 fn write_instance(w: &mut Writer, i: &Instance, key: bool) {

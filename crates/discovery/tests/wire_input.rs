@@ -21,22 +21,38 @@ fn check(bytes: &[u8]) {
     match breakwater_discovery::wire::read_applications(bytes) {
         Ok(apps) => {
             // Whatever was read can be written and read back.
-            use breakwater_discovery::wire::{Format, applications_document, read_applications};
-            for format in [Format::Json, Format::Xml] {
-                let written = applications_document(&apps, format);
-                assert_eq!(
-                    read_applications(written.as_bytes()).as_ref(),
-                    Ok(&apps),
-                    "{format:?}"
-                );
+            use breakwater_discovery::wire::{
+                Format, applications_document, is_xml_name, read_applications,
+            };
+            let json = applications_document(&apps, Format::Json);
+            assert_eq!(
+                read_applications(json.as_bytes()).as_ref(),
+                Ok(&apps),
+                "JSON"
+            );
+            // XML carries everything but metadata keys that cannot be element names.
+            let mut xml_apps = apps.clone();
+            for i in xml_apps
+                .applications
+                .iter_mut()
+                .flat_map(|a| a.instances.iter_mut())
+            {
+                i.metadata.retain(|k, _| is_xml_name(k));
+                i.data_center_info.metadata.retain(|k, _| is_xml_name(k));
             }
+            let xml = applications_document(&apps, Format::Xml);
+            assert_eq!(
+                read_applications(xml.as_bytes()).as_ref(),
+                Ok(&xml_apps),
+                "XML:\n{xml}"
+            );
         }
         Err(e) => assert!(!e.path.is_empty() && !e.reason.is_empty(), "{e:?}"),
     }
 }
 
 proptest! {
-    #![proptest_config(ProptestConfig::with_cases(2000))]
+    #![proptest_config(ProptestConfig::with_cases(5000))]
 
     #[test]
     fn arbitrary_bytes(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
