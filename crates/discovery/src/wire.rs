@@ -659,16 +659,12 @@ fn xml_to_value(text: &str) -> Result<Value, WireError> {
     // (name, attributes and children so far, text so far)
     let mut stack: Vec<(String, Map<String, Value>, String)> = Vec::new();
     let mut root: Option<(String, Value)> = None;
-    let position =
-        |reader: &quick_xml::Reader<&[u8]>| format!("XML at byte {}", reader.buffer_position());
     loop {
-        let event = reader
-            .read_event()
-            .map_or_else(|e| err(&position(&reader), e.to_string()), Ok)?;
+        let event = reader.read_event().map_err(|e| xml_error(&reader, e))?;
         match event {
             Event::Start(e) | Event::Empty(e) if root.is_some() => {
                 let _ = e;
-                return err(&position(&reader), "content after the root element");
+                return Err(xml_error(&reader, "content after the root element"));
             }
             Event::Start(e) => {
                 let (name, attrs) = element(&e, &reader)?;
@@ -680,11 +676,9 @@ fn xml_to_value(text: &str) -> Result<Value, WireError> {
             }
             Event::Text(t) => {
                 if let Some(top) = stack.last_mut() {
-                    let text = t
-                        .decode()
-                        .map_or_else(|e| err(&position(&reader), e.to_string()), Ok)?;
-                    let text = quick_xml::escape::unescape(&text)
-                        .map_or_else(|e| err(&position(&reader), e.to_string()), Ok)?;
+                    let text = t.decode().map_err(|e| xml_error(&reader, e))?;
+                    let text =
+                        quick_xml::escape::unescape(&text).map_err(|e| xml_error(&reader, e))?;
                     top.2.push_str(&text);
                 }
             }
@@ -698,13 +692,13 @@ fn xml_to_value(text: &str) -> Result<Value, WireError> {
                     let name = String::from_utf8_lossy(&r).into_owned();
                     let reference = format!("&{name};");
                     let resolved = quick_xml::escape::unescape(&reference)
-                        .map_or_else(|e| err(&position(&reader), e.to_string()), Ok)?;
+                        .map_err(|e| xml_error(&reader, e))?;
                     top.2.push_str(&resolved);
                 }
             }
             Event::End(_) => {
                 let Some((name, attrs, text)) = stack.pop() else {
-                    return err(&position(&reader), "closing tag without an opening one");
+                    return Err(xml_error(&reader, "closing tag without an opening one"));
                 };
                 root = attach(&mut stack, name, finish(attrs, text));
             }
@@ -726,6 +720,14 @@ fn xml_to_value(text: &str) -> Result<Value, WireError> {
     Ok(Value::Object(doc))
 }
 
+/// An XML error at the reader's position.
+fn xml_error(reader: &quick_xml::Reader<&[u8]>, reason: impl std::fmt::Display) -> WireError {
+    WireError {
+        path: format!("XML at byte {}", reader.buffer_position()),
+        reason: reason.to_string(),
+    }
+}
+
 fn element(
     e: &quick_xml::events::BytesStart<'_>,
     reader: &quick_xml::Reader<&[u8]>,
@@ -733,25 +735,9 @@ fn element(
     let name = String::from_utf8_lossy(e.name().as_ref()).into_owned();
     let mut attrs = Map::new();
     for attr in e.attributes() {
-        let attr = attr.map_or_else(
-            |e| {
-                err(
-                    &format!("XML at byte {}", reader.buffer_position()),
-                    e.to_string(),
-                )
-            },
-            Ok,
-        )?;
+        let attr = attr.map_err(|e| xml_error(reader, e))?;
         let key = format!("@{}", String::from_utf8_lossy(attr.key.as_ref()));
-        let value = attr.unescape_value().map_or_else(
-            |e| {
-                err(
-                    &format!("XML at byte {}", reader.buffer_position()),
-                    e.to_string(),
-                )
-            },
-            Ok,
-        )?;
+        let value = attr.unescape_value().map_err(|e| xml_error(reader, e))?;
         attrs.insert(key, Value::String(value.into_owned()));
     }
     Ok((name, attrs))

@@ -20,7 +20,7 @@ use crate::hystrix;
 use crate::page;
 use crate::proxy::{self, HttpClient, OriginAllowList};
 use crate::serve::ConnectionHandle;
-use crate::stream::{StreamSettings, Streamer};
+use crate::stream::{FrameSource, StreamSettings, Streamer};
 
 /// Builds the dashboard's router.
 ///
@@ -49,9 +49,17 @@ pub struct Dashboard {
     settings: StreamSettings,
 }
 
+/// The followed instances: the merged stream and one per instance, each with its own frame
+/// cache shared by all of its clients.
+struct Followed {
+    aggregator: Aggregator,
+    merged: Streamer,
+    each: Vec<Streamer>,
+}
+
 struct AppState {
     local: Option<Streamer>,
-    aggregator: Option<(Aggregator, Streamer, Arc<StreamSettings>, Arc<Semaphore>)>,
+    aggregator: Option<Followed>,
     proxy: Streamer,
     proxy_allow: OriginAllowList,
     client: HttpClient,
@@ -116,11 +124,28 @@ impl Dashboard {
             }
         }
         let aggregator = (!self.instances.is_empty()).then(|| {
+            let count = self.instances.len();
             let aggregator = Aggregator::spawn(self.instances);
-            let merged = aggregator.clone();
-            let source = move |out: &mut Vec<u8>| merged.write_merged_frame(out);
-            let streamer = Streamer::new(Arc::new(source), settings.clone(), connections.clone());
-            (aggregator, streamer, settings.clone(), connections.clone())
+            let streamer = |source: Arc<dyn FrameSource>| {
+                Streamer::new(source, settings.clone(), connections.clone())
+            };
+            let all = aggregator.clone();
+            let merged = streamer(Arc::new(move |out: &mut Vec<u8>| {
+                all.write_merged_frame(out)
+            }));
+            let each = (0..count)
+                .map(|index| {
+                    let one = aggregator.clone();
+                    streamer(Arc::new(move |out: &mut Vec<u8>| {
+                        one.write_instance_frame(index, out)
+                    }))
+                })
+                .collect();
+            Followed {
+                aggregator,
+                merged,
+                each,
+            }
         });
         // The proxy relays bytes; it uses the streamer only for the connection cap.
         let proxy = Streamer::new(
@@ -205,7 +230,7 @@ async fn turbine_stream(
     headers: HeaderMap,
     connection: Option<Extension<ConnectionHandle>>,
 ) -> Response {
-    let Some((aggregator, merged, settings, connections)) = &state.aggregator else {
+    let Some(followed) = &state.aggregator else {
         return (
             StatusCode::NOT_FOUND,
             "this dashboard follows no instances\n",
@@ -213,21 +238,19 @@ async fn turbine_stream(
             .into_response();
     };
     let Some(instance) = query.get("instance") else {
-        return stream(merged, &query, &headers, connection);
+        return stream(&followed.merged, &query, &headers, connection);
     };
-    let count = aggregator.instances().len();
-    let index = match instance.parse::<usize>() {
-        Ok(index) if index < count => index,
-        _ => {
-            return bad_request(format!(
-                "query parameter `instance`: {instance:?} is not an index below {count}"
-            ));
-        }
-    };
-    let one = aggregator.clone();
-    let source = move |out: &mut Vec<u8>| one.write_instance_frame(index, out);
-    let streamer = Streamer::new(Arc::new(source), settings.clone(), connections.clone());
-    stream(&streamer, &query, &headers, connection)
+    match instance
+        .parse::<usize>()
+        .ok()
+        .and_then(|i| followed.each.get(i))
+    {
+        Some(one) => stream(one, &query, &headers, connection),
+        None => bad_request(format!(
+            "query parameter `instance`: {instance:?} is not an index below {}",
+            followed.each.len()
+        )),
+    }
 }
 
 async fn proxy_stream(State(state): State<Arc<AppState>>, Query(query): Params) -> Response {
@@ -239,7 +262,7 @@ async fn sources(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
     if state.local.is_some() {
         sources.push(json!({"id": "local", "label": "this instance", "url": "hystrix.stream"}));
     }
-    if let Some((aggregator, ..)) = &state.aggregator {
+    if let Some(Followed { aggregator, .. }) = &state.aggregator {
         sources.push(
             json!({"id": "all", "label": "all instances (aggregated)", "url": "turbine.stream"}),
         );
@@ -263,7 +286,7 @@ async fn instances(State(state): State<Arc<AppState>>) -> Json<serde_json::Value
     let instances = state
         .aggregator
         .as_ref()
-        .map(|(a, ..)| a.instances())
+        .map(|f| f.aggregator.instances())
         .unwrap_or_default();
     Json(json!({ "instances": instances }))
 }
