@@ -1,0 +1,236 @@
+//! Trace and span ids, trace flags, and the W3C `traceparent` header, parsed strictly.
+
+use std::fmt;
+
+use crate::error::HeaderError;
+
+/// A 16-byte trace id; never all zeros.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceId([u8; 16]);
+
+/// An 8-byte span id; never all zeros.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct SpanId([u8; 8]);
+
+impl TraceId {
+    /// A random id (never zero).
+    pub fn random() -> Self {
+        loop {
+            let id = fastrand::u128(..).to_be_bytes();
+            if id != [0; 16] {
+                return TraceId(id);
+            }
+        }
+    }
+
+    /// From bytes; `None` for all zeros.
+    pub fn from_bytes(bytes: [u8; 16]) -> Option<Self> {
+        (bytes != [0; 16]).then_some(TraceId(bytes))
+    }
+
+    /// The bytes.
+    pub fn to_bytes(self) -> [u8; 16] {
+        self.0
+    }
+
+    /// Parses 32 lowercase hex digits, or 16 (a 64-bit B3 id, left-padded with zeros).
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let mut bytes = [0u8; 16];
+        match hex.len() {
+            32 => decode_hex(hex, &mut bytes)?,
+            16 => decode_hex(hex, &mut bytes[8..])?,
+            _ => return None,
+        }
+        Self::from_bytes(bytes)
+    }
+}
+
+impl SpanId {
+    /// A random id (never zero).
+    pub fn random() -> Self {
+        loop {
+            let id = fastrand::u64(..).to_be_bytes();
+            if id != [0; 8] {
+                return SpanId(id);
+            }
+        }
+    }
+
+    /// From bytes; `None` for all zeros.
+    pub fn from_bytes(bytes: [u8; 8]) -> Option<Self> {
+        (bytes != [0; 8]).then_some(SpanId(bytes))
+    }
+
+    /// The bytes.
+    pub fn to_bytes(self) -> [u8; 8] {
+        self.0
+    }
+
+    /// Parses 16 lowercase hex digits.
+    pub fn from_hex(hex: &str) -> Option<Self> {
+        let mut bytes = [0u8; 8];
+        if hex.len() != 16 {
+            return None;
+        }
+        decode_hex(hex, &mut bytes)?;
+        Self::from_bytes(bytes)
+    }
+}
+
+/// Decodes lowercase hex only (the W3C grammar is `HEXDIGLC`).
+fn decode_hex(hex: &str, out: &mut [u8]) -> Option<()> {
+    let digits = hex.as_bytes();
+    if digits.len() != out.len() * 2 {
+        return None;
+    }
+    let value = |d: u8| match d {
+        b'0'..=b'9' => Some(d - b'0'),
+        b'a'..=b'f' => Some(d - b'a' + 10),
+        _ => None,
+    };
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = value(digits[2 * i])? << 4 | value(digits[2 * i + 1])?;
+    }
+    Some(())
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    for b in bytes {
+        write!(f, "{b:02x}")?;
+    }
+    Ok(())
+}
+
+impl fmt::Display for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for TraceId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "TraceId({self})")
+    }
+}
+
+impl fmt::Display for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write_hex(f, &self.0)
+    }
+}
+
+impl fmt::Debug for SpanId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "SpanId({self})")
+    }
+}
+
+/// Trace flags. Only the bits this version knows are kept: `sampled` (0x01) and `random`
+/// (0x02, W3C level 2); unknown bits are never propagated as set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct TraceFlags(u8);
+
+impl TraceFlags {
+    /// The sampled bit.
+    pub const SAMPLED: TraceFlags = TraceFlags(0x01);
+    /// The random-trace-id bit (W3C Trace Context level 2).
+    pub const RANDOM: TraceFlags = TraceFlags(0x02);
+    const KNOWN: u8 = 0x03;
+
+    /// From a byte, dropping unknown bits.
+    pub fn from_byte(byte: u8) -> Self {
+        TraceFlags(byte & Self::KNOWN)
+    }
+
+    /// The byte.
+    pub fn to_byte(self) -> u8 {
+        self.0
+    }
+
+    /// Whether the sampled bit is set.
+    pub fn is_sampled(self) -> bool {
+        self.0 & Self::SAMPLED.0 != 0
+    }
+
+    /// With the sampled bit set or cleared.
+    pub fn with_sampled(self, sampled: bool) -> Self {
+        if sampled {
+            TraceFlags(self.0 | Self::SAMPLED.0)
+        } else {
+            TraceFlags(self.0 & !Self::SAMPLED.0)
+        }
+    }
+}
+
+/// The ids a `traceparent` carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct TraceParent {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// The caller's span (our parent).
+    pub parent_id: SpanId,
+    /// The flags.
+    pub flags: TraceFlags,
+}
+
+const VERSION_00_LEN: usize = 55;
+
+impl TraceParent {
+    /// Parses a `traceparent` value by the W3C rules: version `00` exactly 55 characters;
+    /// a higher version (not `ff`) read from its first 55 characters, the rest beginning with
+    /// `-`; lowercase hex only; all-zero ids invalid.
+    pub fn parse(value: &str) -> Result<Self, HeaderError> {
+        let bad = |reason: &str| Err(HeaderError::new("traceparent", reason));
+        if !value.is_ascii() {
+            return bad("not ASCII");
+        }
+        let bytes = value.as_bytes();
+        if bytes.len() < VERSION_00_LEN {
+            return bad("shorter than 55 characters");
+        }
+        let mut v = [0u8; 1];
+        if decode_hex(&value[0..2], &mut v).is_none() {
+            return bad("version is not 2 lowercase hex digits");
+        }
+        match v[0] {
+            0xff => return bad("version ff is invalid"),
+            0x00 if bytes.len() != VERSION_00_LEN => {
+                return bad("version 00 must be exactly 55 characters");
+            }
+            0x00 => {}
+            _ if bytes.len() > VERSION_00_LEN && bytes[VERSION_00_LEN] != b'-' => {
+                return bad("a later version's extra fields must start with '-'");
+            }
+            _ => {}
+        }
+        if bytes[2] != b'-' || bytes[35] != b'-' || bytes[52] != b'-' {
+            return bad("fields are not separated by '-' at 2, 35 and 52");
+        }
+        let field = |range: std::ops::Range<usize>| value.get(range).unwrap_or("");
+        let Some(trace_id) = TraceId::from_hex(field(3..35)) else {
+            return bad("trace-id is not 32 lowercase hex digits, or is all zeros");
+        };
+        let Some(parent_id) = SpanId::from_hex(field(36..52)) else {
+            return bad("parent-id is not 16 lowercase hex digits, or is all zeros");
+        };
+        let mut flags = [0u8; 1];
+        if decode_hex(field(53..55), &mut flags).is_none() {
+            return bad("trace-flags is not 2 lowercase hex digits");
+        }
+        Ok(TraceParent {
+            trace_id,
+            parent_id,
+            flags: TraceFlags::from_byte(flags[0]),
+        })
+    }
+
+    /// The header value (always version `00`).
+    pub fn to_header(&self) -> String {
+        format!(
+            "00-{}-{}-{:02x}",
+            self.trace_id,
+            self.parent_id,
+            self.flags.to_byte()
+        )
+    }
+}

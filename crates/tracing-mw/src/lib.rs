@@ -1,0 +1,30 @@
+//! Trace-context propagation for Tower services.
+//!
+//! Header parsers that apply the specifications strictly (the OpenTelemetry SDK's own
+//! `traceparent` parser accepts malformed ids; these do not), each refusing bad input with a
+//! [`HeaderError`] that says what is wrong without repeating the value:
+//!
+//! - [`TraceParent`] (W3C `traceparent`) and [`TraceState`] (W3C `tracestate`, 32 members,
+//!   512 characters sent, truncation by the spec's rule);
+//! - [`Baggage`] (W3C `baggage`, 64 members, 8192 bytes);
+//! - [`B3`] (Zipkin, single and multi-header);
+//! - [`RequestId`] (`X-Request-Id`) and [`AmznTraceId`] (`X-Amzn-Trace-Id`).
+//!
+//! Status: the parsers are done; the server and client layers, the OpenTelemetry export and
+//! log correlation are being built (issue 5).
+
+#![warn(missing_docs)]
+
+pub mod b3;
+pub mod baggage;
+pub mod context;
+pub mod error;
+pub mod request_id;
+pub mod tracestate;
+
+pub use b3::{B3, Sampling};
+pub use baggage::Baggage;
+pub use context::{SpanId, TraceFlags, TraceId, TraceParent};
+pub use error::HeaderError;
+pub use request_id::{AmznTraceId, RequestId};
+pub use tracestate::TraceState;

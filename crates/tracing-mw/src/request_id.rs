@@ -1,0 +1,104 @@
+//! `X-Request-Id`: kept when valid, made when absent or invalid; and AWS `X-Amzn-Trace-Id`.
+
+use crate::context::{SpanId, TraceId};
+use crate::error::HeaderError;
+
+/// Longest request id kept.
+pub const MAX_REQUEST_ID: usize = 200;
+
+/// A request id of 1 to 200 characters of `[A-Za-z0-9+/=_-]`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RequestId(String);
+
+impl RequestId {
+    /// Checks a caller's id.
+    pub fn parse(value: &str) -> Result<Self, HeaderError> {
+        let ok = !value.is_empty()
+            && value.len() <= MAX_REQUEST_ID
+            && value.bytes().all(|c| {
+                c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-')
+            });
+        if ok {
+            Ok(RequestId(value.to_owned()))
+        } else {
+            Err(HeaderError::new(
+                "x-request-id",
+                format!("not 1 to {MAX_REQUEST_ID} characters of [A-Za-z0-9+/=_-]"),
+            ))
+        }
+    }
+
+    /// A new random id (32 hex digits).
+    pub fn generate() -> Self {
+        RequestId(TraceId::random().to_string())
+    }
+
+    /// The id.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Display for RequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// What an `X-Amzn-Trace-Id` header carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct AmznTraceId {
+    /// `Root=1-{8 hex epoch}-{24 hex}` as a 16-byte trace id (epoch then the 24 digits).
+    pub trace_id: TraceId,
+    /// `Parent=`, if sent.
+    pub parent_id: Option<SpanId>,
+    /// `Sampled=1` / `0`, if sent.
+    pub sampled: Option<bool>,
+}
+
+impl AmznTraceId {
+    /// Parses `Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1`.
+    pub fn parse(value: &str) -> Result<Self, HeaderError> {
+        let bad = |reason: &str| Err(HeaderError::new("x-amzn-trace-id", reason));
+        let (mut root, mut parent, mut sampled) = (None, None, None);
+        for field in value.split(';') {
+            let Some((k, v)) = field.trim().split_once('=') else {
+                continue;
+            };
+            match k {
+                "Root" => root = Some(v),
+                "Parent" => parent = Some(v),
+                "Sampled" => sampled = Some(v),
+                _ => {}
+            }
+        }
+        let Some(root) = root else {
+            return bad("no Root field");
+        };
+        let parts: Vec<&str> = root.split('-').collect();
+        if parts.len() != 3 || parts[0] != "1" || parts[1].len() != 8 || parts[2].len() != 24 {
+            return bad("Root is not 1-{8 hex}-{24 hex}");
+        }
+        let Some(trace_id) = TraceId::from_hex(&format!("{}{}", parts[1], parts[2])) else {
+            return bad("Root is not lowercase hex, or is zero");
+        };
+        let parent_id = match parent {
+            Some(p) => match SpanId::from_hex(p) {
+                Some(p) => Some(p),
+                None => return bad("Parent is not 16 lowercase hex digits"),
+            },
+            None => None,
+        };
+        let sampled = match sampled {
+            Some("1") => Some(true),
+            Some("0") => Some(false),
+            Some("?") | None => None,
+            Some(_) => return bad("Sampled is not 1, 0 or ?"),
+        };
+        Ok(AmznTraceId {
+            trace_id,
+            parent_id,
+            sampled,
+        })
+    }
+}

@@ -1,0 +1,136 @@
+//! W3C `tracestate`: vendor entries that travel with the trace, with the spec's limits.
+
+use crate::error::HeaderError;
+
+/// Most members a tracestate may hold.
+pub const MAX_MEMBERS: usize = 32;
+/// What we send at most; longer lists are truncated by the spec's rule.
+pub const MAX_HEADER_LEN: usize = 512;
+
+/// A parsed `tracestate`: `(key, value)` members, leftmost first.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TraceState(Vec<(String, String)>);
+
+fn simple_key(key: &str) -> bool {
+    let b = key.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
+        && b.iter().all(|&c| {
+            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/')
+        })
+}
+
+fn valid_key(key: &str) -> bool {
+    match key.split_once('@') {
+        // Multi-tenant `tenant@system`: tenant up to 241, system up to 14 characters.
+        Some((tenant, system)) => {
+            tenant.len() <= 241
+                && system.len() <= 14
+                && simple_key(tenant)
+                && simple_key(system)
+                && system.as_bytes()[0].is_ascii_lowercase()
+        }
+        None => simple_key(key),
+    }
+}
+
+fn valid_value(value: &str) -> bool {
+    let b = value.as_bytes();
+    !b.is_empty()
+        && b.len() <= 256
+        && b.iter()
+            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b[b.len() - 1] != b' '
+}
+
+impl TraceState {
+    /// Parses the header's value (several header lines are joined with `,` first). Empty
+    /// members are allowed and skipped; anything else invalid refuses the whole header.
+    pub fn parse(value: &str) -> Result<Self, HeaderError> {
+        let bad = |reason: String| Err(HeaderError::new("tracestate", reason));
+        let mut members: Vec<(String, String)> = Vec::new();
+        for (i, member) in value.split(',').enumerate() {
+            let member = member.trim_matches(|c| c == ' ' || c == '\t');
+            if member.is_empty() {
+                continue;
+            }
+            let Some((key, val)) = member.split_once('=') else {
+                return bad(format!("member {i} has no '='"));
+            };
+            if !valid_key(key) {
+                return bad(format!("member {i}: the key is not a valid tracestate key"));
+            }
+            if !valid_value(val) {
+                return bad(format!(
+                    "member {i}: the value is not a valid tracestate value"
+                ));
+            }
+            if members.iter().any(|(k, _)| k == key) {
+                return bad(format!("member {i}: duplicate key"));
+            }
+            if members.len() == MAX_MEMBERS {
+                return bad(format!("more than {MAX_MEMBERS} members"));
+            }
+            members.push((key.to_owned(), val.to_owned()));
+        }
+        Ok(TraceState(members))
+    }
+
+    /// The members, leftmost first.
+    pub fn members(&self) -> &[(String, String)] {
+        &self.0
+    }
+
+    /// True with no members.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Sets `key` (a modified key moves to the front, as the spec asks); an invalid key or
+    /// value is refused and nothing changes.
+    pub fn insert(&mut self, key: &str, value: &str) -> Result<(), HeaderError> {
+        if !valid_key(key) || !valid_value(value) {
+            return Err(HeaderError::new(
+                "tracestate",
+                "invalid key or value to insert",
+            ));
+        }
+        self.0.retain(|(k, _)| k != key);
+        self.0.insert(0, (key.to_owned(), value.to_owned()));
+        self.0.truncate(MAX_MEMBERS);
+        Ok(())
+    }
+
+    /// The header value, at most [`MAX_HEADER_LEN`] characters: when too long, members over
+    /// 128 characters are dropped first, then members from the right.
+    pub fn to_header(&self) -> String {
+        let len = |members: &[&(String, String)]| {
+            members
+                .iter()
+                .map(|(k, v)| k.len() + v.len() + 1)
+                .sum::<usize>()
+                + members.len().saturating_sub(1)
+        };
+        let mut kept: Vec<&(String, String)> = self.0.iter().collect();
+        if len(&kept) > MAX_HEADER_LEN {
+            // A member is `key=value`: over 128 characters means key + value >= 128.
+            kept.retain(|(k, v)| k.len() + v.len() < 128);
+        }
+        while len(&kept) > MAX_HEADER_LEN {
+            kept.pop();
+        }
+        kept.iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+}
