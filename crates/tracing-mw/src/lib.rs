@@ -19,6 +19,8 @@ pub mod b3;
 pub mod baggage;
 pub mod context;
 pub mod error;
+pub mod extract;
+pub mod layer;
 pub mod request_id;
 pub mod tracestate;
 
@@ -26,5 +28,7 @@ pub use b3::{B3, Sampling};
 pub use baggage::Baggage;
 pub use context::{SpanId, TraceFlags, TraceId, TraceParent};
 pub use error::HeaderError;
+pub use extract::{B3Form, Extracted, Formats, Outgoing, RemoteParent, extract, inject};
+pub use layer::{ClientLayer, ClientService, RequestContext, ServerLayer, ServerService};
 pub use request_id::{AmznTraceId, RequestId};
 pub use tracestate::TraceState;

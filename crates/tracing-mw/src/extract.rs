@@ -1,0 +1,319 @@
+//! Reading and writing every supported header on an `http::HeaderMap`.
+
+use http::{HeaderMap, HeaderName, HeaderValue};
+
+use crate::b3::{B3, Sampling};
+use crate::baggage::Baggage;
+use crate::context::{SpanId, TraceFlags, TraceId, TraceParent};
+use crate::error::HeaderError;
+use crate::request_id::{AmznTraceId, RequestId};
+use crate::tracestate::TraceState;
+
+/// The longest header value read; longer ones are ignored (and reported).
+pub const MAX_HEADER_BYTES: usize = 8192;
+
+/// Which formats to read and write.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Formats {
+    /// W3C `traceparent` + `tracestate` (read and written).
+    pub w3c: bool,
+    /// W3C `baggage` (read and written).
+    pub baggage: bool,
+    /// Zipkin B3 read (single and multi); written when `b3_inject` says so.
+    pub b3: bool,
+    /// Which B3 form to write, if any.
+    pub b3_inject: Option<B3Form>,
+    /// `X-Amzn-Trace-Id` read (never written).
+    pub amzn: bool,
+    /// `X-Request-Id` read, generated when absent or invalid, written on responses and calls.
+    pub request_id: bool,
+}
+
+/// A B3 form to write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum B3Form {
+    /// The `b3` header.
+    Single,
+    /// The `X-B3-*` headers.
+    Multi,
+}
+
+impl Default for Formats {
+    /// Read W3C, baggage, B3 and request ids; write W3C, baggage and request ids.
+    fn default() -> Self {
+        Formats {
+            w3c: true,
+            baggage: true,
+            b3: true,
+            b3_inject: None,
+            amzn: false,
+            request_id: true,
+        }
+    }
+}
+
+/// The caller's trace context, as read from one of the formats.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemoteParent {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// The caller's span.
+    pub span_id: SpanId,
+    /// Sampled and random bits.
+    pub flags: TraceFlags,
+    /// W3C tracestate (empty unless it came with a valid traceparent).
+    pub trace_state: TraceState,
+    /// The format it came in.
+    pub source: &'static str,
+}
+
+/// Everything read from a request's headers.
+#[derive(Debug, Clone, Default)]
+pub struct Extracted {
+    /// The caller's context; `None` starts a new trace.
+    pub parent: Option<RemoteParent>,
+    /// The caller's baggage.
+    pub baggage: Baggage,
+    /// The caller's request id, if valid.
+    pub request_id: Option<RequestId>,
+    /// Headers that were present but refused (their values are not kept).
+    pub refused: Vec<HeaderError>,
+}
+
+fn one<'a>(
+    headers: &'a HeaderMap,
+    name: &'static str,
+    refused: &mut Vec<HeaderError>,
+) -> Option<&'a str> {
+    let mut values = headers.get_all(name).iter();
+    let first = values.next()?;
+    if values.next().is_some() {
+        refused.push(HeaderError::new(name, "sent more than once"));
+        return None;
+    }
+    text(first, name, refused)
+}
+
+fn text<'a>(
+    value: &'a HeaderValue,
+    name: &'static str,
+    refused: &mut Vec<HeaderError>,
+) -> Option<&'a str> {
+    if value.len() > MAX_HEADER_BYTES {
+        refused.push(HeaderError::new(
+            name,
+            format!("longer than {MAX_HEADER_BYTES} bytes; ignored"),
+        ));
+        return None;
+    }
+    match value.to_str() {
+        Ok(s) => Some(s),
+        Err(_) => {
+            refused.push(HeaderError::new(name, "not visible ASCII"));
+            None
+        }
+    }
+}
+
+/// All values of a list header, joined with `,` (several header lines form one list).
+fn list(headers: &HeaderMap, name: &'static str, refused: &mut Vec<HeaderError>) -> Option<String> {
+    let mut joined = String::new();
+    for value in headers.get_all(name) {
+        let s = text(value, name, refused)?;
+        if !joined.is_empty() {
+            joined.push(',');
+        }
+        joined.push_str(s);
+        if joined.len() > MAX_HEADER_BYTES {
+            refused.push(HeaderError::new(
+                name,
+                format!("longer than {MAX_HEADER_BYTES} bytes; ignored"),
+            ));
+            return None;
+        }
+    }
+    (!joined.is_empty()).then_some(joined)
+}
+
+/// Reads the request's context in the configured formats. Precedence: `traceparent`, then
+/// `b3`, then `X-B3-*`, then `X-Amzn-Trace-Id`. An invalid `traceparent` starts a new trace
+/// (later formats are not consulted for it) and its `tracestate` is dropped.
+pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
+    let mut out = Extracted::default();
+    let refused = &mut out.refused;
+    let mut decided = false;
+    if formats.w3c && headers.contains_key("traceparent") {
+        decided = true;
+        if let Some(value) = one(headers, "traceparent", refused) {
+            match TraceParent::parse(value) {
+                Ok(tp) => {
+                    let trace_state = match list(headers, "tracestate", refused) {
+                        Some(ts) => TraceState::parse(&ts).unwrap_or_else(|e| {
+                            refused.push(e);
+                            TraceState::default()
+                        }),
+                        None => TraceState::default(),
+                    };
+                    out.parent = Some(RemoteParent {
+                        trace_id: tp.trace_id,
+                        span_id: tp.parent_id,
+                        flags: tp.flags,
+                        trace_state,
+                        source: "traceparent",
+                    });
+                }
+                Err(e) => refused.push(e),
+            }
+        }
+    }
+    if !decided && formats.b3 {
+        let single = one(headers, "b3", refused).map(B3::parse_single);
+        let b3 = match single {
+            Some(result) => Some(result),
+            None => {
+                let get = |n: &'static str, r: &mut Vec<HeaderError>| one(headers, n, r);
+                let (t, s) = (get("x-b3-traceid", refused), get("x-b3-spanid", refused));
+                let (p, sampled, f) = (
+                    get("x-b3-parentspanid", refused),
+                    get("x-b3-sampled", refused),
+                    get("x-b3-flags", refused),
+                );
+                (t.is_some() || s.is_some() || sampled.is_some() || f.is_some())
+                    .then(|| B3::parse_multi(t, s, p, sampled, f))
+            }
+        };
+        match b3 {
+            Some(Ok(B3 {
+                ids: Some((trace_id, span_id)),
+                sampling,
+                ..
+            })) => {
+                decided = true;
+                let sampled = matches!(sampling, Sampling::Accept | Sampling::Debug);
+                out.parent = Some(RemoteParent {
+                    trace_id,
+                    span_id,
+                    flags: TraceFlags::default().with_sampled(sampled),
+                    trace_state: TraceState::default(),
+                    source: "b3",
+                });
+            }
+            Some(Ok(_)) => {}
+            Some(Err(e)) => refused.push(e),
+            None => {}
+        }
+    }
+    if !decided && formats.amzn {
+        if let Some(value) = one(headers, "x-amzn-trace-id", refused) {
+            match AmznTraceId::parse(value) {
+                Ok(AmznTraceId {
+                    trace_id,
+                    parent_id: Some(span_id),
+                    sampled,
+                }) => {
+                    out.parent = Some(RemoteParent {
+                        trace_id,
+                        span_id,
+                        flags: TraceFlags::default().with_sampled(sampled.unwrap_or(false)),
+                        trace_state: TraceState::default(),
+                        source: "x-amzn-trace-id",
+                    });
+                }
+                Ok(_) => {}
+                Err(e) => refused.push(e),
+            }
+        }
+    }
+    if formats.baggage
+        && let Some(value) = list(headers, "baggage", refused)
+    {
+        match Baggage::parse(&value) {
+            Ok(b) => out.baggage = b,
+            Err(e) => refused.push(e),
+        }
+    }
+    if formats.request_id
+        && let Some(value) = one(headers, "x-request-id", refused)
+    {
+        match RequestId::parse(value) {
+            Ok(id) => out.request_id = Some(id),
+            Err(e) => refused.push(e),
+        }
+    }
+    out
+}
+
+/// What an outgoing call carries.
+#[derive(Debug, Clone)]
+pub struct Outgoing<'a> {
+    /// The trace.
+    pub trace_id: TraceId,
+    /// The span making the call: the callee's parent.
+    pub span_id: SpanId,
+    /// The flags.
+    pub flags: TraceFlags,
+    /// W3C tracestate to pass on.
+    pub trace_state: &'a TraceState,
+    /// Baggage to pass on.
+    pub baggage: &'a Baggage,
+    /// The request id to pass on.
+    pub request_id: Option<&'a RequestId>,
+}
+
+fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
+    // Every value written here is built from validated parts, so it is a valid header value.
+    if let Ok(value) = HeaderValue::from_str(&value) {
+        headers.insert(HeaderName::from_static(name), value);
+    }
+}
+
+/// Writes the context in the configured formats, replacing any such headers already set.
+pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
+    if formats.w3c {
+        let tp = TraceParent {
+            trace_id: out.trace_id,
+            parent_id: out.span_id,
+            flags: out.flags,
+        };
+        set(headers, "traceparent", tp.to_header());
+        headers.remove("tracestate");
+        if !out.trace_state.is_empty() {
+            set(headers, "tracestate", out.trace_state.to_header());
+        }
+    }
+    match formats.b3_inject {
+        Some(form) => {
+            let sampling = if out.flags.is_sampled() {
+                Sampling::Accept
+            } else {
+                Sampling::Deny
+            };
+            let b3 = B3 {
+                ids: Some((out.trace_id, out.span_id)),
+                parent_span_id: None,
+                sampling,
+            };
+            match form {
+                B3Form::Single => set(headers, "b3", b3.to_single()),
+                B3Form::Multi => {
+                    set(headers, "x-b3-traceid", out.trace_id.to_string());
+                    set(headers, "x-b3-spanid", out.span_id.to_string());
+                    set(
+                        headers,
+                        "x-b3-sampled",
+                        if out.flags.is_sampled() { "1" } else { "0" }.to_owned(),
+                    );
+                }
+            }
+        }
+        None => {}
+    }
+    if formats.baggage && !out.baggage.is_empty() {
+        set(headers, "baggage", out.baggage.to_header());
+    }
+    if formats.request_id
+        && let Some(id) = out.request_id
+    {
+        set(headers, "x-request-id", id.to_string());
+    }
+}

@@ -1,0 +1,300 @@
+//! The server-side and client-side Tower layers.
+//!
+//! [`ServerLayer`] reads the caller's context, opens a `tracing` span with OpenTelemetry's
+//! HTTP server fields, makes it the OpenTelemetry parent of that span, and hands handler code
+//! a [`RequestContext`] (in the request's extensions, and through
+//! [`RequestContext::current`] anywhere under the span). [`ClientLayer`] writes the current
+//! context into outgoing requests: the current span is the callee's parent.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{HeaderValue, Request, Response};
+use opentelemetry::trace::{
+    SpanContext, TraceContextExt, TraceFlags as OtelFlags, TraceState as OtelTraceState,
+};
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+use crate::baggage::Baggage;
+use crate::context::{SpanId, TraceFlags, TraceId};
+use crate::extract::{Formats, Outgoing, RemoteParent, extract, inject};
+use crate::request_id::RequestId;
+use crate::tracestate::TraceState;
+
+/// The context of the request being served: what handler code (and logs) need.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestContext {
+    /// The trace this request belongs to (the caller's, or new).
+    pub trace_id: TraceId,
+    /// This service's span for the request.
+    pub span_id: SpanId,
+    /// The caller's span, when the request came with a context.
+    pub parent_span_id: Option<SpanId>,
+    /// Sampled and random bits.
+    pub flags: TraceFlags,
+    /// W3C tracestate to pass on.
+    pub trace_state: TraceState,
+    /// Baggage to pass on.
+    pub baggage: Baggage,
+    /// The request id (the caller's when valid, else a new one).
+    pub request_id: RequestId,
+}
+
+impl RequestContext {
+    /// The context of the request served under the current `tracing` span (also inside
+    /// tasks spawned with `.instrument(span)`), when the OpenTelemetry layer is installed.
+    pub fn current() -> Option<RequestContext> {
+        tracing::Span::current()
+            .context()
+            .get::<Slot>()
+            .and_then(|slot| slot.0.get().cloned())
+    }
+}
+
+/// Where the served request's context lives in the OpenTelemetry context of its span. The
+/// span's parent must be set before its ids are known, so the slot is filled afterwards.
+#[derive(Debug, Clone, Default)]
+struct Slot(Arc<std::sync::OnceLock<RequestContext>>);
+
+fn to_otel(trace_id: TraceId, span_id: SpanId, flags: TraceFlags, ts: &TraceState) -> SpanContext {
+    let state =
+        OtelTraceState::from_key_value(ts.members().iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .unwrap_or_default();
+    SpanContext::new(
+        opentelemetry::trace::TraceId::from_bytes(trace_id.to_bytes()),
+        opentelemetry::trace::SpanId::from_bytes(span_id.to_bytes()),
+        OtelFlags::new(flags.to_byte()),
+        true,
+        state,
+    )
+}
+
+/// Reads the caller's context on the way in. See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct ServerLayer {
+    formats: Arc<Formats>,
+}
+
+impl ServerLayer {
+    /// Reads (and answers with) the given formats.
+    pub fn new(formats: Formats) -> Self {
+        ServerLayer {
+            formats: Arc::new(formats),
+        }
+    }
+}
+
+impl<S> Layer<S> for ServerLayer {
+    type Service = ServerService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerService {
+            inner,
+            formats: self.formats.clone(),
+        }
+    }
+}
+
+/// The service [`ServerLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct ServerService<S> {
+    inner: S,
+    formats: Arc<Formats>,
+}
+
+impl<S, B, RB> Service<Request<B>> for ServerService<S>
+where
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Future: Send + 'static,
+    S::Error: std::fmt::Display,
+{
+    type Response = Response<RB>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let extracted = extract(request.headers(), &self.formats);
+        for refused in &extracted.refused {
+            // The header's name and the reason only: values may carry personal data.
+            tracing::debug!(header = refused.header, reason = %refused.reason, "propagation header refused");
+        }
+        let request_id = extracted.request_id.unwrap_or_else(RequestId::generate);
+        let method = request.method().clone();
+        let span = tracing::info_span!(
+            "HTTP request",
+            otel.name = %method,
+            otel.kind = "server",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            url.path = %request.uri().path(),
+            url.scheme = request.uri().scheme_str().unwrap_or("http"),
+            network.protocol.version = ?request.version(),
+            http.response.status_code = tracing::field::Empty,
+            trace_id = tracing::field::Empty,
+            span_id = tracing::field::Empty,
+            request_id = %request_id,
+        );
+        let parent: Option<&RemoteParent> = extracted.parent.as_ref();
+        let mut otel_parent = opentelemetry::Context::new();
+        if let Some(p) = parent {
+            otel_parent = otel_parent.with_remote_span_context(to_otel(
+                p.trace_id,
+                p.span_id,
+                p.flags,
+                &p.trace_state,
+            ));
+        }
+        let slot = Slot::default();
+        let _ = span.set_parent(otel_parent.with_value(slot.clone()));
+        // Our span's ids, from OpenTelemetry when its layer is installed; else our own.
+        let own = span.context().span().span_context().clone();
+        let (trace_id, span_id, flags) = if own.is_valid() {
+            (
+                TraceId::from_bytes(own.trace_id().to_bytes()).unwrap_or_else(TraceId::random),
+                SpanId::from_bytes(own.span_id().to_bytes()).unwrap_or_else(SpanId::random),
+                TraceFlags::from_byte(own.trace_flags().to_u8()),
+            )
+        } else {
+            (
+                parent.map_or_else(TraceId::random, |p| p.trace_id),
+                SpanId::random(),
+                parent.map_or(TraceFlags::SAMPLED, |p| p.flags),
+            )
+        };
+        span.record("trace_id", tracing::field::display(trace_id));
+        span.record("span_id", tracing::field::display(span_id));
+        let context = RequestContext {
+            trace_id,
+            span_id,
+            parent_span_id: parent.map(|p| p.span_id),
+            flags,
+            trace_state: parent.map(|p| p.trace_state.clone()).unwrap_or_default(),
+            baggage: extracted.baggage,
+            request_id: request_id.clone(),
+        };
+        // Children of the span (and tasks instrumented with it) find the context there.
+        let _ = slot.0.set(context.clone());
+        request.extensions_mut().insert(context);
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let echo_request_id = self.formats.request_id;
+        Box::pin(
+            async move {
+                let result = future.await;
+                let span = tracing::Span::current();
+                match &result {
+                    Ok(response) => {
+                        let status = response.status();
+                        span.record("http.response.status_code", status.as_u16());
+                        if status.is_server_error() {
+                            span.record("otel.status_code", "ERROR");
+                        }
+                    }
+                    Err(error) => {
+                        span.record("otel.status_code", "ERROR");
+                        tracing::debug!(%error, "request failed");
+                    }
+                }
+                result.map(|mut response| {
+                    if echo_request_id && let Ok(value) = HeaderValue::from_str(request_id.as_str())
+                    {
+                        response.headers_mut().insert("x-request-id", value);
+                    }
+                    response
+                })
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// Writes the current context into outgoing requests. See the module docs.
+#[derive(Debug, Clone, Default)]
+pub struct ClientLayer {
+    formats: Arc<Formats>,
+}
+
+impl ClientLayer {
+    /// Writes the given formats.
+    pub fn new(formats: Formats) -> Self {
+        ClientLayer {
+            formats: Arc::new(formats),
+        }
+    }
+}
+
+impl<S> Layer<S> for ClientLayer {
+    type Service = ClientService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ClientService {
+            inner,
+            formats: self.formats.clone(),
+        }
+    }
+}
+
+/// The service [`ClientLayer`] makes.
+#[derive(Debug, Clone)]
+pub struct ClientService<S> {
+    inner: S,
+    formats: Arc<Formats>,
+}
+
+impl<S, B> Service<Request<B>> for ClientService<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<B>) -> Self::Future {
+        let cx = tracing::Span::current().context();
+        let served = cx
+            .get::<Slot>()
+            .and_then(|slot| slot.0.get().cloned())
+            .or_else(|| request.extensions().get::<RequestContext>().cloned());
+        let current = cx.span().span_context().clone();
+        let empty_state = TraceState::default();
+        let empty_baggage = Baggage::default();
+        let (trace_state, baggage, request_id) = match &served {
+            Some(s) => (&s.trace_state, &s.baggage, Some(&s.request_id)),
+            None => (&empty_state, &empty_baggage, None),
+        };
+        // The caller is the current span when OpenTelemetry knows it, else the served span.
+        let ids = if current.is_valid() {
+            TraceId::from_bytes(current.trace_id().to_bytes())
+                .zip(SpanId::from_bytes(current.span_id().to_bytes()))
+                .map(|(t, s)| (t, s, TraceFlags::from_byte(current.trace_flags().to_u8())))
+        } else {
+            served.as_ref().map(|s| (s.trace_id, s.span_id, s.flags))
+        };
+        if let Some((trace_id, span_id, flags)) = ids {
+            let outgoing = Outgoing {
+                trace_id,
+                span_id,
+                flags,
+                trace_state,
+                baggage,
+                request_id,
+            };
+            inject(request.headers_mut(), &outgoing, &self.formats);
+        }
+        self.inner.call(request)
+    }
+}
