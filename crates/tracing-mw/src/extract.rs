@@ -203,8 +203,11 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
             None => {}
         }
     }
-    if !decided && formats.amzn {
-        if let Some(value) = one(headers, "x-amzn-trace-id", refused) {
+    if !decided
+        && formats.amzn
+        && let Some(value) = one(headers, "x-amzn-trace-id", refused)
+    {
+        {
             match AmznTraceId::parse(value) {
                 Ok(AmznTraceId {
                     trace_id,
@@ -281,8 +284,8 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
             set(headers, "tracestate", out.trace_state.to_header());
         }
     }
-    match formats.b3_inject {
-        Some(form) => {
+    if let Some(form) = formats.b3_inject {
+        {
             let sampling = if out.flags.is_sampled() {
                 Sampling::Accept
             } else {
@@ -306,7 +309,6 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
                 }
             }
         }
-        None => {}
     }
     if formats.baggage && !out.baggage.is_empty() {
         set(headers, "baggage", out.baggage.to_header());
