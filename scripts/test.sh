@@ -26,6 +26,11 @@ step "Eureka peer (PyPI py-eureka-client)"
 python3 -m pip install --quiet --disable-pip-version-check py-eureka-client==0.13.3
 python3 -c "import py_eureka_client; print('py-eureka-client', py_eureka_client.version)"
 
+step "trace propagation peers (PyPI opentelemetry-sdk, npm @elastic/mockotlpserver)"
+python3 -m pip install --quiet --disable-pip-version-check opentelemetry-sdk==1.45.2
+python3 -c "import opentelemetry.version as v; print('opentelemetry-sdk', v.__version__)"
+(cd crates/tracing-mw/tests/peers && npm ci --no-audit --no-fund --loglevel=error)
+
 step "format"
 cargo fmt --all -- --check
 

@@ -251,32 +251,54 @@ pub struct ClientService<S> {
     formats: Arc<Formats>,
 }
 
-impl<S, B> Service<Request<B>> for ClientService<S>
+impl<S, B, RB> Service<Request<B>> for ClientService<S>
 where
-    S: Service<Request<B>>,
+    S: Service<Request<B>, Response = Response<RB>>,
+    S::Error: std::fmt::Display,
 {
-    type Response = S::Response;
+    type Response = Response<RB>;
     type Error = S::Error;
-    type Future = S::Future;
+    type Future = ClientFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let cx = tracing::Span::current().context();
-        let served = cx
-            .get::<Slot>()
-            .and_then(|slot| slot.0.get().cloned())
+        let served = RequestContext::current()
             .or_else(|| request.extensions().get::<RequestContext>().cloned());
-        let current = cx.span().span_context().clone();
+        let method = request.method().clone();
+        let uri = request.uri();
+        // The query is left out: it often carries personal data.
+        let url = format!(
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.authority().map_or("", |a| a.as_str()),
+            uri.path()
+        );
+        let span = tracing::info_span!(
+            "HTTP request",
+            otel.name = %method,
+            otel.kind = "client",
+            otel.status_code = tracing::field::Empty,
+            http.request.method = %method,
+            server.address = uri.host().unwrap_or(""),
+            server.port = uri.port_u16().or_else(|| match uri.scheme_str() {
+                Some("https") => Some(443),
+                _ => Some(80),
+            }),
+            url.full = %url,
+            http.response.status_code = tracing::field::Empty,
+        );
+        let current = span.context().span().span_context().clone();
         let empty_state = TraceState::default();
         let empty_baggage = Baggage::default();
         let (trace_state, baggage, request_id) = match &served {
             Some(s) => (&s.trace_state, &s.baggage, Some(&s.request_id)),
             None => (&empty_state, &empty_baggage, None),
         };
-        // The caller is the current span when OpenTelemetry knows it, else the served span.
+        // The callee's parent is this call's span when OpenTelemetry knows it (else the
+        // served request's span).
         let ids = if current.is_valid() {
             TraceId::from_bytes(current.trace_id().to_bytes())
                 .zip(SpanId::from_bytes(current.span_id().to_bytes()))
@@ -295,6 +317,49 @@ where
             };
             inject(request.headers_mut(), &outgoing, &self.formats);
         }
-        self.inner.call(request)
+        let inner = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        ClientFuture { inner, span }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`ClientService`]: the call, inside its client span.
+    pub struct ClientFuture<F> {
+        #[pin]
+        inner: F,
+        span: tracing::Span,
+    }
+}
+
+impl<F, RB, E> Future for ClientFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let result = std::task::ready!(this.inner.poll(cx));
+        match &result {
+            Ok(response) => {
+                let status = response.status();
+                this.span
+                    .record("http.response.status_code", status.as_u16());
+                // For a client, 4xx is a failed call too (OpenTelemetry HTTP conventions).
+                if status.is_client_error() || status.is_server_error() {
+                    this.span.record("otel.status_code", "ERROR");
+                }
+            }
+            Err(error) => {
+                this.span.record("otel.status_code", "ERROR");
+                tracing::debug!(%error, "call failed");
+            }
+        }
+        Poll::Ready(result)
     }
 }

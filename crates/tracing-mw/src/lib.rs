@@ -20,6 +20,7 @@ pub mod baggage;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod init;
 pub mod layer;
 pub mod request_id;
 pub mod tracestate;
@@ -29,6 +30,9 @@ pub use baggage::Baggage;
 pub use context::{SpanId, TraceFlags, TraceId, TraceParent};
 pub use error::HeaderError;
 pub use extract::{B3Form, Extracted, Formats, Outgoing, RemoteParent, extract, inject};
-pub use layer::{ClientLayer, ClientService, RequestContext, ServerLayer, ServerService};
+pub use init::{TelemetryGuard, init};
+pub use layer::{
+    ClientFuture, ClientLayer, ClientService, RequestContext, ServerLayer, ServerService,
+};
 pub use request_id::{AmznTraceId, RequestId};
 pub use tracestate::TraceState;

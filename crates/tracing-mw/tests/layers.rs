@@ -8,20 +8,36 @@ use std::sync::{Arc, Mutex, OnceLock};
 use breakwater_tracing_mw::{ClientLayer, Formats, RequestContext, ServerLayer, TraceParent};
 use http::{HeaderMap, Request, Response};
 use opentelemetry::trace::TracerProvider as _;
+use opentelemetry_sdk::trace::{SpanData, SpanExporter};
 use tower::{Layer, ServiceExt, service_fn};
 use tracing::Instrument;
 use tracing_subscriber::layer::SubscriberExt;
 
-fn install_otel() {
-    static ONCE: OnceLock<()> = OnceLock::new();
+/// Finished spans, as the SDK hands them to an exporter.
+#[derive(Debug, Clone, Default)]
+struct Captured(Arc<Mutex<Vec<SpanData>>>);
+
+impl SpanExporter for Captured {
+    async fn export(&self, batch: Vec<SpanData>) -> opentelemetry_sdk::error::OTelSdkResult {
+        self.0.lock().unwrap().extend(batch);
+        Ok(())
+    }
+}
+
+fn install_otel() -> &'static Captured {
+    static ONCE: OnceLock<Captured> = OnceLock::new();
     ONCE.get_or_init(|| {
-        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder().build();
+        let captured = Captured::default();
+        let provider = opentelemetry_sdk::trace::SdkTracerProvider::builder()
+            .with_simple_exporter(captured.clone())
+            .build();
         let tracer = provider.tracer("breakwater-tracing-mw-tests");
         let subscriber =
             tracing_subscriber::registry().with(tracing_opentelemetry::layer().with_tracer(tracer));
         tracing::subscriber::set_global_default(subscriber)
             .expect("one subscriber per test binary");
-    });
+        captured
+    })
 }
 
 /// A service that, while serving, calls a downstream service from a spawned task and answers
@@ -32,7 +48,7 @@ async fn serve(headers: &[(&str, &str)]) -> (Response<(HeaderMap, RequestContext
         let sent = sent.clone();
         ClientLayer::new(Formats::default()).layer(service_fn(move |req: Request<()>| {
             *sent.lock().unwrap() = req.headers().clone();
-            async { Ok::<_, Infallible>(()) }
+            async { Ok::<_, Infallible>(Response::new(())) }
         }))
     };
     let handler = service_fn(move |req: Request<()>| {
@@ -70,7 +86,7 @@ const TP: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_callers_trace_continues_into_spawned_calls() {
-    install_otel();
+    let captured = install_otel();
     let (response, sent) = serve(&[
         ("traceparent", TP),
         ("tracestate", "rojo=00f067aa0ba902b7"),
@@ -100,10 +116,24 @@ async fn the_callers_trace_continues_into_spawned_calls() {
 
     let out = TraceParent::parse(sent["traceparent"].to_str().unwrap()).unwrap();
     assert_eq!(out.trace_id, context.trace_id, "one trace id end to end");
+    let spans = captured.0.lock().unwrap().clone();
+    let client = spans
+        .iter()
+        .find(|s| s.span_context.span_id().to_bytes() == out.parent_id.to_bytes())
+        .expect("the callee's parent is a span we exported");
+    assert_eq!(client.span_kind, opentelemetry::trace::SpanKind::Client);
     assert_eq!(
-        out.parent_id, context.span_id,
-        "the callee's parent is our span"
+        client.parent_span_id.to_bytes(),
+        context.span_id.to_bytes(),
+        "the call's span is a child of the served request's span"
     );
+    let server = spans
+        .iter()
+        .find(|s| s.span_context.span_id().to_bytes() == context.span_id.to_bytes())
+        .expect("the server span was exported");
+    assert_eq!(server.span_kind, opentelemetry::trace::SpanKind::Server);
+    assert_eq!(server.parent_span_id.to_string(), "00f067aa0ba902b7");
+    assert!(server.parent_span_is_remote);
     assert!(out.flags.is_sampled());
     assert_eq!(sent["tracestate"], "rojo=00f067aa0ba902b7");
     assert_eq!(sent["baggage"], "tenant=acme,user=alice%20b");
