@@ -7,6 +7,7 @@
 //! | `circuit-breaker` | [`circuit_breaker`] | `breakwater-circuit-breaker`: breakers, timeouts, bulkheads, fallbacks, registry and snapshots |
 //! | `stream-dashboard` | [`stream_dashboard`] | `breakwater-stream-dashboard`: `/hystrix.stream`, Turbine-style aggregation, the live page |
 //! | `discovery` | [`discovery`] | `breakwater-discovery`: Eureka client and embedded Eureka-compatible registry |
+//! | `tracing-mw` | [`tracing_mw`] | `breakwater-tracing-mw`: trace-context propagation layers, OTLP export and log correlation |
 
 #[cfg(feature = "circuit-breaker")]
 pub use breakwater_circuit_breaker as circuit_breaker;
@@ -14,3 +15,5 @@ pub use breakwater_circuit_breaker as circuit_breaker;
 pub use breakwater_discovery as discovery;
 #[cfg(feature = "stream-dashboard")]
 pub use breakwater_stream_dashboard as stream_dashboard;
+#[cfg(feature = "tracing-mw")]
+pub use breakwater_tracing_mw as tracing_mw;

@@ -94,11 +94,22 @@ fn decode_hex(hex: &str, out: &mut [u8]) -> Option<()> {
     Some(())
 }
 
-fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
-    for b in bytes {
-        write!(f, "{b:02x}")?;
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Lowercase hex of `bytes` into `out` (twice as long).
+pub(crate) fn encode_hex(bytes: &[u8], out: &mut [u8]) {
+    for (i, b) in bytes.iter().enumerate() {
+        out[2 * i] = HEX[usize::from(b >> 4)];
+        out[2 * i + 1] = HEX[usize::from(b & 0x0f)];
     }
-    Ok(())
+}
+
+fn write_hex(f: &mut fmt::Formatter<'_>, bytes: &[u8]) -> fmt::Result {
+    // One write of a stack buffer: ids are formatted on every request and log line.
+    let mut buf = [0u8; 32];
+    let out = &mut buf[..bytes.len() * 2];
+    encode_hex(bytes, out);
+    f.write_str(std::str::from_utf8(out).unwrap_or_default())
 }
 
 impl fmt::Display for TraceId {
@@ -226,11 +237,17 @@ impl TraceParent {
 
     /// The header value (always version `00`).
     pub fn to_header(&self) -> String {
-        format!(
-            "00-{}-{}-{:02x}",
-            self.trace_id,
-            self.parent_id,
-            self.flags.to_byte()
-        )
+        String::from_utf8_lossy(&self.to_header_bytes()).into_owned()
+    }
+
+    /// The header value in a stack buffer.
+    pub(crate) fn to_header_bytes(self) -> [u8; VERSION_00_LEN] {
+        let mut out = [b'-'; VERSION_00_LEN];
+        out[0] = b'0';
+        out[1] = b'0';
+        encode_hex(&self.trace_id.0, &mut out[3..35]);
+        encode_hex(&self.parent_id.0, &mut out[36..52]);
+        encode_hex(&[self.flags.to_byte()], &mut out[53..55]);
+        out
     }
 }

@@ -1,5 +1,7 @@
 //! Reading and writing every supported header on an `http::HeaderMap`.
 
+use std::borrow::Cow;
+
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::b3::{B3, Sampling};
@@ -8,6 +10,19 @@ use crate::context::{SpanId, TraceFlags, TraceId, TraceParent};
 use crate::error::HeaderError;
 use crate::request_id::{AmznTraceId, RequestId};
 use crate::tracestate::TraceState;
+
+// Header names built once: looking up by `&str` parses the name on every call.
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
+static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+static B3_SINGLE: HeaderName = HeaderName::from_static("b3");
+static X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
+static X_B3_SPANID: HeaderName = HeaderName::from_static("x-b3-spanid");
+static X_B3_PARENTSPANID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
+static X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
+static X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
 /// The longest header value read; longer ones are ignored (and reported).
 pub const MAX_HEADER_BYTES: usize = 8192;
@@ -82,10 +97,11 @@ pub struct Extracted {
 
 fn one<'a>(
     headers: &'a HeaderMap,
-    name: &'static str,
+    header: &'static HeaderName,
     refused: &mut Vec<HeaderError>,
 ) -> Option<&'a str> {
-    let mut values = headers.get_all(name).iter();
+    let name = header.as_str();
+    let mut values = headers.get_all(header).iter();
     let first = values.next()?;
     if values.next().is_some() {
         refused.push(HeaderError::new(name, "sent more than once"));
@@ -115,10 +131,21 @@ fn text<'a>(
     }
 }
 
-/// All values of a list header, joined with `,` (several header lines form one list).
-fn list(headers: &HeaderMap, name: &'static str, refused: &mut Vec<HeaderError>) -> Option<String> {
-    let mut joined = String::new();
-    for value in headers.get_all(name) {
+/// All values of a list header, joined with `,` (several header lines form one list); the
+/// usual single line is borrowed, not copied.
+fn list<'a>(
+    headers: &'a HeaderMap,
+    header: &'static HeaderName,
+    refused: &mut Vec<HeaderError>,
+) -> Option<Cow<'a, str>> {
+    let name = header.as_str();
+    let mut values = headers.get_all(header).iter();
+    let first = text(values.next()?, name, refused)?;
+    let Some(second) = values.next() else {
+        return (!first.is_empty()).then_some(Cow::Borrowed(first));
+    };
+    let mut joined = first.to_owned();
+    for value in std::iter::once(second).chain(values) {
         let s = text(value, name, refused)?;
         if !joined.is_empty() {
             joined.push(',');
@@ -132,7 +159,7 @@ fn list(headers: &HeaderMap, name: &'static str, refused: &mut Vec<HeaderError>)
             return None;
         }
     }
-    (!joined.is_empty()).then_some(joined)
+    (!joined.is_empty()).then_some(Cow::Owned(joined))
 }
 
 /// Reads the request's context in the configured formats. Precedence: `traceparent`, then
@@ -142,12 +169,12 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
     let mut out = Extracted::default();
     let refused = &mut out.refused;
     let mut decided = false;
-    if formats.w3c && headers.contains_key("traceparent") {
+    if formats.w3c && headers.contains_key(&TRACEPARENT) {
         decided = true;
-        if let Some(value) = one(headers, "traceparent", refused) {
+        if let Some(value) = one(headers, &TRACEPARENT, refused) {
             match TraceParent::parse(value) {
                 Ok(tp) => {
-                    let trace_state = match list(headers, "tracestate", refused) {
+                    let trace_state = match list(headers, &TRACESTATE, refused) {
                         Some(ts) => TraceState::parse(&ts).unwrap_or_else(|e| {
                             refused.push(e);
                             TraceState::default()
@@ -167,16 +194,16 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
         }
     }
     if !decided && formats.b3 {
-        let single = one(headers, "b3", refused).map(B3::parse_single);
+        let single = one(headers, &B3_SINGLE, refused).map(B3::parse_single);
         let b3 = match single {
             Some(result) => Some(result),
             None => {
-                let get = |n: &'static str, r: &mut Vec<HeaderError>| one(headers, n, r);
-                let (t, s) = (get("x-b3-traceid", refused), get("x-b3-spanid", refused));
+                let get = |n: &'static HeaderName, r: &mut Vec<HeaderError>| one(headers, n, r);
+                let (t, s) = (get(&X_B3_TRACEID, refused), get(&X_B3_SPANID, refused));
                 let (p, sampled, f) = (
-                    get("x-b3-parentspanid", refused),
-                    get("x-b3-sampled", refused),
-                    get("x-b3-flags", refused),
+                    get(&X_B3_PARENTSPANID, refused),
+                    get(&X_B3_SAMPLED, refused),
+                    get(&X_B3_FLAGS, refused),
                 );
                 (t.is_some() || s.is_some() || sampled.is_some() || f.is_some())
                     .then(|| B3::parse_multi(t, s, p, sampled, f))
@@ -205,7 +232,7 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
     }
     if !decided
         && formats.amzn
-        && let Some(value) = one(headers, "x-amzn-trace-id", refused)
+        && let Some(value) = one(headers, &X_AMZN_TRACE_ID, refused)
     {
         {
             match AmznTraceId::parse(value) {
@@ -228,19 +255,24 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
         }
     }
     if formats.baggage
-        && let Some(value) = list(headers, "baggage", refused)
+        && let Some(value) = list(headers, &BAGGAGE, refused)
     {
         match Baggage::parse(&value) {
             Ok(b) => out.baggage = b,
             Err(e) => refused.push(e),
         }
     }
-    if formats.request_id
-        && let Some(value) = one(headers, "x-request-id", refused)
-    {
-        match RequestId::parse(value) {
-            Ok(id) => out.request_id = Some(id),
-            Err(e) => refused.push(e),
+    if formats.request_id {
+        let mut values = headers.get_all(&X_REQUEST_ID).iter();
+        match (values.next(), values.next()) {
+            (Some(value), None) => match RequestId::from_header(value) {
+                Ok(id) => out.request_id = Some(id),
+                Err(e) => refused.push(e),
+            },
+            (Some(_), Some(_)) => {
+                refused.push(HeaderError::new("x-request-id", "sent more than once"))
+            }
+            (None, _) => {}
         }
     }
     out
@@ -263,10 +295,10 @@ pub struct Outgoing<'a> {
     pub request_id: Option<&'a RequestId>,
 }
 
-fn set(headers: &mut HeaderMap, name: &'static str, value: String) {
+fn set(headers: &mut HeaderMap, name: &HeaderName, value: &[u8]) {
     // Every value written here is built from validated parts, so it is a valid header value.
-    if let Ok(value) = HeaderValue::from_str(&value) {
-        headers.insert(HeaderName::from_static(name), value);
+    if let Ok(value) = HeaderValue::from_bytes(value) {
+        headers.insert(name.clone(), value);
     }
 }
 
@@ -278,10 +310,10 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
             parent_id: out.span_id,
             flags: out.flags,
         };
-        set(headers, "traceparent", tp.to_header());
-        headers.remove("tracestate");
+        set(headers, &TRACEPARENT, &tp.to_header_bytes());
+        headers.remove(&TRACESTATE);
         if !out.trace_state.is_empty() {
-            set(headers, "tracestate", out.trace_state.to_header());
+            set(headers, &TRACESTATE, out.trace_state.to_header().as_bytes());
         }
     }
     if let Some(form) = formats.b3_inject {
@@ -297,25 +329,22 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
                 sampling,
             };
             match form {
-                B3Form::Single => set(headers, "b3", b3.to_single()),
+                B3Form::Single => set(headers, &B3_SINGLE, b3.to_single().as_bytes()),
                 B3Form::Multi => {
-                    set(headers, "x-b3-traceid", out.trace_id.to_string());
-                    set(headers, "x-b3-spanid", out.span_id.to_string());
-                    set(
-                        headers,
-                        "x-b3-sampled",
-                        if out.flags.is_sampled() { "1" } else { "0" }.to_owned(),
-                    );
+                    set(headers, &X_B3_TRACEID, out.trace_id.to_string().as_bytes());
+                    set(headers, &X_B3_SPANID, out.span_id.to_string().as_bytes());
+                    let sampled: &[u8] = if out.flags.is_sampled() { b"1" } else { b"0" };
+                    set(headers, &X_B3_SAMPLED, sampled);
                 }
             }
         }
     }
     if formats.baggage && !out.baggage.is_empty() {
-        set(headers, "baggage", out.baggage.to_header());
+        set(headers, &BAGGAGE, out.baggage.to_header().as_bytes());
     }
     if formats.request_id
         && let Some(id) = out.request_id
     {
-        set(headers, "x-request-id", id.to_string());
+        headers.insert(X_REQUEST_ID.clone(), id.as_header().clone());
     }
 }

@@ -299,8 +299,11 @@ fn env_flag(name: &str) -> Option<String> {
         .filter(|v| !v.is_empty())
 }
 
-/// Export settings with the environment applied.
-fn resolve(export: &Export) -> Result<Option<(Option<Protocol>, Option<String>)>, InitError> {
+/// An OTLP exporter to build: the protocol (else from the environment) and endpoint.
+type OtlpChoice = (Option<Protocol>, Option<String>);
+
+/// Export settings with the environment applied; `None` exports nothing.
+fn resolve(export: &Export) -> Result<Option<OtlpChoice>, InitError> {
     match export {
         Export::Off => Ok(None),
         Export::Otlp { protocol, endpoint } => Ok(Some((Some(*protocol), endpoint.clone()))),

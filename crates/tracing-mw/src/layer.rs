@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-use http::{HeaderValue, Request, Response};
+use http::{Request, Response};
 use opentelemetry::trace::{
     SpanContext, TraceContextExt, TraceFlags as OtelFlags, TraceState as OtelTraceState,
 };
@@ -45,13 +45,75 @@ pub struct RequestContext {
 }
 
 impl RequestContext {
-    /// The context of the request served under the current `tracing` span (also inside
-    /// tasks spawned with `.instrument(span)`), when the OpenTelemetry layer is installed.
+    /// The context of the request being served: on the task serving it (whatever the
+    /// subscriber), and in tasks spawned with `.instrument(span)` under its span when the
+    /// OpenTelemetry layer is installed.
     pub fn current() -> Option<RequestContext> {
-        tracing::Span::current()
-            .context()
+        if let Some(served) = SERVED.with(|s| s.borrow().clone()) {
+            return Some(served);
+        }
+        let span = tracing::Span::current();
+        if span.is_disabled() {
+            return None;
+        }
+        span.context()
             .get::<Slot>()
             .and_then(|slot| slot.0.get().cloned())
+    }
+}
+
+thread_local! {
+    /// The context of the request whose handler this thread is running right now.
+    static SERVED: std::cell::RefCell<Option<RequestContext>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Runs `f` with `context` as the served one, restoring the previous one after (even on
+/// unwind).
+fn with_served<R>(context: &RequestContext, f: impl FnOnce() -> R) -> R {
+    struct Restore(Option<RequestContext>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            let previous = self.0.take();
+            SERVED.with(|s| *s.borrow_mut() = previous);
+        }
+    }
+    let _restore = Restore(SERVED.with(|s| s.replace(Some(context.clone()))));
+    f()
+}
+
+pin_project_lite::pin_project! {
+    /// The handler's future, polled with its request's context as the served one.
+    struct WithServed<F> {
+        #[pin]
+        inner: F,
+        context: RequestContext,
+    }
+}
+
+impl<F: Future> Future for WithServed<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let inner = this.inner;
+        with_served(this.context, || inner.poll(cx))
+    }
+}
+
+/// `scheme://authority/path` of a URI, without the query (it often carries personal data).
+struct UrlWithoutQuery<'a>(&'a http::Uri);
+
+impl std::fmt::Display for UrlWithoutQuery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let uri = self.0;
+        write!(
+            f,
+            "{}://{}{}",
+            uri.scheme_str().unwrap_or("http"),
+            uri.authority().map_or("", |a| a.as_str()),
+            uri.path()
+        )
     }
 }
 
@@ -61,9 +123,7 @@ impl RequestContext {
 struct Slot(Arc<std::sync::OnceLock<RequestContext>>);
 
 fn to_otel(trace_id: TraceId, span_id: SpanId, flags: TraceFlags, ts: &TraceState) -> SpanContext {
-    let state =
-        OtelTraceState::from_key_value(ts.members().iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .unwrap_or_default();
+    let state = OtelTraceState::from_key_value(ts.members()).unwrap_or_default();
     SpanContext::new(
         opentelemetry::trace::TraceId::from_bytes(trace_id.to_bytes()),
         opentelemetry::trace::SpanId::from_bytes(span_id.to_bytes()),
@@ -138,39 +198,45 @@ where
             url.scheme = request.uri().scheme_str().unwrap_or("http"),
             network.protocol.version = ?request.version(),
             http.response.status_code = tracing::field::Empty,
-            trace_id = tracing::field::Empty,
-            span_id = tracing::field::Empty,
             request_id = %request_id,
         );
         let parent: Option<&RemoteParent> = extracted.parent.as_ref();
-        let mut otel_parent = opentelemetry::Context::new();
-        if let Some(p) = parent {
-            otel_parent = otel_parent.with_remote_span_context(to_otel(
-                p.trace_id,
-                p.span_id,
-                p.flags,
-                &p.trace_state,
-            ));
-        }
-        let slot = Slot::default();
-        let _ = span.set_parent(otel_parent.with_value(slot.clone()));
-        // Our span's ids, from OpenTelemetry when its layer is installed; else our own.
-        let own = span.context().span().span_context().clone();
-        let (trace_id, span_id, flags) = if own.is_valid() {
-            (
-                TraceId::from_bytes(own.trace_id().to_bytes()).unwrap_or_else(TraceId::random),
-                SpanId::from_bytes(own.span_id().to_bytes()).unwrap_or_else(SpanId::random),
-                TraceFlags::from_byte(own.trace_flags().to_u8()),
-            )
-        } else {
+        let fallback = || {
             (
                 parent.map_or_else(TraceId::random, |p| p.trace_id),
                 SpanId::random(),
                 parent.map_or(TraceFlags::SAMPLED, |p| p.flags),
             )
         };
-        span.record("trace_id", tracing::field::display(trace_id));
-        span.record("span_id", tracing::field::display(span_id));
+        // With no subscriber interested in the span, there is no OpenTelemetry work to do.
+        let mut slot = None;
+        let (trace_id, span_id, flags) = if span.is_disabled() {
+            fallback()
+        } else {
+            let mut otel_parent = opentelemetry::Context::new();
+            if let Some(p) = parent {
+                otel_parent = otel_parent.with_remote_span_context(to_otel(
+                    p.trace_id,
+                    p.span_id,
+                    p.flags,
+                    &p.trace_state,
+                ));
+            }
+            let filled_later = Slot::default();
+            let _ = span.set_parent(otel_parent.with_value(filled_later.clone()));
+            slot = Some(filled_later);
+            // Our span's ids, from OpenTelemetry when its layer is installed; else our own.
+            let own = span.context().span().span_context().clone();
+            if own.is_valid() {
+                (
+                    TraceId::from_bytes(own.trace_id().to_bytes()).unwrap_or_else(TraceId::random),
+                    SpanId::from_bytes(own.span_id().to_bytes()).unwrap_or_else(SpanId::random),
+                    TraceFlags::from_byte(own.trace_flags().to_u8()),
+                )
+            } else {
+                fallback()
+            }
+        };
         let context = RequestContext {
             trace_id,
             span_id,
@@ -181,11 +247,17 @@ where
             request_id: request_id.clone(),
         };
         // Children of the span (and tasks instrumented with it) find the context there.
-        let _ = slot.0.set(context.clone());
-        request.extensions_mut().insert(context);
+        if let Some(slot) = slot {
+            let _ = slot.0.set(context.clone());
+        }
+        request.extensions_mut().insert(context.clone());
         let future = {
             let _entered = span.enter();
-            self.inner.call(request)
+            with_served(&context, || self.inner.call(request))
+        };
+        let future = WithServed {
+            inner: future,
+            context,
         };
         let echo_request_id = self.formats.request_id;
         Box::pin(
@@ -206,9 +278,10 @@ where
                     }
                 }
                 result.map(|mut response| {
-                    if echo_request_id && let Ok(value) = HeaderValue::from_str(request_id.as_str())
-                    {
-                        response.headers_mut().insert("x-request-id", value);
+                    if echo_request_id {
+                        response
+                            .headers_mut()
+                            .insert("x-request-id", request_id.as_header().clone());
                     }
                     response
                 })
@@ -269,13 +342,6 @@ where
             .or_else(|| request.extensions().get::<RequestContext>().cloned());
         let method = request.method().clone();
         let uri = request.uri();
-        // The query is left out: it often carries personal data.
-        let url = format!(
-            "{}://{}{}",
-            uri.scheme_str().unwrap_or("http"),
-            uri.authority().map_or("", |a| a.as_str()),
-            uri.path()
-        );
         let span = tracing::info_span!(
             "HTTP request",
             otel.name = %method,
@@ -287,10 +353,14 @@ where
                 Some("https") => Some(443),
                 _ => Some(80),
             }),
-            url.full = %url,
+            url.full = %UrlWithoutQuery(uri),
             http.response.status_code = tracing::field::Empty,
         );
-        let current = span.context().span().span_context().clone();
+        let current = if span.is_disabled() {
+            opentelemetry::trace::SpanContext::empty_context()
+        } else {
+            span.context().span().span_context().clone()
+        };
         let empty_state = TraceState::default();
         let empty_baggage = Baggage::default();
         let (trace_state, baggage, request_id) = match &served {

@@ -1,47 +1,76 @@
 //! `X-Request-Id`: kept when valid, made when absent or invalid; and AWS `X-Amzn-Trace-Id`.
 
-use crate::context::{SpanId, TraceId};
+use http::HeaderValue;
+
+use crate::context::{SpanId, TraceId, encode_hex};
 use crate::error::HeaderError;
 
 /// Longest request id kept.
 pub const MAX_REQUEST_ID: usize = 200;
 
 /// A request id of 1 to 200 characters of `[A-Za-z0-9+/=_-]`.
+///
+/// Kept as a header value, so echoing it and passing it on shares the caller's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct RequestId(String);
+pub struct RequestId(HeaderValue);
+
+fn valid(value: &[u8]) -> bool {
+    !value.is_empty()
+        && value.len() <= MAX_REQUEST_ID
+        && value
+            .iter()
+            .all(|&c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-'))
+}
+
+fn refused() -> HeaderError {
+    HeaderError::new(
+        "x-request-id",
+        format!("not 1 to {MAX_REQUEST_ID} characters of [A-Za-z0-9+/=_-]"),
+    )
+}
 
 impl RequestId {
     /// Checks a caller's id.
     pub fn parse(value: &str) -> Result<Self, HeaderError> {
-        let ok = !value.is_empty()
-            && value.len() <= MAX_REQUEST_ID
-            && value.bytes().all(|c| {
-                c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'-')
-            });
-        if ok {
-            Ok(RequestId(value.to_owned()))
+        if !valid(value.as_bytes()) {
+            return Err(refused());
+        }
+        HeaderValue::from_str(value)
+            .map(RequestId)
+            .map_err(|_| refused())
+    }
+
+    /// Checks a caller's id as received (no copy).
+    pub fn from_header(value: &HeaderValue) -> Result<Self, HeaderError> {
+        if valid(value.as_bytes()) {
+            Ok(RequestId(value.clone()))
         } else {
-            Err(HeaderError::new(
-                "x-request-id",
-                format!("not 1 to {MAX_REQUEST_ID} characters of [A-Za-z0-9+/=_-]"),
-            ))
+            Err(refused())
         }
     }
 
     /// A new random id (32 hex digits).
     pub fn generate() -> Self {
-        RequestId(TraceId::random().to_string())
+        let mut hex = [0u8; 32];
+        encode_hex(&TraceId::random().to_bytes(), &mut hex);
+        RequestId(HeaderValue::from_bytes(&hex).expect("hex digits are a valid header value"))
     }
 
     /// The id.
     pub fn as_str(&self) -> &str {
+        // Only the characters checked above ever get in.
+        self.0.to_str().unwrap_or_default()
+    }
+
+    /// The id as a header value.
+    pub fn as_header(&self) -> &HeaderValue {
         &self.0
     }
 }
 
 impl std::fmt::Display for RequestId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        f.write_str(self.as_str())
     }
 }
 

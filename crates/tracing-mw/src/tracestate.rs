@@ -1,5 +1,8 @@
 //! W3C `tracestate`: vendor entries that travel with the trace, with the spec's limits.
 
+use std::borrow::Cow;
+use std::sync::Arc;
+
 use crate::error::HeaderError;
 
 /// Most members a tracestate may hold.
@@ -7,9 +10,12 @@ pub const MAX_MEMBERS: usize = 32;
 /// What we send at most; longer lists are truncated by the spec's rule.
 pub const MAX_HEADER_LEN: usize = 512;
 
-/// A parsed `tracestate`: `(key, value)` members, leftmost first.
+/// A parsed `tracestate`: `key=value` members, leftmost first.
+///
+/// Kept as the validated header text (members separated by `,`, empty members and optional
+/// white space removed), so passing it on is a reference-count increment and a copy.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TraceState(Vec<(String, String)>);
+pub struct TraceState(Option<Arc<str>>);
 
 fn simple_key(key: &str) -> bool {
     let b = key.as_bytes();
@@ -44,14 +50,26 @@ fn valid_value(value: &str) -> bool {
         && b[b.len() - 1] != b' '
 }
 
+fn is_ows(c: char) -> bool {
+    c == ' ' || c == '\t'
+}
+
+fn split_members(text: &str) -> impl Iterator<Item = (&str, &str)> {
+    text.split(',').filter_map(|m| m.split_once('='))
+}
+
 impl TraceState {
     /// Parses the header's value (several header lines are joined with `,` first). Empty
     /// members are allowed and skipped; anything else invalid refuses the whole header.
     pub fn parse(value: &str) -> Result<Self, HeaderError> {
         let bad = |reason: String| Err(HeaderError::new("tracestate", reason));
-        let mut members: Vec<(String, String)> = Vec::new();
-        for (i, member) in value.split(',').enumerate() {
-            let member = member.trim_matches(|c| c == ' ' || c == '\t');
+        let mut count = 0;
+        let mut normalized = true;
+        for (i, raw) in value.split(',').enumerate() {
+            let member = raw.trim_matches(is_ows);
+            if member.len() != raw.len() || member.is_empty() {
+                normalized = false;
+            }
             if member.is_empty() {
                 continue;
             }
@@ -66,33 +84,46 @@ impl TraceState {
                     "member {i}: the value is not a valid tracestate value"
                 ));
             }
-            if members.iter().any(|(k, _)| k == key) {
+            let earlier = value.split(',').take(i).map(|m| m.trim_matches(is_ows));
+            if earlier
+                .filter_map(|m| m.split_once('='))
+                .any(|(k, _)| k == key)
+            {
                 return bad(format!("member {i}: duplicate key"));
             }
-            if members.len() == MAX_MEMBERS {
+            if count == MAX_MEMBERS {
                 return bad(format!("more than {MAX_MEMBERS} members"));
             }
-            members.push((key.to_owned(), val.to_owned()));
+            count += 1;
         }
-        Ok(TraceState(members))
+        if count == 0 {
+            return Ok(TraceState(None));
+        }
+        if normalized {
+            return Ok(TraceState(Some(Arc::from(value))));
+        }
+        let joined = value
+            .split(',')
+            .map(|m| m.trim_matches(is_ows))
+            .filter(|m| !m.is_empty())
+            .collect::<Vec<_>>()
+            .join(",");
+        Ok(TraceState(Some(Arc::from(joined))))
     }
 
-    /// The members, leftmost first.
-    pub fn members(&self) -> &[(String, String)] {
-        &self.0
+    /// The members `(key, value)`, leftmost first.
+    pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
+        split_members(self.0.as_deref().unwrap_or(""))
     }
 
     /// True with no members.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.0.is_none()
     }
 
     /// The value of `key`.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0
-            .iter()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
+        self.members().find(|(k, _)| *k == key).map(|(_, v)| v)
     }
 
     /// Sets `key` (a modified key moves to the front, as the spec asks); an invalid key or
@@ -104,33 +135,42 @@ impl TraceState {
                 "invalid key or value to insert",
             ));
         }
-        self.0.retain(|(k, _)| k != key);
-        self.0.insert(0, (key.to_owned(), value.to_owned()));
-        self.0.truncate(MAX_MEMBERS);
+        let mut members = vec![format!("{key}={value}")];
+        members.extend(
+            self.members()
+                .filter(|(k, _)| *k != key)
+                .take(MAX_MEMBERS - 1)
+                .map(|(k, v)| format!("{k}={v}")),
+        );
+        self.0 = Some(Arc::from(members.join(",")));
         Ok(())
     }
 
     /// The header value, at most [`MAX_HEADER_LEN`] characters: when too long, members over
     /// 128 characters are dropped first, then members from the right.
-    pub fn to_header(&self) -> String {
-        let len = |members: &[&(String, String)]| {
+    pub fn to_header(&self) -> Cow<'_, str> {
+        let text = self.0.as_deref().unwrap_or("");
+        if text.len() <= MAX_HEADER_LEN {
+            return Cow::Borrowed(text);
+        }
+        let len = |members: &[(&str, &str)]| {
             members
                 .iter()
                 .map(|(k, v)| k.len() + v.len() + 1)
                 .sum::<usize>()
                 + members.len().saturating_sub(1)
         };
-        let mut kept: Vec<&(String, String)> = self.0.iter().collect();
-        if len(&kept) > MAX_HEADER_LEN {
-            // A member is `key=value`: over 128 characters means key + value >= 128.
-            kept.retain(|(k, v)| k.len() + v.len() < 128);
-        }
+        let mut kept: Vec<(&str, &str)> = self.members().collect();
+        // A member is `key=value`: over 128 characters means key + value >= 128.
+        kept.retain(|(k, v)| k.len() + v.len() < 128);
         while len(&kept) > MAX_HEADER_LEN {
             kept.pop();
         }
-        kept.iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join(",")
+        Cow::Owned(
+            kept.iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()
+                .join(","),
+        )
     }
 }
