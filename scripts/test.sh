@@ -31,6 +31,10 @@ python3 -m pip install --quiet --disable-pip-version-check opentelemetry-sdk==1.
 python3 -c "import opentelemetry.version as v; print('opentelemetry-sdk', v.__version__)"
 (cd crates/tracing-mw/tests/peers && npm ci --no-audit --no-fund --loglevel=error)
 
+step "DynamoDB peer (PyPI moto[server])"
+python3 -m pip install --quiet --disable-pip-version-check 'moto[server]==5.2.1'
+python3 -c "import moto; print('moto', moto.__version__)"
+
 step "format"
 cargo fmt --all -- --check
 

@@ -8,6 +8,7 @@
 //! | `stream-dashboard` | [`stream_dashboard`] | `breakwater-stream-dashboard`: `/hystrix.stream`, Turbine-style aggregation, the live page |
 //! | `discovery` | [`discovery`] | `breakwater-discovery`: Eureka client and embedded Eureka-compatible registry |
 //! | `tracing-mw` | [`tracing_mw`] | `breakwater-tracing-mw`: trace-context propagation layers, OTLP export and log correlation |
+//! | `dyn-config` | [`dyn_config`] | `breakwater-dyn-config`: typed dynamic properties over DynamoDB/env/file, feature flags, Hystrix binding |
 
 #[cfg(feature = "circuit-breaker")]
 pub use breakwater_circuit_breaker as circuit_breaker;
@@ -17,3 +18,5 @@ pub use breakwater_discovery as discovery;
 pub use breakwater_stream_dashboard as stream_dashboard;
 #[cfg(feature = "tracing-mw")]
 pub use breakwater_tracing_mw as tracing_mw;
+#[cfg(feature = "dyn-config")]
+pub use breakwater_dyn_config as dyn_config;

@@ -1,0 +1,377 @@
+//! Writes with optimistic versioning, audit attributes and history: what the operator CLI
+//! does, as a library.
+
+use std::collections::HashMap;
+
+use aws_sdk_dynamodb::Client;
+use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
+use aws_sdk_dynamodb::types::{
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
+    ScalarAttributeType, StreamSpecification, StreamViewType,
+};
+
+use crate::table::{GLOBAL_SCOPE, Row, Scope, VERSION_ITEM_KEY};
+
+/// Why a write did not happen.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// Somebody else wrote the key since the version this write expected.
+    #[error(
+        "`{key}` ({scope}) is at version {current} (last written by {by} at {at}), not {expected}: read it again and retry"
+    )]
+    Conflict {
+        /// The key.
+        key: String,
+        /// The scope.
+        scope: String,
+        /// The version this write expected.
+        expected: u64,
+        /// The version the table has.
+        current: u64,
+        /// Who wrote it.
+        by: String,
+        /// When.
+        at: String,
+    },
+    /// The value fails the key's validation.
+    #[error("`{key}`: {reason}; nothing was written")]
+    Invalid {
+        /// The key.
+        key: String,
+        /// Why.
+        reason: String,
+    },
+    /// No such version in the key's history.
+    #[error("`{key}` ({scope}) has no version {version} in its history")]
+    NoSuchVersion {
+        /// The key.
+        key: String,
+        /// The scope.
+        scope: String,
+        /// The version asked for.
+        version: u64,
+    },
+    /// DynamoDB refused or could not be reached.
+    #[error("DynamoDB: {0}")]
+    DynamoDb(String),
+}
+
+fn dynamo(e: impl std::error::Error) -> WriteError {
+    WriteError::DynamoDb(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+}
+
+/// One past write of a key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HistoryEntry {
+    /// The version this write made.
+    pub version: u64,
+    /// The value written (`None`: deleted).
+    pub value: Option<String>,
+    /// The value before.
+    pub previous_value: Option<String>,
+    /// Who.
+    pub updated_by: String,
+    /// When (RFC 3339).
+    pub updated_at: String,
+}
+
+/// The table and its history table (`<table>-history`).
+#[derive(Debug, Clone)]
+pub struct Admin {
+    client: Client,
+    table: String,
+    history: String,
+}
+
+fn now() -> String {
+    DateTime::from(std::time::SystemTime::now())
+        .fmt(DateTimeFormat::DateTime)
+        .unwrap_or_default()
+}
+
+fn s(v: impl Into<String>) -> AttributeValue {
+    AttributeValue::S(v.into())
+}
+
+impl Admin {
+    /// Works on `table` and `<table>-history`.
+    pub fn new(client: Client, table: impl Into<String>) -> Self {
+        let table = table.into();
+        Admin {
+            history: format!("{table}-history"),
+            client,
+            table,
+        }
+    }
+
+    /// The history table's name.
+    pub fn history_table(&self) -> &str {
+        &self.history
+    }
+
+    /// Creates both tables (on-demand billing); `streams` turns DynamoDB Streams on for the
+    /// settings table.
+    pub async fn create_tables(&self, streams: bool) -> Result<(), WriteError> {
+        let attr = |name: &str, t: ScalarAttributeType| {
+            AttributeDefinition::builder()
+                .attribute_name(name)
+                .attribute_type(t)
+                .build()
+                .map_err(dynamo)
+        };
+        let key = |name: &str, t: KeyType| {
+            KeySchemaElement::builder()
+                .attribute_name(name)
+                .key_type(t)
+                .build()
+                .map_err(dynamo)
+        };
+        let mut settings = self
+            .client
+            .create_table()
+            .table_name(&self.table)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("key", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("scope", ScalarAttributeType::S)?)
+            .key_schema(key("key", KeyType::Hash)?)
+            .key_schema(key("scope", KeyType::Range)?);
+        if streams {
+            settings = settings.stream_specification(
+                StreamSpecification::builder()
+                    .stream_enabled(true)
+                    .stream_view_type(StreamViewType::NewAndOldImages)
+                    .build()
+                    .map_err(dynamo)?,
+            );
+        }
+        settings.send().await.map_err(dynamo)?;
+        self.client
+            .create_table()
+            .table_name(&self.history)
+            .billing_mode(BillingMode::PayPerRequest)
+            .attribute_definitions(attr("id", ScalarAttributeType::S)?)
+            .attribute_definitions(attr("version", ScalarAttributeType::N)?)
+            .key_schema(key("id", KeyType::Hash)?)
+            .key_schema(key("version", KeyType::Range)?)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(())
+    }
+
+    /// The row of `key` in `scope` (tombstones included).
+    pub async fn get(&self, key: &str, scope: &Scope) -> Result<Option<Row>, WriteError> {
+        let out = self
+            .client
+            .get_item()
+            .table_name(&self.table)
+            .key("key", s(key))
+            .key("scope", s(scope.id()))
+            .consistent_read(true)
+            .send()
+            .await
+            .map_err(dynamo)?;
+        out.item()
+            .map(Row::from_item)
+            .transpose()
+            .map_err(WriteError::DynamoDb)
+    }
+
+    /// Every row (tombstones and the version item left out), sorted by key and scope.
+    pub async fn list(&self) -> Result<Vec<Row>, WriteError> {
+        let mut rows = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .scan()
+                .table_name(&self.table)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo)?;
+            rows.extend(
+                out.items()
+                    .iter()
+                    .filter_map(|i| Row::from_item(i).ok())
+                    .filter(|r| r.value.is_some() && r.key != VERSION_ITEM_KEY),
+            );
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        rows.sort_by(|a, b| (&a.key, a.scope.id()).cmp(&(&b.key, b.scope.id())));
+        Ok(rows)
+    }
+
+    /// Writes `value` (or deletes with `None`) if the row is still at `expected` (the version
+    /// read now when `None`): two operators never overwrite each other silently. Records the
+    /// write in the history and moves the version item.
+    pub async fn write(
+        &self,
+        key: &str,
+        scope: &Scope,
+        value: Option<&str>,
+        who: &str,
+        expected: Option<u64>,
+    ) -> Result<Row, WriteError> {
+        if let Some(value) = value
+            && let Some(Err(reason)) = crate::hystrix::validate(key, value)
+        {
+            return Err(WriteError::Invalid {
+                key: key.to_owned(),
+                reason,
+            });
+        }
+        let current = self.get(key, scope).await?;
+        let current_version = current.as_ref().map_or(0, |r| r.version);
+        let expected = expected.unwrap_or(current_version);
+        let conflict = |current: Option<&Row>| WriteError::Conflict {
+            key: key.to_owned(),
+            scope: scope.id(),
+            expected,
+            current: current.map_or(0, |r| r.version),
+            by: current
+                .and_then(|r| r.updated_by.clone())
+                .unwrap_or_else(|| "?".into()),
+            at: current
+                .and_then(|r| r.updated_at.clone())
+                .unwrap_or_else(|| "?".into()),
+        };
+        if expected != current_version {
+            return Err(conflict(current.as_ref()));
+        }
+        let row = Row {
+            key: key.to_owned(),
+            scope: scope.clone(),
+            value: value.map(str::to_owned),
+            version: expected + 1,
+            updated_by: Some(who.to_owned()),
+            updated_at: Some(now()),
+            previous_value: current.as_ref().and_then(|r| r.value.clone()),
+        };
+        let put = self
+            .client
+            .put_item()
+            .table_name(&self.table)
+            .set_item(Some(row.to_item()));
+        let put = if expected == 0 {
+            put.condition_expression("attribute_not_exists(#k) OR attribute_not_exists(#v)")
+                .expression_attribute_names("#k", "key")
+                .expression_attribute_names("#v", "version")
+        } else {
+            put.condition_expression("#v = :expected")
+                .expression_attribute_names("#v", "version")
+                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+        };
+        if let Err(e) = put.send().await {
+            let conditional = e
+                .as_service_error()
+                .is_some_and(|s| s.is_conditional_check_failed_exception());
+            if conditional {
+                let now_current = self.get(key, scope).await?;
+                return Err(conflict(now_current.as_ref()));
+            }
+            return Err(dynamo(e));
+        }
+        let mut history: HashMap<String, AttributeValue> = HashMap::new();
+        history.insert("id".into(), s(format!("{key}|{}", scope.id())));
+        history.insert("version".into(), AttributeValue::N(row.version.to_string()));
+        match &row.value {
+            Some(v) => history.insert("value".into(), s(v.clone())),
+            None => history.insert("deleted".into(), AttributeValue::Bool(true)),
+        };
+        if let Some(p) = &row.previous_value {
+            history.insert("previous_value".into(), s(p.clone()));
+        }
+        history.insert("updated_by".into(), s(who));
+        history.insert(
+            "updated_at".into(),
+            s(row.updated_at.clone().unwrap_or_default()),
+        );
+        self.client
+            .put_item()
+            .table_name(&self.history)
+            .set_item(Some(history))
+            .send()
+            .await
+            .map_err(dynamo)?;
+        self.client
+            .update_item()
+            .table_name(&self.table)
+            .key("key", s(VERSION_ITEM_KEY))
+            .key("scope", s(GLOBAL_SCOPE))
+            .update_expression("ADD #v :one")
+            .expression_attribute_names("#v", "version")
+            .expression_attribute_values(":one", AttributeValue::N("1".into()))
+            .send()
+            .await
+            .map_err(dynamo)?;
+        Ok(row)
+    }
+
+    /// The key's writes, oldest first.
+    pub async fn history(&self, key: &str, scope: &Scope) -> Result<Vec<HistoryEntry>, WriteError> {
+        let mut entries = Vec::new();
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.history)
+                .key_condition_expression("id = :id")
+                .expression_attribute_values(":id", s(format!("{key}|{}", scope.id())))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo)?;
+            for item in out.items() {
+                let text = |n: &str| match item.get(n) {
+                    Some(AttributeValue::S(v)) => Some(v.clone()),
+                    _ => None,
+                };
+                let version = match item.get("version") {
+                    Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                    _ => 0,
+                };
+                entries.push(HistoryEntry {
+                    version,
+                    value: text("value"),
+                    previous_value: text("previous_value"),
+                    updated_by: text("updated_by").unwrap_or_default(),
+                    updated_at: text("updated_at").unwrap_or_default(),
+                });
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        entries.sort_by_key(|e| e.version);
+        Ok(entries)
+    }
+
+    /// Writes again the value the key had at `version` (a new version; conditional like any
+    /// write).
+    pub async fn rollback(
+        &self,
+        key: &str,
+        scope: &Scope,
+        version: u64,
+        who: &str,
+        expected: Option<u64>,
+    ) -> Result<Row, WriteError> {
+        let history = self.history(key, scope).await?;
+        let Some(entry) = history.iter().find(|e| e.version == version) else {
+            return Err(WriteError::NoSuchVersion {
+                key: key.to_owned(),
+                scope: scope.id(),
+                version,
+            });
+        };
+        self.write(key, scope, entry.value.as_deref(), who, expected)
+            .await
+    }
+}

@@ -1,0 +1,305 @@
+//! `breakwater-config`: read and change dynamic settings in the DynamoDB table.
+//!
+//! Works against any endpoint (`--endpoint-url`, e.g. a local DynamoDB or moto) and against
+//! AWS with the standard credentials chain. Writes are conditional on the version read (or
+//! `--expect-version`), so two operators never overwrite each other silently; each write
+//! records who, when and the previous value, and goes into the key's history.
+
+use std::process::ExitCode;
+
+use breakwater_dyn_config::Scope;
+use breakwater_dyn_config::admin::{Admin, HistoryEntry, WriteError};
+use breakwater_dyn_config::table::Row;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde_json::json;
+
+#[derive(Parser)]
+#[command(
+    name = "breakwater-config",
+    version,
+    about = "Read and change Breakwater dynamic settings in DynamoDB"
+)]
+struct Cli {
+    /// The settings table (its history is `<table>-history`).
+    #[arg(
+        long,
+        env = "BREAKWATER_CONFIG_TABLE",
+        default_value = "breakwater-config"
+    )]
+    table: String,
+    /// A DynamoDB endpoint other than AWS's (local DynamoDB, moto, ...).
+    #[arg(long, env = "AWS_ENDPOINT_URL_DYNAMODB")]
+    endpoint_url: Option<String>,
+    /// The AWS region (else from the standard chain: AWS_REGION, profile, ...).
+    #[arg(long, env = "AWS_REGION")]
+    region: Option<String>,
+    /// Output for people or as JSON.
+    #[arg(long, value_enum, default_value_t = Output::Text)]
+    output: Output,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args, Clone, Default)]
+struct ScopeArgs {
+    /// Only for this environment.
+    #[arg(long)]
+    environment: Option<String>,
+    /// Only for this region.
+    #[arg(long = "scope-region")]
+    region: Option<String>,
+    /// Only for this zone.
+    #[arg(long)]
+    zone: Option<String>,
+    /// Only for this application.
+    #[arg(long)]
+    app: Option<String>,
+    /// Only for this instance.
+    #[arg(long)]
+    instance: Option<String>,
+}
+
+impl ScopeArgs {
+    fn scope(&self) -> Scope {
+        Scope {
+            environment: self.environment.clone(),
+            region: self.region.clone(),
+            zone: self.zone.clone(),
+            app: self.app.clone(),
+            instance: self.instance.clone(),
+        }
+    }
+}
+
+#[derive(Args)]
+struct WriteArgs {
+    /// Write only if the row is at this version (default: the version read just before).
+    #[arg(long)]
+    expect_version: Option<u64>,
+    /// Who is writing (default: $USER).
+    #[arg(long, env = "USER", default_value = "unknown")]
+    who: String,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create the settings table and its history table.
+    Init {
+        /// Turn DynamoDB Streams on for the settings table.
+        #[arg(long)]
+        streams: bool,
+    },
+    /// Show one key.
+    Get {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// List every key (optionally those starting with a prefix).
+    List {
+        #[arg(long, default_value = "")]
+        prefix: String,
+    },
+    /// Set a key (refused when the value fails the key's validation).
+    Set {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Delete a key (its history stays).
+    Delete {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+    /// Show a key's writes.
+    History {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
+    /// Write again the value a key had at a version.
+    Rollback {
+        key: String,
+        /// The version whose value to restore.
+        #[arg(long)]
+        to: u64,
+        #[command(flatten)]
+        scope: ScopeArgs,
+        #[command(flatten)]
+        write: WriteArgs,
+    },
+}
+
+fn row_json(row: &Row) -> serde_json::Value {
+    json!({
+        "key": row.key,
+        "scope": row.scope.id(),
+        "value": row.value,
+        "version": row.version,
+        "updated_by": row.updated_by,
+        "updated_at": row.updated_at,
+        "previous_value": row.previous_value,
+    })
+}
+
+fn row_text(row: &Row) -> String {
+    format!(
+        "{} [{}] = {}  (version {}, by {} at {}; was {})",
+        row.key,
+        row.scope.id(),
+        row.value.as_deref().unwrap_or("<deleted>"),
+        row.version,
+        row.updated_by.as_deref().unwrap_or("?"),
+        row.updated_at.as_deref().unwrap_or("?"),
+        row.previous_value.as_deref().unwrap_or("<none>"),
+    )
+}
+
+fn history_json(e: &HistoryEntry) -> serde_json::Value {
+    json!({
+        "version": e.version,
+        "value": e.value,
+        "previous_value": e.previous_value,
+        "updated_by": e.updated_by,
+        "updated_at": e.updated_at,
+    })
+}
+
+async fn client(cli: &Cli) -> aws_sdk_dynamodb::Client {
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest());
+    if let Some(region) = &cli.region {
+        loader = loader.region(aws_config::Region::new(region.clone()));
+    }
+    if let Some(url) = &cli.endpoint_url {
+        loader = loader.endpoint_url(url);
+    }
+    aws_sdk_dynamodb::Client::new(&loader.load().await)
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let admin = Admin::new(client(&cli).await, &cli.table);
+    let json = matches!(cli.output, Output::Json);
+    let show_row = |row: &Row| {
+        if json {
+            println!("{}", row_json(row));
+        } else {
+            println!("{}", row_text(row));
+        }
+    };
+    let err = |e: WriteError| e.to_string();
+    match &cli.command {
+        Command::Init { streams } => {
+            admin.create_tables(*streams).await.map_err(err)?;
+            if json {
+                println!("{}", json!({"created": [cli.table, admin.history_table()]}));
+            } else {
+                println!("created {} and {}", cli.table, admin.history_table());
+            }
+        }
+        Command::Get { key, scope } => match admin.get(key, &scope.scope()).await.map_err(err)? {
+            Some(row) if row.value.is_some() => show_row(&row),
+            _ => return Err(format!("`{key}` ({}) is not set", scope.scope().id())),
+        },
+        Command::List { prefix } => {
+            let rows: Vec<Row> = admin
+                .list()
+                .await
+                .map_err(err)?
+                .into_iter()
+                .filter(|r| r.key.starts_with(prefix.as_str()))
+                .collect();
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::from(rows.iter().map(row_json).collect::<Vec<_>>())
+                );
+            } else {
+                for row in &rows {
+                    println!("{}", row_text(row));
+                }
+            }
+        }
+        Command::Set {
+            key,
+            value,
+            scope,
+            write,
+        } => {
+            let row = admin
+                .write(
+                    key,
+                    &scope.scope(),
+                    Some(value),
+                    &write.who,
+                    write.expect_version,
+                )
+                .await
+                .map_err(err)?;
+            show_row(&row);
+        }
+        Command::Delete { key, scope, write } => {
+            let row = admin
+                .write(key, &scope.scope(), None, &write.who, write.expect_version)
+                .await
+                .map_err(err)?;
+            show_row(&row);
+        }
+        Command::History { key, scope } => {
+            let entries = admin.history(key, &scope.scope()).await.map_err(err)?;
+            if json {
+                println!(
+                    "{}",
+                    serde_json::Value::from(entries.iter().map(history_json).collect::<Vec<_>>())
+                );
+            } else {
+                for e in &entries {
+                    println!(
+                        "v{}  {}  by {} at {}  (was {})",
+                        e.version,
+                        e.value.as_deref().unwrap_or("<deleted>"),
+                        e.updated_by,
+                        e.updated_at,
+                        e.previous_value.as_deref().unwrap_or("<none>")
+                    );
+                }
+            }
+        }
+        Command::Rollback {
+            key,
+            to,
+            scope,
+            write,
+        } => {
+            let row = admin
+                .rollback(key, &scope.scope(), *to, &write.who, write.expect_version)
+                .await
+                .map_err(err)?;
+            show_row(&row);
+        }
+    }
+    Ok(())
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("breakwater-config: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,331 @@
+//! The layered store every property reads from.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::Path;
+use std::sync::{Arc, RwLock, Weak};
+
+use crate::error::{Origin, SourceError};
+use crate::property::Property;
+use crate::value::FromConfig;
+
+/// A layer of settings. Lower layers are overridden by higher ones:
+/// runtime override > DynamoDB > environment > file > the default in code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Layer {
+    /// Set in this process with [`Config::set_override`].
+    Override,
+    /// A row of the DynamoDB table.
+    DynamoDb,
+    /// An environment variable.
+    Env,
+    /// A properties file.
+    File,
+}
+
+impl Layer {
+    const ALL: [Layer; 4] = [Layer::Override, Layer::DynamoDb, Layer::Env, Layer::File];
+
+    fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Layer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Layer::Override => "runtime override",
+            Layer::DynamoDb => "DynamoDB",
+            Layer::Env => "environment",
+            Layer::File => "file",
+        })
+    }
+}
+
+/// A setting's text and where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sourced {
+    /// The text.
+    pub value: String,
+    /// Where it came from.
+    pub origin: Origin,
+}
+
+/// Something told when the effective text of a key changes (`None`: no layer has it).
+pub(crate) trait Watcher: Send + Sync {
+    fn changed(&self, effective: Option<&Sourced>);
+}
+
+#[derive(Default)]
+struct Inner {
+    layers: RwLock<[HashMap<String, Sourced>; 4]>,
+    watchers: RwLock<HashMap<String, Vec<Weak<dyn Watcher>>>>,
+}
+
+/// The layered store: typed [`Property`] handles are made from it, and sources write their
+/// layer into it. Cheap to clone (a handle).
+///
+/// ```
+/// use breakwater_dyn_config::Config;
+///
+/// let config = Config::new();
+/// let timeout_ms = config.property("checkout.timeoutMs", 1000u64);
+/// assert_eq!(timeout_ms.get(), 1000);
+/// config.set_override("checkout.timeoutMs", "250");
+/// assert_eq!(timeout_ms.get(), 250);
+/// config.set_override("checkout.timeoutMs", "soon"); // refused, logged; 250 stays
+/// assert_eq!(timeout_ms.get(), 250);
+/// ```
+#[derive(Clone, Default)]
+pub struct Config {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let layers = self.inner.layers.read().unwrap_or_else(|p| p.into_inner());
+        f.debug_struct("Config")
+            .field("override", &layers[0].len())
+            .field("dynamodb", &layers[1].len())
+            .field("env", &layers[2].len())
+            .field("file", &layers[3].len())
+            .finish()
+    }
+}
+
+/// `hystrix.command.x.timeoutInMilliseconds` -> `HYSTRIX_COMMAND_X_TIMEOUTINMILLISECONDS`.
+pub fn env_name(key: &str) -> String {
+    key.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_uppercase()
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+impl Config {
+    /// An empty store: every property has its default until a layer says otherwise.
+    pub fn new() -> Self {
+        Config::default()
+    }
+
+    /// A store with the process's environment as its environment layer: a key is found
+    /// under its own name or as [`env_name`] (upper case, `_` for anything else).
+    pub fn from_env() -> Self {
+        let config = Config::new();
+        config.load_env(std::env::vars());
+        config
+    }
+
+    /// Replaces the environment layer with these variables.
+    pub fn load_env(&self, vars: impl IntoIterator<Item = (String, String)>) {
+        let layer = vars
+            .into_iter()
+            .map(|(name, value)| {
+                let origin = Origin {
+                    layer: Layer::Env,
+                    detail: format!("${name}"),
+                };
+                (name, Sourced { value, origin })
+            })
+            .collect();
+        self.replace_layer(Layer::Env, layer);
+    }
+
+    /// Replaces the file layer with a Java-style properties file (`key=value` or
+    /// `key: value` lines, `#`/`!` comments). A malformed line refuses the whole file and
+    /// the previous file layer stays.
+    pub fn load_file(&self, path: impl AsRef<Path>) -> Result<(), SourceError> {
+        let path = path.as_ref();
+        let shown = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|e| SourceError::File {
+            path: shown.clone(),
+            line: 0,
+            reason: e.to_string(),
+        })?;
+        let mut layer = HashMap::new();
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
+                continue;
+            }
+            let Some(split) = line.find(['=', ':']) else {
+                return Err(SourceError::File {
+                    path: shown,
+                    line: i + 1,
+                    reason: "expected `key=value`".into(),
+                });
+            };
+            let (key, value) = (line[..split].trim(), line[split + 1..].trim());
+            if key.is_empty() {
+                return Err(SourceError::File {
+                    path: shown,
+                    line: i + 1,
+                    reason: "empty key".into(),
+                });
+            }
+            let origin = Origin {
+                layer: Layer::File,
+                detail: format!("{shown}:{}", i + 1),
+            };
+            layer.insert(
+                key.to_owned(),
+                Sourced {
+                    value: value.to_owned(),
+                    origin,
+                },
+            );
+        }
+        self.replace_layer(Layer::File, layer);
+        Ok(())
+    }
+
+    /// A typed property with a default; its value follows the layers from now on.
+    pub fn property<T: FromConfig + Clone + PartialEq>(
+        &self,
+        key: impl Into<String>,
+        default: T,
+    ) -> Property<T> {
+        self.property_validated(key, default, |_| Ok(()))
+    }
+
+    /// A typed property whose values must also pass `validator` (an `Err` explains why);
+    /// a value that fails keeps the last good one.
+    pub fn property_validated<T: FromConfig + Clone + PartialEq>(
+        &self,
+        key: impl Into<String>,
+        default: T,
+        validator: impl Fn(&T) -> Result<(), String> + Send + Sync + 'static,
+    ) -> Property<T> {
+        let property = Property::new(key.into(), default, Box::new(validator));
+        let watcher: Arc<dyn Watcher> = property.watcher();
+        self.watch(property.key(), &watcher);
+        property
+    }
+
+    /// Registers `watcher` for `key` and tells it the current text at once.
+    pub(crate) fn watch(&self, key: &str, watcher: &Arc<dyn Watcher>) {
+        self.inner
+            .watchers
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(key.to_owned())
+            .or_default()
+            .push(Arc::downgrade(watcher));
+        watcher.changed(self.effective(key).as_ref());
+    }
+
+    /// Sets a runtime override (the highest layer) for `key`.
+    pub fn set_override(&self, key: &str, value: impl Into<String>) {
+        let origin = Origin {
+            layer: Layer::Override,
+            detail: String::new(),
+        };
+        self.set(
+            Layer::Override,
+            key,
+            Some(Sourced {
+                value: value.into(),
+                origin,
+            }),
+        );
+    }
+
+    /// Removes the runtime override of `key`.
+    pub fn clear_override(&self, key: &str) {
+        self.set(Layer::Override, key, None);
+    }
+
+    /// The text `key` has now and where it came from, if any layer has it.
+    pub fn effective(&self, key: &str) -> Option<Sourced> {
+        let layers = self.inner.layers.read().unwrap_or_else(|p| p.into_inner());
+        Self::lookup(&layers, key)
+    }
+
+    fn lookup(layers: &[HashMap<String, Sourced>; 4], key: &str) -> Option<Sourced> {
+        Layer::ALL.iter().find_map(|layer| {
+            let map = &layers[layer.index()];
+            map.get(key)
+                .or_else(|| {
+                    (*layer == Layer::Env)
+                        .then(|| map.get(&env_name(key)))
+                        .flatten()
+                })
+                .cloned()
+        })
+    }
+
+    /// Sets or removes one key of one layer.
+    pub(crate) fn set(&self, layer: Layer, key: &str, value: Option<Sourced>) {
+        {
+            let mut layers = self.inner.layers.write().unwrap_or_else(|p| p.into_inner());
+            let map = &mut layers[layer.index()];
+            match value {
+                Some(v) => {
+                    if map.get(key) == Some(&v) {
+                        return;
+                    }
+                    map.insert(key.to_owned(), v);
+                }
+                None => {
+                    if map.remove(key).is_none() {
+                        return;
+                    }
+                }
+            }
+        }
+        self.notify(key);
+    }
+
+    /// Replaces a whole layer, telling the watchers of every key whose text changed.
+    pub(crate) fn replace_layer(&self, layer: Layer, values: HashMap<String, Sourced>) {
+        let changed: Vec<String> = {
+            let mut layers = self.inner.layers.write().unwrap_or_else(|p| p.into_inner());
+            let old = std::mem::replace(&mut layers[layer.index()], values);
+            let new = &layers[layer.index()];
+            let mut changed: Vec<String> = old
+                .iter()
+                .filter(|(k, v)| new.get(*k) != Some(v))
+                .map(|(k, _)| k.clone())
+                .collect();
+            changed.extend(new.keys().filter(|k| !old.contains_key(*k)).cloned());
+            changed
+        };
+        let watched: Vec<String> = {
+            let watchers = self
+                .inner
+                .watchers
+                .read()
+                .unwrap_or_else(|p| p.into_inner());
+            watchers.keys().cloned().collect()
+        };
+        for key in watched {
+            // Environment variables match a key by its own name or its env_name.
+            if changed.iter().any(|c| *c == key || *c == env_name(&key)) {
+                self.notify(&key);
+            }
+        }
+    }
+
+    fn notify(&self, key: &str) {
+        let effective = self.effective(key);
+        let live: Vec<Arc<dyn Watcher>> = {
+            let mut watchers = self
+                .inner
+                .watchers
+                .write()
+                .unwrap_or_else(|p| p.into_inner());
+            let Some(list) = watchers.get_mut(key) else {
+                return;
+            };
+            list.retain(|w| w.strong_count() > 0);
+            list.iter().filter_map(Weak::upgrade).collect()
+        };
+        for watcher in live {
+            watcher.changed(effective.as_ref());
+        }
+    }
+}

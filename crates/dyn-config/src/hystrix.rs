@@ -1,0 +1,206 @@
+//! Hystrix property names, their validation, and (feature `circuit-breaker`) a binding that
+//! makes a circuit-breaker [`Registry`](breakwater_circuit_breaker::Registry) follow them.
+//!
+//! For a command `name`, each setting is read from `hystrix.command.<name>.<setting>`, else
+//! `hystrix.command.default.<setting>`, else it keeps the breaker's own configuration.
+
+/// What a Hystrix setting holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Bool,
+    Percent,
+    Count { min: u64 },
+    Millis { min: u64 },
+}
+
+/// The settings that drive a breaker: suffix after `hystrix.command.<name>.`.
+const SETTINGS: [(&str, Kind); 8] = [
+    ("circuitBreaker.forceOpen", Kind::Bool),
+    ("circuitBreaker.forceClosed", Kind::Bool),
+    ("circuitBreaker.enabled", Kind::Bool),
+    ("circuitBreaker.errorThresholdPercentage", Kind::Percent),
+    (
+        "circuitBreaker.requestVolumeThreshold",
+        Kind::Count { min: 1 },
+    ),
+    (
+        "circuitBreaker.sleepWindowInMilliseconds",
+        Kind::Millis { min: 1 },
+    ),
+    (
+        "execution.isolation.thread.timeoutInMilliseconds",
+        Kind::Millis { min: 1 },
+    ),
+    (
+        "execution.isolation.semaphore.maxConcurrentRequests",
+        Kind::Count { min: 1 },
+    ),
+];
+
+fn setting_of(key: &str) -> Option<Kind> {
+    let rest = key.strip_prefix("hystrix.command.")?;
+    SETTINGS.iter().find_map(|(suffix, kind)| {
+        let name = rest.strip_suffix(suffix)?.strip_suffix('.')?;
+        (!name.is_empty()).then_some(*kind)
+    })
+}
+
+/// Checks `value` for a known key: `None` for keys this crate does not know (anything goes),
+/// else whether the value is acceptable, with the reason when not.
+pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
+    let kind = setting_of(key)?;
+    let v = value.trim();
+    Some(match kind {
+        Kind::Bool => match v {
+            "true" | "false" => Ok(()),
+            _ => Err(format!("expected true or false, got {value:?}")),
+        },
+        Kind::Percent => match v.parse::<u8>() {
+            Ok(p) if p <= 100 => Ok(()),
+            _ => Err(format!(
+                "expected a percentage from 0 to 100, got {value:?}"
+            )),
+        },
+        Kind::Count { min } | Kind::Millis { min } => match v.parse::<u64>() {
+            Ok(n) if n >= min && n <= u64::from(u32::MAX) => Ok(()),
+            _ => Err(format!(
+                "expected a whole number from {min} to {}, got {value:?}",
+                u32::MAX
+            )),
+        },
+    })
+}
+
+#[cfg(feature = "circuit-breaker")]
+pub use binding::{HystrixBinding, bind};
+
+#[cfg(feature = "circuit-breaker")]
+mod binding {
+    use std::sync::{Arc, Mutex};
+    use std::time::Duration;
+
+    use breakwater_circuit_breaker::{CircuitBreaker, Config as BreakerConfig, Mode, Registry};
+
+    use super::{SETTINGS, validate};
+    use crate::config::{Config, Sourced, Watcher};
+
+    /// Keeps the bindings alive: drop it and breakers stop following config.
+    #[derive(Debug, Default)]
+    pub struct HystrixBinding {
+        config: Option<Config>,
+        watchers: Vec<Arc<dyn Watcher>>,
+    }
+
+    impl std::fmt::Debug for dyn Watcher {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("Watcher")
+        }
+    }
+
+    /// Binds every breaker now in `registry` to the Hystrix properties of its name.
+    pub fn bind(config: &Config, registry: &Registry) -> HystrixBinding {
+        let mut binding = HystrixBinding {
+            config: Some(config.clone()),
+            watchers: Vec::new(),
+        };
+        for breaker in registry.breakers() {
+            binding.bind(&breaker);
+        }
+        binding
+    }
+
+    impl HystrixBinding {
+        /// Binds one more breaker (one created after [`bind`]).
+        pub fn bind(&mut self, breaker: &CircuitBreaker) {
+            let Some(config) = &self.config else { return };
+            let watcher: Arc<dyn Watcher> = Arc::new(BreakerWatcher {
+                breaker: *breaker,
+                original: (*breaker.config()).clone(),
+                config: config.clone(),
+                last_good: Mutex::new(Vec::new()),
+            });
+            for (suffix, _) in SETTINGS {
+                for command in [breaker.name(), "default"] {
+                    config.watch(&format!("hystrix.command.{command}.{suffix}"), &watcher);
+                }
+            }
+            self.watchers.push(watcher);
+        }
+    }
+
+    struct BreakerWatcher {
+        breaker: CircuitBreaker,
+        original: BreakerConfig,
+        config: Config,
+        /// The last good text per setting suffix, kept when a new text is invalid.
+        last_good: Mutex<Vec<(&'static str, String)>>,
+    }
+
+    impl BreakerWatcher {
+        /// The text of a setting: the command's key, else the default's.
+        fn text(&self, suffix: &'static str) -> Option<String> {
+            let found: Option<(String, Sourced)> =
+                [self.breaker.name(), "default"].iter().find_map(|command| {
+                    let key = format!("hystrix.command.{command}.{suffix}");
+                    self.config.effective(&key).map(|s| (key, s))
+                });
+            let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
+            let (key, sourced) = found?;
+            match validate(&key, &sourced.value) {
+                Some(Err(reason)) => {
+                    tracing::error!(%key, source = %sourced.origin, %reason, "config value refused; the last good value stays");
+                    metrics::counter!("breakwater_config_rejected_total", "key" => key, "layer" => sourced.origin.layer.to_string()).increment(1);
+                    last_good
+                        .iter()
+                        .find(|(s, _)| *s == suffix)
+                        .map(|(_, v)| v.clone())
+                }
+                _ => {
+                    let value = sourced.value.trim().to_owned();
+                    last_good.retain(|(s, _)| *s != suffix);
+                    last_good.push((suffix, value.clone()));
+                    Some(value)
+                }
+            }
+        }
+
+        fn apply(&self) {
+            let text = |suffix| self.text(suffix);
+            let flag = |suffix| text(suffix).map(|v| v == "true");
+            let number = |suffix| text(suffix).and_then(|v| v.parse::<u64>().ok());
+            let original = &self.original;
+            let mode = if flag("circuitBreaker.forceOpen") == Some(true) {
+                Mode::ForcedOpen
+            } else if flag("circuitBreaker.forceClosed") == Some(true) {
+                Mode::ForcedClosed
+            } else if flag("circuitBreaker.enabled") == Some(false) {
+                Mode::MetricsOnly
+            } else {
+                original.mode
+            };
+            let result = self.breaker.update(|c| {
+                c.mode = mode;
+                c.error_threshold_percentage = number("circuitBreaker.errorThresholdPercentage")
+                    .map_or(original.error_threshold_percentage, |n| n as u8);
+                c.request_volume_threshold = number("circuitBreaker.requestVolumeThreshold")
+                    .map_or(original.request_volume_threshold, |n| n as u32);
+                c.sleep_window = number("circuitBreaker.sleepWindowInMilliseconds")
+                    .map_or(original.sleep_window, Duration::from_millis);
+                c.timeout = number("execution.isolation.thread.timeoutInMilliseconds")
+                    .map_or(original.timeout, |ms| Some(Duration::from_millis(ms)));
+                c.max_concurrent_calls =
+                    number("execution.isolation.semaphore.maxConcurrentRequests")
+                        .map_or(original.max_concurrent_calls, |n| n as u32);
+            });
+            if let Err(error) = result {
+                tracing::error!(breaker = self.breaker.name(), %error, "breaker settings from config refused; the old ones stay");
+            }
+        }
+    }
+
+    impl Watcher for BreakerWatcher {
+        fn changed(&self, _effective: Option<&Sourced>) {
+            self.apply();
+        }
+    }
+}

@@ -1,0 +1,51 @@
+//! Typed dynamic configuration: properties with defaults whose values follow layered
+//! sources while the service runs, so an operator can change a setting everywhere within
+//! seconds, without a deploy.
+//!
+//! - [`Config`]: the layered store. Precedence: runtime override > DynamoDB > environment >
+//!   file > the default in code.
+//! - [`Property`]: a typed handle; `get()` is a lock-free load; `on_change` callbacks and
+//!   `watch()` streams; invalid text (by type or validator) is refused with a logged error
+//!   naming the key and where the text came from, and the last good value stays.
+//! - [`DynamoDbSource`]: the DynamoDB layer (table layout in [`table`]), with scope rows
+//!   (environment, region, zone, app, instance; the most specific matching row wins) and
+//!   change detection by polling one version item.
+//! - [`FeatureFlag`]: on, off, or a percentage rollout sticky per subject.
+//! - [`hystrix`]: Hystrix property names drive circuit breakers (feature `circuit-breaker`).
+//! - [`admin::Admin`] and the `breakwater-config` binary: conditional writes with audit
+//!   attributes, history and rollback.
+//!
+//! ```
+//! use breakwater_dyn_config::{Config, FeatureFlag};
+//!
+//! let config = Config::new();
+//! let retries = config.property_validated("orders.retries", 3u32, |n| {
+//!     if *n <= 10 { Ok(()) } else { Err("at most 10".into()) }
+//! });
+//! retries.on_change(|n| println!("retries now {n}"));
+//! config.set_override("orders.retries", "5");
+//! assert_eq!(retries.get(), 5);
+//! config.set_override("orders.retries", "50"); // refused: the validator says no
+//! assert_eq!(retries.get(), 5);
+//! assert!(retries.last_error().unwrap().to_string().contains("orders.retries"));
+//! ```
+
+#![warn(missing_docs)]
+
+pub mod admin;
+pub mod config;
+pub mod dynamodb;
+pub mod error;
+pub mod flag;
+pub mod hystrix;
+pub mod property;
+pub mod table;
+pub mod value;
+
+pub use config::{Config, Layer, Sourced};
+pub use dynamodb::DynamoDbSource;
+pub use error::{InvalidValue, Origin, SourceError};
+pub use flag::{FeatureFlag, Rollout};
+pub use property::Property;
+pub use table::Scope;
+pub use value::FromConfig;

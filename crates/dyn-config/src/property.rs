@@ -1,0 +1,161 @@
+//! Typed properties: lock-free reads, change callbacks, watch streams.
+
+use std::fmt;
+use std::sync::{Arc, Mutex};
+
+use arc_swap::ArcSwap;
+use tokio::sync::watch;
+
+use crate::config::{Sourced, Watcher};
+use crate::error::InvalidValue;
+use crate::value::FromConfig;
+
+type Validator<T> = Box<dyn Fn(&T) -> Result<(), String> + Send + Sync>;
+type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
+
+struct Inner<T> {
+    key: String,
+    default: Arc<T>,
+    value: ArcSwap<T>,
+    validator: Validator<T>,
+    callbacks: Mutex<Vec<Callback<T>>>,
+    sender: watch::Sender<Arc<T>>,
+    last_error: Mutex<Option<InvalidValue>>,
+}
+
+/// A typed setting with a default. Reading it is a lock-free load ([`arc_swap`]); when a
+/// layer changes its text, the new value is parsed and validated, then stored and announced
+/// to callbacks and watchers. Invalid text is refused with a logged error naming the key and
+/// where the text came from, and the last good value stays. Cheap to clone (a handle).
+pub struct Property<T> {
+    inner: Arc<Inner<T>>,
+}
+
+impl<T> Clone for Property<T> {
+    fn clone(&self) -> Self {
+        Property {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for Property<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Property")
+            .field("key", &self.inner.key)
+            .field("value", &**self.inner.value.load())
+            .finish()
+    }
+}
+
+impl<T: FromConfig + Clone + PartialEq> Property<T> {
+    pub(crate) fn new(key: String, default: T, validator: Validator<T>) -> Self {
+        let default = Arc::new(default);
+        let (sender, _) = watch::channel(default.clone());
+        Property {
+            inner: Arc::new(Inner {
+                key,
+                value: ArcSwap::new(default.clone()),
+                default,
+                validator,
+                callbacks: Mutex::new(Vec::new()),
+                sender,
+                last_error: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub(crate) fn watcher(&self) -> Arc<dyn Watcher> {
+        self.inner.clone()
+    }
+
+    /// The current value (a clone; for large values see [`load`](Self::load)).
+    #[inline]
+    pub fn get(&self) -> T {
+        T::clone(&self.inner.value.load())
+    }
+
+    /// The current value without cloning it.
+    #[inline]
+    pub fn load(&self) -> arc_swap::Guard<Arc<T>> {
+        self.inner.value.load()
+    }
+
+    /// The key.
+    pub fn key(&self) -> &str {
+        &self.inner.key
+    }
+
+    /// Calls `callback` with each new value (on the thread that applied the change).
+    pub fn on_change(&self, callback: impl Fn(&T) + Send + Sync + 'static) {
+        self.inner
+            .callbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(callback));
+    }
+
+    /// A stream of values: the receiver sees the current value and every change.
+    pub fn watch(&self) -> watch::Receiver<Arc<T>> {
+        self.inner.sender.subscribe()
+    }
+
+    /// The last refused value, if the most recent change was refused.
+    pub fn last_error(&self) -> Option<InvalidValue> {
+        self.inner
+            .last_error
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+}
+
+impl<T: FromConfig + Clone + PartialEq> Watcher for Inner<T> {
+    fn changed(&self, effective: Option<&Sourced>) {
+        let next = match effective {
+            None => Ok(self.default.clone()),
+            Some(sourced) => T::from_config(&sourced.value)
+                .and_then(|v| (self.validator)(&v).map(|()| v))
+                .map(Arc::new)
+                .map_err(|reason| InvalidValue {
+                    key: self.key.clone(),
+                    origin: sourced.origin.clone(),
+                    reason,
+                }),
+        };
+        let next = match next {
+            Ok(next) => next,
+            Err(invalid) => {
+                tracing::error!(
+                    key = %invalid.key,
+                    source = %invalid.origin,
+                    reason = %invalid.reason,
+                    "config value refused; the last good value stays"
+                );
+                metrics::counter!(
+                    "breakwater_config_rejected_total",
+                    "key" => invalid.key.clone(),
+                    "layer" => invalid.origin.layer.to_string()
+                )
+                .increment(1);
+                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(invalid);
+                return;
+            }
+        };
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+        if *next == **self.value.load() {
+            return;
+        }
+        self.value.store(next.clone());
+        tracing::info!(key = %self.key, "config value changed");
+        for callback in self
+            .callbacks
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            callback(&next);
+        }
+        self.sender.send_replace(next);
+    }
+}

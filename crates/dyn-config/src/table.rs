@@ -1,0 +1,208 @@
+//! The DynamoDB table layout, shared by the source and the operator CLI.
+//!
+//! One item per key and scope: `key` (S, partition key) and `scope` (S, sort key: `*` for
+//! everyone, else e.g. `environment=prod;app=checkout`), `value` (S), the scope's parts as
+//! their own attributes (`environment`, `region`, `zone`, `app`, `instance`), and audit
+//! attributes: `version` (N, +1 per write), `updated_by`, `updated_at` (RFC 3339),
+//! `previous_value`. A deleted key stays as a tombstone (`deleted` = true, no `value`) so its
+//! version keeps counting. The `key`/`value` pair is the schema of Archaius's DynamoDB
+//! source; a table with only a `key` partition key (no `scope`) is read too.
+//!
+//! Every write also adds 1 to the `version` of the item with key [`VERSION_ITEM_KEY`]: a
+//! poller reads that one item and scans only when it moved.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+
+/// The item whose `version` moves on every write.
+pub const VERSION_ITEM_KEY: &str = "__breakwater__/version";
+/// The scope id of a row for everyone.
+pub const GLOBAL_SCOPE: &str = "*";
+
+/// Where a row applies: every part it sets must match the reader's.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Scope {
+    /// e.g. `prod`.
+    pub environment: Option<String>,
+    /// e.g. `eu-west-1`.
+    pub region: Option<String>,
+    /// e.g. `eu-west-1a`.
+    pub zone: Option<String>,
+    /// The application (service) name.
+    pub app: Option<String>,
+    /// One instance.
+    pub instance: Option<String>,
+}
+
+/// The scope attributes, from least to most specific.
+pub const SCOPE_ATTRIBUTES: [&str; 5] = ["environment", "region", "zone", "app", "instance"];
+
+impl Scope {
+    fn parts(&self) -> [&Option<String>; 5] {
+        [
+            &self.environment,
+            &self.region,
+            &self.zone,
+            &self.app,
+            &self.instance,
+        ]
+    }
+
+    fn parts_mut(&mut self) -> [&mut Option<String>; 5] {
+        [
+            &mut self.environment,
+            &mut self.region,
+            &mut self.zone,
+            &mut self.app,
+            &mut self.instance,
+        ]
+    }
+
+    /// The sort-key value: `*`, or `name=value` parts joined with `;` in a fixed order.
+    pub fn id(&self) -> String {
+        let parts: Vec<String> = SCOPE_ATTRIBUTES
+            .iter()
+            .zip(self.parts())
+            .filter_map(|(name, v)| v.as_ref().map(|v| format!("{name}={v}")))
+            .collect();
+        if parts.is_empty() {
+            GLOBAL_SCOPE.to_owned()
+        } else {
+            parts.join(";")
+        }
+    }
+
+    /// Whether a row of scope `row` applies to a reader of this scope.
+    pub fn admits(&self, row: &Scope) -> bool {
+        row.parts()
+            .iter()
+            .zip(self.parts())
+            .all(|(want, ours)| want.is_none() || *want == ours)
+    }
+
+    /// How specific a row's scope is: a more specific part outweighs all less specific ones.
+    pub fn specificity(&self) -> u32 {
+        self.parts()
+            .iter()
+            .enumerate()
+            .filter(|(_, v)| v.is_some())
+            .map(|(i, _)| 1 << i)
+            .sum()
+    }
+}
+
+impl fmt::Display for Scope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.id())
+    }
+}
+
+/// One item of the table.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// The setting's key.
+    pub key: String,
+    /// Where it applies.
+    pub scope: Scope,
+    /// The text; `None` for a deleted key's tombstone.
+    pub value: Option<String>,
+    /// Writes so far (0 when the item has no version).
+    pub version: u64,
+    /// Who wrote it last.
+    pub updated_by: Option<String>,
+    /// When (RFC 3339).
+    pub updated_at: Option<String>,
+    /// The value before the last write.
+    pub previous_value: Option<String>,
+}
+
+fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
+    match item.get(name) {
+        Some(AttributeValue::S(s)) => Some(s.clone()),
+        Some(AttributeValue::N(n)) => Some(n.clone()),
+        Some(AttributeValue::Bool(b)) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+impl Row {
+    /// Reads an item; the error names what is missing or malformed.
+    pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Row, String> {
+        let key = match item.get("key") {
+            Some(AttributeValue::S(s)) if !s.is_empty() => s.clone(),
+            Some(_) => return Err("attribute `key` is not a non-empty string".into()),
+            None => return Err("attribute `key` is missing".into()),
+        };
+        let mut scope = Scope::default();
+        for (name, part) in SCOPE_ATTRIBUTES.iter().zip(scope.parts_mut()) {
+            *part = text(item, name).filter(|s| !s.is_empty());
+        }
+        let deleted = matches!(item.get("deleted"), Some(AttributeValue::Bool(true)));
+        let value = if deleted {
+            None
+        } else {
+            match item.get("value") {
+                Some(AttributeValue::S(s)) => Some(s.clone()),
+                Some(AttributeValue::N(n)) => Some(n.clone()),
+                Some(AttributeValue::Bool(b)) => Some(b.to_string()),
+                Some(_) => {
+                    return Err(format!(
+                        "key `{key}`: attribute `value` is not a string, number or boolean"
+                    ));
+                }
+                None => return Err(format!("key `{key}`: attribute `value` is missing")),
+            }
+        };
+        let version = match item.get("version") {
+            Some(AttributeValue::N(n)) => n
+                .parse()
+                .map_err(|_| format!("key `{key}`: `version` {n:?} is not a whole number"))?,
+            _ => 0,
+        };
+        Ok(Row {
+            key,
+            scope,
+            value,
+            version,
+            updated_by: text(item, "updated_by"),
+            updated_at: text(item, "updated_at"),
+            previous_value: text(item, "previous_value"),
+        })
+    }
+
+    /// The item to write.
+    pub fn to_item(&self) -> HashMap<String, AttributeValue> {
+        let mut item = HashMap::new();
+        item.insert("key".into(), AttributeValue::S(self.key.clone()));
+        item.insert("scope".into(), AttributeValue::S(self.scope.id()));
+        for (name, part) in SCOPE_ATTRIBUTES.iter().zip(self.scope.parts()) {
+            if let Some(v) = part {
+                item.insert((*name).into(), AttributeValue::S(v.clone()));
+            }
+        }
+        match &self.value {
+            Some(v) => {
+                item.insert("value".into(), AttributeValue::S(v.clone()));
+            }
+            None => {
+                item.insert("deleted".into(), AttributeValue::Bool(true));
+            }
+        }
+        item.insert(
+            "version".into(),
+            AttributeValue::N(self.version.to_string()),
+        );
+        for (name, v) in [
+            ("updated_by", &self.updated_by),
+            ("updated_at", &self.updated_at),
+            ("previous_value", &self.previous_value),
+        ] {
+            if let Some(v) = v {
+                item.insert(name.into(), AttributeValue::S(v.clone()));
+            }
+        }
+        item
+    }
+}

@@ -1,0 +1,241 @@
+//! The DynamoDB layer against a real DynamoDB API (moto_server on loopback).
+
+mod common;
+
+use std::time::Duration;
+
+use aws_sdk_dynamodb::types::AttributeValue;
+use breakwater_dyn_config::admin::{Admin, WriteError};
+use breakwater_dyn_config::{Config, DynamoDbSource, Layer, Scope};
+use common::{Moto, eventually};
+
+async fn setup(moto: &Moto, table: &str) -> Admin {
+    let admin = Admin::new(moto.client(), table);
+    admin.create_tables(false).await.expect("tables created");
+    admin
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn polling_follows_writes_and_keeps_the_last_good_value() {
+    let moto = Moto::start().await;
+    let admin = setup(&moto, "cfg").await;
+    admin
+        .write(
+            "orders.timeoutMs",
+            &Scope::default(),
+            Some("800"),
+            "test",
+            None,
+        )
+        .await
+        .unwrap();
+
+    let config = Config::new();
+    let timeout = config.property("orders.timeoutMs", 1000u64);
+    let source =
+        DynamoDbSource::new(moto.client(), "cfg").poll_interval(Duration::from_millis(200));
+    let task = source.start(config.clone()).await.expect("first load");
+    assert_eq!(timeout.get(), 800, "the table's value after the first load");
+
+    admin
+        .write(
+            "orders.timeoutMs",
+            &Scope::default(),
+            Some("250"),
+            "sre",
+            None,
+        )
+        .await
+        .unwrap();
+    let took = eventually(Duration::from_secs(3), || timeout.get() == 250).await;
+    assert!(
+        took.is_some(),
+        "the new value arrives within the poll interval + 1 s"
+    );
+
+    // A bad value (written behind the CLI's back) is refused; the last good value stays.
+    moto.client()
+        .put_item()
+        .table_name("cfg")
+        .item("key", AttributeValue::S("orders.timeoutMs".into()))
+        .item("scope", AttributeValue::S("*".into()))
+        .item("value", AttributeValue::S("soon".into()))
+        .item("version", AttributeValue::N("9".into()))
+        .send()
+        .await
+        .unwrap();
+    admin
+        .write("bump", &Scope::default(), Some("1"), "test", None)
+        .await
+        .unwrap();
+    let refused = eventually(Duration::from_secs(3), || timeout.last_error().is_some()).await;
+    assert!(refused.is_some(), "the bad value was seen and refused");
+    assert_eq!(timeout.get(), 250);
+    let error = timeout.last_error().unwrap();
+    assert_eq!(error.origin.layer, Layer::DynamoDb);
+    let message = error.to_string();
+    assert!(
+        message.contains("orders.timeoutMs")
+            && message.contains("table cfg")
+            && message.contains("version 9"),
+        "{message}"
+    );
+
+    // Deleting the row falls back to the lower layers (here: the default).
+    admin
+        .write("orders.timeoutMs", &Scope::default(), None, "sre", Some(9))
+        .await
+        .unwrap();
+    let back = eventually(Duration::from_secs(3), || timeout.get() == 1000).await;
+    assert!(back.is_some(), "a deleted key falls back to the default");
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_most_specific_matching_row_wins() {
+    let moto = Moto::start().await;
+    let admin = setup(&moto, "scoped").await;
+    let scope = |app: Option<&str>, instance: Option<&str>, env: Option<&str>| Scope {
+        app: app.map(Into::into),
+        instance: instance.map(Into::into),
+        environment: env.map(Into::into),
+        ..Scope::default()
+    };
+    for (s, v) in [
+        (scope(None, None, None), "global"),
+        (scope(None, None, Some("prod")), "prod"),
+        (scope(Some("checkout"), None, None), "checkout"),
+        (scope(Some("checkout"), Some("i-1"), None), "checkout-i-1"),
+        (scope(Some("search"), None, None), "search"),
+    ] {
+        admin.write("k", &s, Some(v), "test", None).await.unwrap();
+    }
+    for (reader, expected) in [
+        (
+            scope(Some("checkout"), Some("i-1"), Some("prod")),
+            "checkout-i-1",
+        ),
+        (
+            scope(Some("checkout"), Some("i-2"), Some("prod")),
+            "checkout",
+        ),
+        (scope(Some("billing"), None, Some("prod")), "prod"),
+        (scope(Some("billing"), None, Some("dev")), "global"),
+    ] {
+        let config = Config::new();
+        let k = config.property("k", String::from("default"));
+        DynamoDbSource::new(moto.client(), "scoped")
+            .scope(reader.clone())
+            .load(&config)
+            .await
+            .unwrap();
+        assert_eq!(k.get(), expected, "reader {reader}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn writes_are_conditional_audited_and_can_be_rolled_back() {
+    let moto = Moto::start().await;
+    let admin = setup(&moto, "audit").await;
+    let global = Scope::default();
+    let v1 = admin
+        .write("feature.x", &global, Some("off"), "alice", None)
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v1.previous_value.as_deref()), (1, None));
+    // Bob writes version 2 while Alice still believes it is at 1.
+    admin
+        .write("feature.x", &global, Some("25%"), "bob", Some(1))
+        .await
+        .unwrap();
+    match admin
+        .write("feature.x", &global, Some("on"), "alice", Some(1))
+        .await
+    {
+        Err(WriteError::Conflict { current, by, .. }) => {
+            assert_eq!((current, by.as_str()), (2, "bob"));
+        }
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    let row = admin.get("feature.x", &global).await.unwrap().unwrap();
+    assert_eq!(row.value.as_deref(), Some("25%"), "nothing was overwritten");
+    assert_eq!(row.updated_by.as_deref(), Some("bob"));
+    assert_eq!(row.previous_value.as_deref(), Some("off"));
+    assert!(row.updated_at.as_deref().is_some_and(|t| t.contains('T')));
+
+    let rolled = admin
+        .rollback("feature.x", &global, 1, "carol", None)
+        .await
+        .unwrap();
+    assert_eq!((rolled.version, rolled.value.as_deref()), (3, Some("off")));
+    let history = admin.history("feature.x", &global).await.unwrap();
+    let versions: Vec<(u64, Option<&str>, &str)> = history
+        .iter()
+        .map(|e| (e.version, e.value.as_deref(), e.updated_by.as_str()))
+        .collect();
+    assert_eq!(
+        versions,
+        vec![
+            (1, Some("off"), "alice"),
+            (2, Some("25%"), "bob"),
+            (3, Some("off"), "carol")
+        ]
+    );
+    assert!(matches!(
+        admin.rollback("feature.x", &global, 7, "carol", None).await,
+        Err(WriteError::NoSuchVersion { version: 7, .. })
+    ));
+
+    // Validation of known keys happens before anything is written.
+    let refused = admin
+        .write(
+            "hystrix.command.payments.circuitBreaker.errorThresholdPercentage",
+            &global,
+            Some("150"),
+            "alice",
+            None,
+        )
+        .await;
+    assert!(
+        matches!(refused, Err(WriteError::Invalid { .. })),
+        "{refused:?}"
+    );
+    assert!(
+        admin
+            .get(
+                "hystrix.command.payments.circuitBreaker.errorThresholdPercentage",
+                &global
+            )
+            .await
+            .unwrap()
+            .is_none()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn values_stay_while_dynamodb_is_unreachable() {
+    let moto = Moto::start().await;
+    let admin = setup(&moto, "down").await;
+    admin
+        .write("k", &Scope::default(), Some("42"), "t", None)
+        .await
+        .unwrap();
+    let config = Config::new();
+    let k = config.property("k", 0u32);
+    let task = DynamoDbSource::new(moto.client(), "down")
+        .poll_interval(Duration::from_millis(50))
+        .start(config.clone())
+        .await
+        .unwrap();
+    assert_eq!(k.get(), 42);
+    let client = moto.client();
+    drop(moto); // DynamoDB goes away
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(k.get(), 42, "the last good value stays");
+    assert!(!task.is_finished(), "the poller keeps trying");
+    assert!(
+        DynamoDbSource::new(client, "down").version().await.is_err(),
+        "DynamoDB is really down"
+    );
+    task.abort();
+}
