@@ -41,6 +41,21 @@ impl FromConfig for Rollout {
             .ok_or_else(|| format!("a percentage must be from 0% to 100%, got {text:?}"))?;
         Ok(Rollout::Percent(basis as u16))
     }
+    const PACKED: bool = true;
+    fn pack(&self) -> u64 {
+        match self {
+            Rollout::Off => 1 << 32,
+            Rollout::On => 2 << 32,
+            Rollout::Percent(p) => u64::from(*p),
+        }
+    }
+    fn unpack(bits: u64) -> Option<Self> {
+        Some(match bits >> 32 {
+            1 => Rollout::Off,
+            2 => Rollout::On,
+            _ => Rollout::Percent(bits as u16),
+        })
+    }
 }
 
 /// A feature flag read from config (key `feature.<name>` by convention, but any key works).

@@ -1,6 +1,7 @@
 //! Typed properties: lock-free reads, change callbacks, watch streams.
 
 use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use arc_swap::ArcSwap;
@@ -14,6 +15,8 @@ type Validator<T> = Box<dyn Fn(&T) -> Result<(), String> + Send + Sync>;
 type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
 
 struct Inner<T> {
+    /// The value packed in 64 bits, for types that fit (see `FromConfig::PACKED`).
+    bits: AtomicU64,
     key: String,
     default: Arc<T>,
     value: ArcSwap<T>,
@@ -54,6 +57,7 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
         let (sender, _) = watch::channel(default.clone());
         Property {
             inner: Arc::new(Inner {
+                bits: AtomicU64::new(default.pack()),
                 key,
                 value: ArcSwap::new(default.clone()),
                 default,
@@ -69,9 +73,16 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
         self.inner.clone()
     }
 
-    /// The current value (a clone; for large values see [`load`](Self::load)).
+    /// The current value: one atomic load for types that fit in 64 bits (numbers, `bool`,
+    /// `Duration`, [`Rollout`](crate::Rollout)), else a clone of an `ArcSwap` load (for
+    /// large values see [`load`](Self::load)).
     #[inline]
     pub fn get(&self) -> T {
+        if T::PACKED
+            && let Some(value) = T::unpack(self.inner.bits.load(Ordering::Acquire))
+        {
+            return value;
+        }
         T::clone(&self.inner.value.load())
     }
 
@@ -147,6 +158,7 @@ impl<T: FromConfig + Clone + PartialEq> Watcher for Inner<T> {
             return;
         }
         self.value.store(next.clone());
+        self.bits.store(next.pack(), Ordering::Release);
         tracing::info!(key = %self.key, "config value changed");
         for callback in self
             .callbacks

@@ -6,6 +6,20 @@ use std::time::Duration;
 pub trait FromConfig: Sized + Send + Sync + 'static {
     /// Parses `text`; the error says what was expected (the caller adds key and origin).
     fn from_config(text: &str) -> Result<Self, String>;
+
+    /// Whether values fit in 64 bits ([`pack`](Self::pack)/[`unpack`](Self::unpack)), so a
+    /// read is one atomic load instead of an `ArcSwap` load (which costs a fence).
+    const PACKED: bool = false;
+
+    /// The value as 64 bits (only used when `PACKED`).
+    fn pack(&self) -> u64 {
+        0
+    }
+
+    /// The value back from [`pack`](Self::pack) (only used when `PACKED`).
+    fn unpack(_bits: u64) -> Option<Self> {
+        None
+    }
 }
 
 impl FromConfig for bool {
@@ -17,6 +31,13 @@ impl FromConfig for bool {
             _ => Err("expected true or false".into()),
         }
     }
+    const PACKED: bool = true;
+    fn pack(&self) -> u64 {
+        u64::from(*self)
+    }
+    fn unpack(bits: u64) -> Option<Self> {
+        Some(bits != 0)
+    }
 }
 
 macro_rules! numbers {
@@ -26,6 +47,13 @@ macro_rules! numbers {
                 text.trim()
                     .parse()
                     .map_err(|_| format!(concat!("expected ", $what, ", got {:?}"), text))
+            }
+            const PACKED: bool = true;
+            fn pack(&self) -> u64 {
+                *self as u64
+            }
+            fn unpack(bits: u64) -> Option<Self> {
+                Some(bits as $t)
             }
         }
     )*};
@@ -38,9 +66,23 @@ numbers!(
     u64 => "a whole number of at least 0",
     usize => "a whole number of at least 0",
     i32 => "a whole number",
-    i64 => "a whole number",
-    f64 => "a number"
+    i64 => "a whole number"
 );
+
+impl FromConfig for f64 {
+    fn from_config(text: &str) -> Result<Self, String> {
+        text.trim()
+            .parse()
+            .map_err(|_| format!("expected a number, got {text:?}"))
+    }
+    const PACKED: bool = true;
+    fn pack(&self) -> u64 {
+        self.to_bits()
+    }
+    fn unpack(bits: u64) -> Option<Self> {
+        Some(f64::from_bits(bits))
+    }
+}
 
 impl FromConfig for String {
     fn from_config(text: &str) -> Result<Self, String> {
@@ -69,6 +111,13 @@ impl FromConfig for Duration {
                 .ok_or_else(|| "duration too long".to_owned()),
             other => Err(format!("unknown duration unit {other:?} (use ms, s or m)")),
         }
+    }
+    const PACKED: bool = true;
+    fn pack(&self) -> u64 {
+        u64::try_from(self.as_nanos()).unwrap_or(u64::MAX)
+    }
+    fn unpack(bits: u64) -> Option<Self> {
+        Some(Duration::from_nanos(bits))
     }
 }
 

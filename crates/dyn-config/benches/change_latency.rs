@@ -1,0 +1,111 @@
+//! Write -> callback latency with change detection by polling: a value written through
+//! `Admin` (as the CLI does) against a real DynamoDB API (moto_server on loopback) until the
+//! property's `on_change` callback runs in a process following the table with a 1 s poll.
+//! Writes land at random moments within the poll cycle. Prints the distribution.
+//!
+//! Run: `cargo bench -p breakwater-dyn-config --bench change_latency` (needs `moto[server]`).
+
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
+use breakwater_dyn_config::admin::Admin;
+use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
+
+const WRITES: usize = 40;
+const POLL: Duration = Duration::from_secs(1);
+
+#[tokio::main]
+async fn main() {
+    if std::env::args().any(|a| a == "--list") {
+        return; // `cargo bench -- --list` and `cargo test --benches` ask for this
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut moto = Command::new("python3")
+        .args([
+            "-m",
+            "moto.server",
+            "-H",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("moto_server starts (pip install 'moto[server]')");
+    let client = aws_sdk_dynamodb::Client::from_conf(
+        aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new("us-east-1"))
+            .credentials_provider(Credentials::new("test", "test", None, None, "bench"))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .build(),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while client.list_tables().send().await.is_err() {
+        assert!(Instant::now() < deadline, "moto_server did not answer");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let admin = Admin::new(client.clone(), "latency");
+    admin.create_tables(false).await.unwrap();
+
+    let config = Config::new();
+    let value = config.property("bench.value", 0u64);
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    value.on_change(move |v| {
+        let _ = tx.send((*v, Instant::now()));
+    });
+    let task = DynamoDbSource::new(client, "latency")
+        .poll_interval(POLL)
+        .start(config.clone())
+        .await
+        .unwrap();
+
+    let mut latencies = Vec::with_capacity(WRITES);
+    for i in 1..=WRITES as u64 {
+        tokio::time::sleep(Duration::from_millis(fastrand_ms())).await;
+        admin
+            .write(
+                "bench.value",
+                &Scope::default(),
+                Some(&i.to_string()),
+                "bench",
+                None,
+            )
+            .await
+            .unwrap();
+        let written = Instant::now();
+        loop {
+            let (v, at) = rx.recv().await.unwrap();
+            if v == i {
+                latencies.push(at.saturating_duration_since(written));
+                break;
+            }
+        }
+    }
+    task.abort();
+    let _ = moto.kill();
+    latencies.sort();
+    let pct = |p: f64| {
+        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    println!(
+        "polling every {POLL:?}, {WRITES} writes: write -> callback p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        latencies.last().unwrap()
+    );
+}
+
+/// A pseudo-random pause of 0..1000 ms, so writes fall anywhere in the poll cycle.
+fn fastrand_ms() -> u64 {
+    use std::hash::{BuildHasher, RandomState};
+    RandomState::new().hash_one(Instant::now()) % 1000
+}
