@@ -3,7 +3,9 @@
 //! call. Side by side in one run:
 //!
 //! - `bare`: the same handler and call without any layer (request building included, so the
-//!   differences below are the layers' cost);
+//!   differences below are the layers' cost). As in real services, the call carries an
+//!   `accept` header and the answer a `content-type`, so header maps exist with or without
+//!   the layers;
 //! - `otel-propagators`: the peer a user would otherwise write by hand: the OpenTelemetry SDK's
 //!   W3C trace-context + baggage propagators extracting on the way in and injecting on the way
 //!   out (no spans, no request id);
@@ -55,6 +57,7 @@ fn incoming() -> Request<()> {
 
 fn outgoing() -> Request<()> {
     Request::get("http://inventory.internal/items/42")
+        .header(http::header::ACCEPT, "application/json")
         .body(())
         .unwrap()
 }
@@ -74,7 +77,11 @@ impl Service<Request<()>> for Downstream {
 
     fn call(&mut self, request: Request<()>) -> Self::Future {
         black_box(&request);
-        ready(Ok(Response::new(())))
+        let response = Response::builder()
+            .header(http::header::CONTENT_TYPE, "application/json")
+            .body(())
+            .unwrap();
+        ready(Ok(response))
     }
 }
 

@@ -14,9 +14,9 @@
 pub use breakwater_circuit_breaker as circuit_breaker;
 #[cfg(feature = "discovery")]
 pub use breakwater_discovery as discovery;
+#[cfg(feature = "dyn-config")]
+pub use breakwater_dyn_config as dyn_config;
 #[cfg(feature = "stream-dashboard")]
 pub use breakwater_stream_dashboard as stream_dashboard;
 #[cfg(feature = "tracing-mw")]
 pub use breakwater_tracing_mw as tracing_mw;
-#[cfg(feature = "dyn-config")]
-pub use breakwater_dyn_config as dyn_config;

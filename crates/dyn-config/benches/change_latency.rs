@@ -91,6 +91,7 @@ async fn main() {
     }
     task.abort();
     let _ = moto.kill();
+    let _ = moto.wait();
     latencies.sort();
     let pct = |p: f64| {
         latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]

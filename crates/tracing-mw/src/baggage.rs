@@ -1,9 +1,11 @@
 //! W3C `baggage`: application key-values that travel with the request.
 
 use std::borrow::Cow;
-use std::sync::Arc;
 
+use http::HeaderValue;
 use percent_encoding::percent_decode_str;
+
+use crate::tracestate::{split_at_byte, split_list};
 
 use crate::error::HeaderError;
 
@@ -14,15 +16,60 @@ pub const MAX_BYTES: usize = 8192;
 
 /// A parsed `baggage` header: `(key, value, properties)` entries, in order.
 ///
-/// Kept as the validated header text (members trimmed and separated by `,`), so passing it
-/// on is a reference-count increment and a copy; values are percent-decoded when read.
+/// Kept as the validated header value (members trimmed and separated by `,`): read from a
+/// request and passed on without copying; values are percent-decoded when read.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Baggage(Option<Arc<str>>);
+pub struct Baggage(Option<HeaderValue>);
 
 fn split_member(member: &str) -> Option<(&str, &str, &str)> {
-    let (pair, properties) = member.split_once(';').unwrap_or((member, ""));
-    let (key, value) = pair.split_once('=')?;
+    let (pair, properties) = split_at_byte(member, b';').unwrap_or((member, ""));
+    let (key, value) = split_at_byte(pair, b'=')?;
     Some((key.trim(), value.trim(), properties.trim()))
+}
+
+/// Checks a whole baggage list; `Ok(true)` when it is already in normal form.
+fn validate(value: &str) -> Result<bool, HeaderError> {
+    let bad = |reason: String| Err(HeaderError::new("baggage", reason));
+    if value.len() > MAX_BYTES {
+        return bad(format!("longer than {MAX_BYTES} bytes"));
+    }
+    let mut count = 0;
+    let mut normalized = true;
+    for (i, raw) in split_list(value, b',').enumerate() {
+        let member = raw.trim();
+        if member.len() != raw.len() || member.is_empty() {
+            normalized = false;
+        }
+        if member.is_empty() {
+            continue;
+        }
+        let Some((key, val, _)) = split_member(member) else {
+            return bad(format!("member {i} has no '='"));
+        };
+        if !token(key) {
+            return bad(format!("member {i}: the key is not a token"));
+        }
+        // Only escaped values need decoding to be checked: the rest is already UTF-8.
+        if val.as_bytes().contains(&b'%') && percent_decode_str(val).decode_utf8().is_err() {
+            return bad(format!("member {i}: the value does not decode to UTF-8"));
+        }
+        if count == MAX_MEMBERS {
+            return bad(format!("more than {MAX_MEMBERS} members"));
+        }
+        count += 1;
+    }
+    Ok(normalized && count > 0)
+}
+
+fn normal_form(value: &str) -> Option<HeaderValue> {
+    let joined = split_list(value, b',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
+    (!joined.is_empty())
+        .then(|| HeaderValue::from_str(&joined).ok())
+        .flatten()
 }
 
 fn token(s: &str) -> bool {
@@ -36,55 +83,34 @@ impl Baggage {
     /// [`MAX_MEMBERS`] members is refused whole, as is a member that is not
     /// `token=value[;properties]` or whose value does not percent-decode to UTF-8.
     pub fn parse(value: &str) -> Result<Self, HeaderError> {
-        let bad = |reason: String| Err(HeaderError::new("baggage", reason));
-        if value.len() > MAX_BYTES {
-            return bad(format!("longer than {MAX_BYTES} bytes"));
+        if validate(value)? {
+            return Ok(Baggage(HeaderValue::from_str(value).ok()));
         }
-        let mut count = 0;
-        let mut normalized = true;
-        for (i, raw) in value.split(',').enumerate() {
-            let member = raw.trim();
-            if member.len() != raw.len() || member.is_empty() {
-                normalized = false;
-            }
-            if member.is_empty() {
-                continue;
-            }
-            let Some((key, val, _)) = split_member(member) else {
-                return bad(format!("member {i} has no '='"));
-            };
-            if !token(key) {
-                return bad(format!("member {i}: the key is not a token"));
-            }
-            if percent_decode_str(val).decode_utf8().is_err() {
-                return bad(format!("member {i}: the value does not decode to UTF-8"));
-            }
-            if count == MAX_MEMBERS {
-                return bad(format!("more than {MAX_MEMBERS} members"));
-            }
-            count += 1;
+        Ok(Baggage(normal_form(value)))
+    }
+
+    /// Parses one header line as received, keeping the caller's bytes when they are already
+    /// in normal form.
+    pub fn from_header(value: &HeaderValue) -> Result<Self, HeaderError> {
+        let text = value
+            .to_str()
+            .map_err(|_| HeaderError::new("baggage", "not visible ASCII"))?;
+        if validate(text)? {
+            return Ok(Baggage(Some(value.clone())));
         }
-        if count == 0 {
-            return Ok(Baggage(None));
-        }
-        if normalized {
-            return Ok(Baggage(Some(Arc::from(value))));
-        }
-        let joined = value
-            .split(',')
-            .map(str::trim)
-            .filter(|m| !m.is_empty())
-            .collect::<Vec<_>>()
-            .join(",");
-        Ok(Baggage(Some(Arc::from(joined))))
+        Ok(Baggage(normal_form(text)))
+    }
+
+    fn text(&self) -> &str {
+        self.0
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     }
 
     /// The entries: `(key, value percent-decoded, properties)`.
     pub fn entries(&self) -> impl Iterator<Item = (&str, Cow<'_, str>, &str)> {
-        self.0
-            .as_deref()
-            .unwrap_or("")
-            .split(',')
+        split_list(self.text(), b',')
             .filter_map(split_member)
             .map(|(k, v, p)| {
                 let decoded = percent_decode_str(v)
@@ -106,6 +132,11 @@ impl Baggage {
 
     /// The header value (at most [`MAX_BYTES`]: longer headers are refused when read).
     pub fn to_header(&self) -> &str {
-        self.0.as_deref().unwrap_or("")
+        self.text()
+    }
+
+    /// The value to send: the received bytes.
+    pub(crate) fn header_value(&self) -> Option<HeaderValue> {
+        self.0.clone()
     }
 }

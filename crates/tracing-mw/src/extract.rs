@@ -1,7 +1,5 @@
 //! Reading and writing every supported header on an `http::HeaderMap`.
 
-use std::borrow::Cow;
-
 use http::{HeaderMap, HeaderName, HeaderValue};
 
 use crate::b3::{B3, Sampling};
@@ -131,35 +129,40 @@ fn text<'a>(
     }
 }
 
-/// All values of a list header, joined with `,` (several header lines form one list); the
-/// usual single line is borrowed, not copied.
-fn list<'a>(
-    headers: &'a HeaderMap,
+/// Reads a list header: one line as received (kept without copying when valid), several
+/// lines joined with `,` first. `None` when absent or unreadable (reported in `refused`).
+fn list<T>(
+    headers: &HeaderMap,
     header: &'static HeaderName,
     refused: &mut Vec<HeaderError>,
-) -> Option<Cow<'a, str>> {
+    from_header: fn(&HeaderValue) -> Result<T, HeaderError>,
+    parse: fn(&str) -> Result<T, HeaderError>,
+) -> Option<T> {
     let name = header.as_str();
     let mut values = headers.get_all(header).iter();
-    let first = text(values.next()?, name, refused)?;
-    let Some(second) = values.next() else {
-        return (!first.is_empty()).then_some(Cow::Borrowed(first));
+    let first = values.next()?;
+    let result = match values.next() {
+        None => {
+            text(first, name, refused)?;
+            from_header(first)
+        }
+        Some(second) => {
+            let mut joined = text(first, name, refused)?.to_owned();
+            for value in std::iter::once(second).chain(values) {
+                joined.push(',');
+                joined.push_str(text(value, name, refused)?);
+                if joined.len() > MAX_HEADER_BYTES {
+                    refused.push(HeaderError::new(
+                        name,
+                        format!("longer than {MAX_HEADER_BYTES} bytes; ignored"),
+                    ));
+                    return None;
+                }
+            }
+            parse(&joined)
+        }
     };
-    let mut joined = first.to_owned();
-    for value in std::iter::once(second).chain(values) {
-        let s = text(value, name, refused)?;
-        if !joined.is_empty() {
-            joined.push(',');
-        }
-        joined.push_str(s);
-        if joined.len() > MAX_HEADER_BYTES {
-            refused.push(HeaderError::new(
-                name,
-                format!("longer than {MAX_HEADER_BYTES} bytes; ignored"),
-            ));
-            return None;
-        }
-    }
-    (!joined.is_empty()).then_some(Cow::Owned(joined))
+    result.map_err(|e| refused.push(e)).ok()
 }
 
 /// Reads the request's context in the configured formats. Precedence: `traceparent`, then
@@ -174,13 +177,14 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
         if let Some(value) = one(headers, &TRACEPARENT, refused) {
             match TraceParent::parse(value) {
                 Ok(tp) => {
-                    let trace_state = match list(headers, &TRACESTATE, refused) {
-                        Some(ts) => TraceState::parse(&ts).unwrap_or_else(|e| {
-                            refused.push(e);
-                            TraceState::default()
-                        }),
-                        None => TraceState::default(),
-                    };
+                    let trace_state = list(
+                        headers,
+                        &TRACESTATE,
+                        refused,
+                        TraceState::from_header,
+                        TraceState::parse,
+                    )
+                    .unwrap_or_default();
                     out.parent = Some(RemoteParent {
                         trace_id: tp.trace_id,
                         span_id: tp.parent_id,
@@ -255,12 +259,15 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
         }
     }
     if formats.baggage
-        && let Some(value) = list(headers, &BAGGAGE, refused)
+        && let Some(baggage) = list(
+            headers,
+            &BAGGAGE,
+            refused,
+            Baggage::from_header,
+            Baggage::parse,
+        )
     {
-        match Baggage::parse(&value) {
-            Ok(b) => out.baggage = b,
-            Err(e) => refused.push(e),
-        }
+        out.baggage = baggage;
     }
     if formats.request_id {
         let mut values = headers.get_all(&X_REQUEST_ID).iter();
@@ -312,8 +319,8 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
         };
         set(headers, &TRACEPARENT, &tp.to_header_bytes());
         headers.remove(&TRACESTATE);
-        if !out.trace_state.is_empty() {
-            set(headers, &TRACESTATE, out.trace_state.to_header().as_bytes());
+        if let Some(value) = out.trace_state.header_value() {
+            headers.insert(TRACESTATE.clone(), value);
         }
     }
     if let Some(form) = formats.b3_inject {
@@ -339,8 +346,10 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
             }
         }
     }
-    if formats.baggage && !out.baggage.is_empty() {
-        set(headers, &BAGGAGE, out.baggage.to_header().as_bytes());
+    if formats.baggage
+        && let Some(value) = out.baggage.header_value()
+    {
+        headers.insert(BAGGAGE.clone(), value);
     }
     if formats.request_id
         && let Some(id) = out.request_id

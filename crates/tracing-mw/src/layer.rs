@@ -16,7 +16,6 @@ use opentelemetry::trace::{
     SpanContext, TraceContextExt, TraceFlags as OtelFlags, TraceState as OtelTraceState,
 };
 use tower::{Layer, Service};
-use tracing::Instrument;
 use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use crate::baggage::Baggage;
@@ -169,12 +168,11 @@ pub struct ServerService<S> {
 impl<S, B, RB> Service<Request<B>> for ServerService<S>
 where
     S: Service<Request<B>, Response = Response<RB>>,
-    S::Future: Send + 'static,
     S::Error: std::fmt::Display,
 {
     type Response = Response<RB>;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Response<RB>, S::Error>> + Send>>;
+    type Future = ServerFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx)
@@ -259,37 +257,61 @@ where
             inner: future,
             context,
         };
-        let echo_request_id = self.formats.request_id;
-        Box::pin(
-            async move {
-                let result = future.await;
-                let span = tracing::Span::current();
-                match &result {
-                    Ok(response) => {
-                        let status = response.status();
-                        span.record("http.response.status_code", status.as_u16());
-                        if status.is_server_error() {
-                            span.record("otel.status_code", "ERROR");
-                        }
-                    }
-                    Err(error) => {
-                        span.record("otel.status_code", "ERROR");
-                        tracing::debug!(%error, "request failed");
-                    }
-                }
-                result.map(|mut response| {
-                    if echo_request_id {
-                        response
-                            .headers_mut()
-                            .insert("x-request-id", request_id.as_header().clone());
-                    }
-                    response
-                })
-            }
-            .instrument(span),
-        )
+        ServerFuture {
+            inner: future,
+            span,
+            echo: self
+                .formats
+                .request_id
+                .then(|| request_id.as_header().clone()),
+        }
     }
 }
+
+pin_project_lite::pin_project! {
+    /// The future of [`ServerService`]: the handler, inside the request's span and with its
+    /// context as the served one; records the status and echoes the request id.
+    pub struct ServerFuture<F> {
+        #[pin]
+        inner: WithServed<F>,
+        span: tracing::Span,
+        echo: Option<http::HeaderValue>,
+    }
+}
+
+impl<F, RB, E> Future for ServerFuture<F>
+where
+    F: Future<Output = Result<Response<RB>, E>>,
+    E: std::fmt::Display,
+{
+    type Output = Result<Response<RB>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let _entered = this.span.enter();
+        let mut result = std::task::ready!(this.inner.poll(cx));
+        match &mut result {
+            Ok(response) => {
+                let status = response.status();
+                this.span
+                    .record("http.response.status_code", status.as_u16());
+                if status.is_server_error() {
+                    this.span.record("otel.status_code", "ERROR");
+                }
+                if let Some(id) = this.echo.take() {
+                    response.headers_mut().insert(X_REQUEST_ID, id);
+                }
+            }
+            Err(error) => {
+                this.span.record("otel.status_code", "ERROR");
+                tracing::debug!(%error, "request failed");
+            }
+        }
+        Poll::Ready(result)
+    }
+}
+
+const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Writes the current context into outgoing requests. See the module docs.
 #[derive(Debug, Clone, Default)]

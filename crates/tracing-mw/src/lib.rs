@@ -74,7 +74,8 @@ pub use error::HeaderError;
 pub use extract::{B3Form, Extracted, Formats, Outgoing, RemoteParent, extract, inject};
 pub use init::{TelemetryGuard, init};
 pub use layer::{
-    ClientFuture, ClientLayer, ClientService, RequestContext, ServerLayer, ServerService,
+    ClientFuture, ClientLayer, ClientService, RequestContext, ServerFuture, ServerLayer,
+    ServerService,
 };
 pub use request_id::{AmznTraceId, RequestId};
 pub use tracestate::TraceState;

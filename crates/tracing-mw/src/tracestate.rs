@@ -1,7 +1,8 @@
 //! W3C `tracestate`: vendor entries that travel with the trace, with the spec's limits.
 
 use std::borrow::Cow;
-use std::sync::Arc;
+
+use http::HeaderValue;
 
 use crate::error::HeaderError;
 
@@ -12,10 +13,10 @@ pub const MAX_HEADER_LEN: usize = 512;
 
 /// A parsed `tracestate`: `key=value` members, leftmost first.
 ///
-/// Kept as the validated header text (members separated by `,`, empty members and optional
-/// white space removed), so passing it on is a reference-count increment and a copy.
+/// Kept as the validated header value (members separated by `,`, empty members and optional
+/// white space removed): read from a request and passed on without copying.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct TraceState(Option<Arc<str>>);
+pub struct TraceState(Option<HeaderValue>);
 
 fn simple_key(key: &str) -> bool {
     let b = key.as_bytes();
@@ -28,7 +29,7 @@ fn simple_key(key: &str) -> bool {
 }
 
 fn valid_key(key: &str) -> bool {
-    match key.split_once('@') {
+    match split_at_byte(key, b'@') {
         // Multi-tenant `tenant@system`: tenant up to 241, system up to 14 characters.
         Some((tenant, system)) => {
             tenant.len() <= 241
@@ -54,66 +55,114 @@ fn is_ows(c: char) -> bool {
     c == ' ' || c == '\t'
 }
 
+/// `s` split at the first `byte` (an ASCII byte, so both halves are `str`).
+pub(crate) fn split_at_byte(s: &str, byte: u8) -> Option<(&str, &str)> {
+    let i = s.bytes().position(|b| b == byte)?;
+    Some((s.get(..i)?, s.get(i + 1..)?))
+}
+
+/// The list's items split at ASCII `sep` (faster than `str::split` with a `char`).
+pub(crate) fn split_list(s: &str, sep: u8) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let current = rest?;
+        match split_at_byte(current, sep) {
+            Some((item, tail)) => {
+                rest = Some(tail);
+                Some(item)
+            }
+            None => {
+                rest = None;
+                Some(current)
+            }
+        }
+    })
+}
+
 fn split_members(text: &str) -> impl Iterator<Item = (&str, &str)> {
-    text.split(',').filter_map(|m| m.split_once('='))
+    split_list(text, b',').filter_map(|m| split_at_byte(m, b'='))
+}
+
+/// Checks a whole tracestate list; `Ok(true)` when it is already in normal form.
+fn validate(value: &str) -> Result<bool, HeaderError> {
+    let bad = |reason: String| Err(HeaderError::new("tracestate", reason));
+    let mut keys: [&str; MAX_MEMBERS] = [""; MAX_MEMBERS];
+    let mut count = 0;
+    let mut normalized = true;
+    for (i, raw) in split_list(value, b',').enumerate() {
+        let member = raw.trim_matches(is_ows);
+        if member.len() != raw.len() || member.is_empty() {
+            normalized = false;
+        }
+        if member.is_empty() {
+            continue;
+        }
+        let Some((key, val)) = split_at_byte(member, b'=') else {
+            return bad(format!("member {i} has no '='"));
+        };
+        if !valid_key(key) {
+            return bad(format!("member {i}: the key is not a valid tracestate key"));
+        }
+        if !valid_value(val) {
+            return bad(format!(
+                "member {i}: the value is not a valid tracestate value"
+            ));
+        }
+        if count == MAX_MEMBERS {
+            return bad(format!("more than {MAX_MEMBERS} members"));
+        }
+        if keys[..count].contains(&key) {
+            return bad(format!("member {i}: duplicate key"));
+        }
+        keys[count] = key;
+        count += 1;
+    }
+    Ok(normalized && count > 0)
+}
+
+fn normal_form(value: &str) -> Option<HeaderValue> {
+    let joined = split_list(value, b',')
+        .map(|m| m.trim_matches(is_ows))
+        .filter(|m| !m.is_empty())
+        .collect::<Vec<_>>()
+        .join(",");
+    (!joined.is_empty())
+        .then(|| HeaderValue::from_str(&joined).ok())
+        .flatten()
 }
 
 impl TraceState {
     /// Parses the header's value (several header lines are joined with `,` first). Empty
     /// members are allowed and skipped; anything else invalid refuses the whole header.
     pub fn parse(value: &str) -> Result<Self, HeaderError> {
-        let bad = |reason: String| Err(HeaderError::new("tracestate", reason));
-        let mut count = 0;
-        let mut normalized = true;
-        for (i, raw) in value.split(',').enumerate() {
-            let member = raw.trim_matches(is_ows);
-            if member.len() != raw.len() || member.is_empty() {
-                normalized = false;
-            }
-            if member.is_empty() {
-                continue;
-            }
-            let Some((key, val)) = member.split_once('=') else {
-                return bad(format!("member {i} has no '='"));
-            };
-            if !valid_key(key) {
-                return bad(format!("member {i}: the key is not a valid tracestate key"));
-            }
-            if !valid_value(val) {
-                return bad(format!(
-                    "member {i}: the value is not a valid tracestate value"
-                ));
-            }
-            let earlier = value.split(',').take(i).map(|m| m.trim_matches(is_ows));
-            if earlier
-                .filter_map(|m| m.split_once('='))
-                .any(|(k, _)| k == key)
-            {
-                return bad(format!("member {i}: duplicate key"));
-            }
-            if count == MAX_MEMBERS {
-                return bad(format!("more than {MAX_MEMBERS} members"));
-            }
-            count += 1;
+        if validate(value)? {
+            return Ok(TraceState(HeaderValue::from_str(value).ok()));
         }
-        if count == 0 {
-            return Ok(TraceState(None));
+        Ok(TraceState(normal_form(value)))
+    }
+
+    /// Parses one header line as received, keeping the caller's bytes when they are already
+    /// in normal form.
+    pub fn from_header(value: &HeaderValue) -> Result<Self, HeaderError> {
+        let text = value
+            .to_str()
+            .map_err(|_| HeaderError::new("tracestate", "not visible ASCII"))?;
+        if validate(text)? {
+            return Ok(TraceState(Some(value.clone())));
         }
-        if normalized {
-            return Ok(TraceState(Some(Arc::from(value))));
-        }
-        let joined = value
-            .split(',')
-            .map(|m| m.trim_matches(is_ows))
-            .filter(|m| !m.is_empty())
-            .collect::<Vec<_>>()
-            .join(",");
-        Ok(TraceState(Some(Arc::from(joined))))
+        Ok(TraceState(normal_form(text)))
+    }
+
+    fn text(&self) -> &str {
+        self.0
+            .as_ref()
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
     }
 
     /// The members `(key, value)`, leftmost first.
     pub fn members(&self) -> impl Iterator<Item = (&str, &str)> {
-        split_members(self.0.as_deref().unwrap_or(""))
+        split_members(self.text())
     }
 
     /// True with no members.
@@ -142,14 +191,14 @@ impl TraceState {
                 .take(MAX_MEMBERS - 1)
                 .map(|(k, v)| format!("{k}={v}")),
         );
-        self.0 = Some(Arc::from(members.join(",")));
+        self.0 = HeaderValue::from_str(&members.join(",")).ok();
         Ok(())
     }
 
     /// The header value, at most [`MAX_HEADER_LEN`] characters: when too long, members over
     /// 128 characters are dropped first, then members from the right.
     pub fn to_header(&self) -> Cow<'_, str> {
-        let text = self.0.as_deref().unwrap_or("");
+        let text = self.text();
         if text.len() <= MAX_HEADER_LEN {
             return Cow::Borrowed(text);
         }
@@ -172,5 +221,14 @@ impl TraceState {
                 .collect::<Vec<_>>()
                 .join(","),
         )
+    }
+
+    /// The value to send (the received bytes when within [`MAX_HEADER_LEN`]).
+    pub(crate) fn header_value(&self) -> Option<HeaderValue> {
+        let value = self.0.as_ref()?;
+        if value.len() <= MAX_HEADER_LEN {
+            return Some(value.clone());
+        }
+        HeaderValue::from_str(&self.to_header()).ok()
     }
 }
