@@ -324,6 +324,17 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
         }
     }
     if let Some(form) = formats.b3_inject {
+        // A caller's B3 headers copied onto this request must not mix with ours.
+        for name in [
+            &B3_SINGLE,
+            &X_B3_TRACEID,
+            &X_B3_SPANID,
+            &X_B3_PARENTSPANID,
+            &X_B3_SAMPLED,
+            &X_B3_FLAGS,
+        ] {
+            headers.remove(name);
+        }
         {
             let sampling = if out.flags.is_sampled() {
                 Sampling::Accept

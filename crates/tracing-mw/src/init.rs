@@ -214,7 +214,11 @@ impl Telemetry {
         let provider = tracer_provider(&self.export, self.service_name.as_deref())?;
         let tracer = provider.tracer("breakwater-tracing-mw");
         let filter = env_filter(self.filter.as_deref())?;
-        let otel = tracing_opentelemetry::layer().with_tracer(tracer);
+        // The filter chooses log lines; spans at info and above are always exported (and so
+        // carry ids), whatever RUST_LOG says about logging.
+        let otel = tracing_opentelemetry::layer()
+            .with_tracer(tracer)
+            .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
         let logs = match self.log_format {
             LogFormat::Json => tracing_subscriber::fmt::layer()
                 .event_format(WithTraceIds {
@@ -227,6 +231,7 @@ impl Telemetry {
                 })
                 .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
                 .with_writer(self.writer)
+                .with_filter(filter)
                 .boxed(),
             LogFormat::Text => tracing_subscriber::fmt::layer()
                 .event_format(WithTraceIds {
@@ -235,12 +240,10 @@ impl Telemetry {
                 })
                 .with_ansi(false)
                 .with_writer(self.writer)
+                .with_filter(filter)
                 .boxed(),
         };
-        let subscriber = tracing_subscriber::registry()
-            .with(filter)
-            .with(otel)
-            .with(logs);
+        let subscriber = tracing_subscriber::registry().with(otel).with(logs);
         Ok((
             Box::new(subscriber),
             TelemetryGuard {
@@ -273,7 +276,10 @@ fn env_filter(directives: Option<&str>) -> Result<EnvFilter, InitError> {
         Some(d) => ("filter", d.to_owned()),
         None => (
             "RUST_LOG",
-            std::env::var("RUST_LOG").unwrap_or_else(|_| "info".to_owned()),
+            std::env::var("RUST_LOG")
+                .ok()
+                .filter(|v| !v.trim().is_empty())
+                .unwrap_or_else(|| "info".to_owned()),
         ),
     };
     // Ours first, so the user's directives for the same targets win.
@@ -323,15 +329,25 @@ fn resolve(export: &Export) -> Result<Option<OtlpChoice>, InitError> {
     }
 }
 
+/// The resource: the SDK's detectors (`OTEL_RESOURCE_ATTRIBUTES`, ...), then the service
+/// name by the spec's precedence: `OTEL_SERVICE_NAME`, else `service.name` in
+/// `OTEL_RESOURCE_ATTRIBUTES`, else the name given in code.
 fn resource(service_name: Option<&str>) -> Resource {
-    let from_env = std::env::var("OTEL_SERVICE_NAME").is_ok_and(|v| !v.is_empty())
-        || std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
-            v.split(',')
-                .any(|kv| kv.trim().starts_with("service.name="))
-        });
     let builder = Resource::builder();
+    if let Ok(name) = std::env::var("OTEL_SERVICE_NAME")
+        && !name.trim().is_empty()
+    {
+        // Applied last: the attributes detector would otherwise overwrite it.
+        return builder.with_service_name(name.trim().to_owned()).build();
+    }
+    let in_attributes = std::env::var("OTEL_RESOURCE_ATTRIBUTES").is_ok_and(|v| {
+        v.split(',').any(|kv| {
+            kv.split_once('=')
+                .is_some_and(|(k, _)| k.trim() == "service.name")
+        })
+    });
     match service_name {
-        Some(name) if !from_env => builder.with_service_name(name.to_owned()).build(),
+        Some(name) if !in_attributes => builder.with_service_name(name.to_owned()).build(),
         _ => builder.build(),
     }
 }

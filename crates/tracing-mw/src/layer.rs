@@ -100,19 +100,24 @@ impl<F: Future> Future for WithServed<F> {
     }
 }
 
-/// `scheme://authority/path` of a URI, without the query (it often carries personal data).
+/// `scheme://host[:port]/path` of a URI: no credentials, no query (it often carries personal
+/// data).
 struct UrlWithoutQuery<'a>(&'a http::Uri);
 
 impl std::fmt::Display for UrlWithoutQuery<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let uri = self.0;
+        // Host and port only: the authority may carry `user:password@`.
         write!(
             f,
-            "{}://{}{}",
+            "{}://{}",
             uri.scheme_str().unwrap_or("http"),
-            uri.authority().map_or("", |a| a.as_str()),
-            uri.path()
-        )
+            uri.host().unwrap_or("")
+        )?;
+        if let Some(port) = uri.port_u16() {
+            write!(f, ":{port}")?;
+        }
+        f.write_str(uri.path())
     }
 }
 
