@@ -1,7 +1,8 @@
-//! Write -> callback latency with change detection by polling: a value written through
+//! Write -> callback latency for both change-detection modes: a value written through
 //! `Admin` (as the CLI does) against a real DynamoDB API (moto_server on loopback) until the
-//! property's `on_change` callback runs in a process following the table with a 1 s poll.
-//! Writes land at random moments within the poll cycle. Prints the distribution.
+//! property's `on_change` callback runs, (1) polling every 1 s (writes land at random moments
+//! within the poll cycle) and (2) following the table's DynamoDB Stream (polling every 60 s,
+//! so only the stream delivers). Prints each distribution.
 //!
 //! Run: `cargo bench -p breakwater-dyn-config --bench change_latency` (needs `moto[server]`).
 
@@ -52,57 +53,82 @@ async fn main() {
         assert!(Instant::now() < deadline, "moto_server did not answer");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let admin = Admin::new(client.clone(), "latency");
-    admin.create_tables(false).await.unwrap();
-
-    let config = Config::new();
-    let value = config.property("bench.value", 0u64);
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
-    value.on_change(move |v| {
-        let _ = tx.send((*v, Instant::now()));
-    });
-    let task = DynamoDbSource::new(client, "latency")
-        .poll_interval(POLL)
-        .start(config.clone())
-        .await
-        .unwrap();
-
-    let mut latencies = Vec::with_capacity(WRITES);
-    for i in 1..=WRITES as u64 {
-        tokio::time::sleep(Duration::from_millis(fastrand_ms())).await;
-        admin
-            .write(
-                "bench.value",
-                &Scope::default(),
-                Some(&i.to_string()),
-                "bench",
-                None,
-            )
-            .await
-            .unwrap();
-        let written = Instant::now();
-        loop {
-            let (v, at) = rx.recv().await.unwrap();
-            if v == i {
-                latencies.push(at.saturating_duration_since(written));
-                break;
+    let streams = aws_sdk_dynamodbstreams::Client::from_conf(
+        aws_sdk_dynamodbstreams::Config::builder()
+            .behavior_version(aws_sdk_dynamodbstreams::config::BehaviorVersion::latest())
+            .region(aws_sdk_dynamodbstreams::config::Region::new("us-east-1"))
+            .credentials_provider(aws_sdk_dynamodbstreams::config::Credentials::new(
+                "test", "test", None, None, "bench",
+            ))
+            .endpoint_url(format!("http://127.0.0.1:{port}"))
+            .build(),
+    );
+    for streamed in [false, true] {
+        let table = if streamed {
+            "latency-streams"
+        } else {
+            "latency-poll"
+        };
+        let admin = Admin::new(client.clone(), table);
+        admin.create_tables(streamed).await.unwrap();
+        let config = Config::new();
+        let value = config.property("bench.value", 0u64);
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        value.on_change(move |v| {
+            let _ = tx.send((*v, Instant::now()));
+        });
+        let mut source = DynamoDbSource::new(client.clone(), table);
+        source = if streamed {
+            source
+                .streams(streams.clone())
+                .poll_interval(Duration::from_secs(60))
+        } else {
+            source.poll_interval(POLL)
+        };
+        let task = source.start(config.clone()).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut latencies = Vec::with_capacity(WRITES);
+        for i in 1..=WRITES as u64 {
+            tokio::time::sleep(Duration::from_millis(fastrand_ms())).await;
+            admin
+                .write(
+                    "bench.value",
+                    &Scope::default(),
+                    Some(&i.to_string()),
+                    "bench",
+                    None,
+                )
+                .await
+                .unwrap();
+            let written = Instant::now();
+            loop {
+                let (v, at) = rx.recv().await.unwrap();
+                if v == i {
+                    latencies.push(at.saturating_duration_since(written));
+                    break;
+                }
             }
         }
+        task.abort();
+        latencies.sort();
+        let pct = |p: f64| {
+            latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
+        };
+        let mode = if streamed {
+            "DynamoDB Streams".to_owned()
+        } else {
+            format!("polling every {POLL:?}")
+        };
+        println!(
+            "{mode}, {WRITES} writes: write -> callback p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+            pct(0.50),
+            pct(0.90),
+            pct(0.99),
+            latencies.last().unwrap()
+        );
     }
-    task.abort();
     let _ = moto.kill();
     let _ = moto.wait();
-    latencies.sort();
-    let pct = |p: f64| {
-        latencies[((latencies.len() as f64 * p).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
-    println!(
-        "polling every {POLL:?}, {WRITES} writes: write -> callback p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
-        pct(0.50),
-        pct(0.90),
-        pct(0.99),
-        latencies.last().unwrap()
-    );
 }
 
 /// A pseudo-random pause of 0..1000 ms, so writes fall anywhere in the poll cycle.

@@ -21,6 +21,7 @@ use crate::table::{GLOBAL_SCOPE, Row, Scope, VERSION_ITEM_KEY};
 /// interval) and the gauge `breakwater_config_staleness_seconds` says how old they are.
 #[derive(Debug, Clone)]
 pub struct DynamoDbSource {
+    streams: Option<aws_sdk_dynamodbstreams::Client>,
     client: Client,
     table: String,
     scope: Scope,
@@ -32,6 +33,7 @@ impl DynamoDbSource {
     /// Reads `table` with `client`, as an instance with no scope (global rows only).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoDbSource {
+            streams: None,
             client,
             table: table.into(),
             scope: Scope::default(),
@@ -44,6 +46,14 @@ impl DynamoDbSource {
     /// matching row wins.
     pub fn scope(mut self, scope: Scope) -> Self {
         self.scope = scope;
+        self
+    }
+
+    /// Follows the table's DynamoDB Stream (when it has one) with this client: each change
+    /// is applied as soon as its stream record is read (about every 100 ms), instead of at
+    /// the next poll. Polling continues as a safety net.
+    pub fn streams(mut self, client: aws_sdk_dynamodbstreams::Client) -> Self {
+        self.streams = Some(client);
         self
     }
 
@@ -147,10 +157,123 @@ impl DynamoDbSource {
     /// Loads once, then follows changes in a task on the current Tokio runtime until the
     /// handle is aborted. The first load's error is returned (and nothing is spawned) so a
     /// service can decide whether to start without its table.
+    ///
+    /// With [`streams`](Self::streams) set and a stream on the table, the stream is followed
+    /// in the same task as the polling.
     pub async fn start(self, config: Config) -> Result<tokio::task::JoinHandle<()>, SourceError> {
         let version = self.version().await?;
+        let stream_arn = match &self.streams {
+            Some(_) => self
+                .client
+                .describe_table()
+                .table_name(&self.table)
+                .send()
+                .await
+                .map_err(|e| self.error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?
+                .table()
+                .and_then(|t| t.latest_stream_arn())
+                .map(str::to_owned),
+            None => None,
+        };
         self.load(&config).await?;
-        Ok(tokio::spawn(self.follow(config, version)))
+        let source = self.clone();
+        let streamed = config.clone();
+        Ok(tokio::spawn(async move {
+            match stream_arn {
+                Some(arn) => {
+                    tokio::join!(
+                        source.follow(config, version),
+                        self.follow_stream(streamed, arn)
+                    );
+                }
+                None => source.follow(config, version).await,
+            }
+        }))
+    }
+
+    /// Reads every open shard of the stream from its latest record on; any record means
+    /// the table changed, and the layer is reloaded.
+    async fn follow_stream(self, config: Config, arn: String) {
+        use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+        let Some(streams) = self.streams.clone() else {
+            return;
+        };
+        let mut iterators: HashMap<String, Option<String>> = HashMap::new();
+        let mut described = Instant::now() - Duration::from_secs(3600);
+        loop {
+            let result: Result<bool, String> = async {
+                // New shards appear as the stream splits; look for them now and then.
+                if described.elapsed() >= Duration::from_secs(10) {
+                    let out = streams
+                        .describe_stream()
+                        .stream_arn(&arn)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string()
+                        })?;
+                    for shard in out
+                        .stream_description()
+                        .map(|d| d.shards())
+                        .unwrap_or_default()
+                    {
+                        let Some(id) = shard.shard_id() else { continue };
+                        let open = shard
+                            .sequence_number_range()
+                            .is_none_or(|r| r.ending_sequence_number().is_none());
+                        if open && !iterators.contains_key(id) {
+                            let it = streams
+                                .get_shard_iterator()
+                                .stream_arn(&arn)
+                                .shard_id(id)
+                                .shard_iterator_type(ShardIteratorType::Latest)
+                                .send()
+                                .await
+                                .map_err(|e| {
+                                    aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)
+                                        .to_string()
+                                })?;
+                            iterators.insert(id.to_owned(), it.shard_iterator().map(str::to_owned));
+                        }
+                    }
+                    described = Instant::now();
+                }
+                let mut changed = false;
+                for iterator in iterators.values_mut() {
+                    let Some(current) = iterator.clone() else {
+                        continue;
+                    };
+                    let out = streams
+                        .get_records()
+                        .shard_iterator(current)
+                        .send()
+                        .await
+                        .map_err(|e| {
+                            aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string()
+                        })?;
+                    changed |= !out.records().is_empty();
+                    *iterator = out.next_shard_iterator().map(str::to_owned);
+                }
+                iterators.retain(|_, it| it.is_some());
+                Ok(changed)
+            }
+            .await;
+            match result {
+                Ok(true) => {
+                    if let Err(error) = self.load(&config).await {
+                        tracing::warn!(%error, "reload after a stream record failed; polling will retry");
+                    }
+                }
+                Ok(false) => {}
+                Err(error) => {
+                    tracing::warn!(table = %self.table, %error, "reading the table's stream failed; polling continues");
+                    iterators.clear();
+                    described = Instant::now() - Duration::from_secs(3600);
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 
     async fn follow(self, config: Config, mut seen: u64) {

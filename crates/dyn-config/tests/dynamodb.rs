@@ -239,3 +239,38 @@ async fn values_stay_while_dynamodb_is_unreachable() {
     );
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_table_with_a_stream_pushes_changes_without_waiting_for_a_poll() {
+    let moto = Moto::start().await;
+    let admin = Admin::new(moto.client(), "pushed");
+    admin
+        .create_tables(true)
+        .await
+        .expect("tables with a stream");
+    admin
+        .write("k", &Scope::default(), Some("1"), "t", None)
+        .await
+        .unwrap();
+    let config = Config::new();
+    let k = config.property("k", 0u32);
+    // Polling every 60 s: only the stream can deliver within the test.
+    let task = DynamoDbSource::new(moto.client(), "pushed")
+        .streams(moto.streams_client())
+        .poll_interval(Duration::from_secs(60))
+        .start(config.clone())
+        .await
+        .unwrap();
+    assert_eq!(k.get(), 1);
+    tokio::time::sleep(Duration::from_millis(300)).await; // the stream reader is in place
+    for value in 2..=4u32 {
+        admin
+            .write("k", &Scope::default(), Some(&value.to_string()), "t", None)
+            .await
+            .unwrap();
+        let took = eventually(Duration::from_secs(5), || k.get() == value).await;
+        let took = took.unwrap_or_else(|| panic!("value {value} never arrived through the stream"));
+        assert!(took < Duration::from_secs(2), "value {value} took {took:?}");
+    }
+    task.abort();
+}
