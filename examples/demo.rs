@@ -1,5 +1,7 @@
-//! The live demo: breakers guard three simulated dependencies that fail and recover, and their
-//! state and statistics print every second.
+//! The live demo: a service runs as two instances that register in an embedded
+//! Eureka-compatible registry; breakers guard three simulated dependencies that fail and
+//! recover; their settings follow dynamic config (Hystrix property names); the dashboard finds
+//! the instances through the registry; state and statistics print every second.
 //!
 //! `cargo run --release --example demo` (runs until Ctrl-C; `-- --seconds 20` to stop by itself,
 //! `-- --port 8080` for another dashboard port).
@@ -9,8 +11,10 @@
 //! demo prints, shows each instance and both merged, Turbine-style; each instance also serves
 //! its raw `/hystrix.stream`, which the stock Netflix Hystrix Dashboard can show.
 //!
-//! * `inventory` is healthy but for a 2% error rate; at 20 s into each minute an operator forces
-//!   its breaker open for 5 s (a live setting change) and then lets it go.
+//! * `inventory` is healthy but for a 2% error rate; at 20 s into each minute an operator sets
+//!   `hystrix.command.inventory.circuitBreaker.forceOpen=true` in the dynamic config (a runtime
+//!   override here; the DynamoDB table and `breakwater-config` CLI in production) for 5 s, and
+//!   both instances' breakers follow it.
 //! * `payments` fails hard from 8 s to 18 s of each 30 s cycle: its breaker opens, probes every
 //!   2 s (half-open), and closes when the dependency is back.
 //! * `recommendations` turns slow from 5 s to 15 s of each 20 s cycle: calls time out after
@@ -23,6 +27,10 @@ use breakwater::circuit_breaker::{
     CircuitBreaker, CircuitBreakerLayer, Config, EventKind, Mode, Registry, Snapshot,
     bulkhead::BulkheadLayer, error::BoxError, fallback::FallbackLayer, timeout::TimeoutLayer,
 };
+use breakwater::discovery::client::{ClientConfig, EurekaClient};
+use breakwater::discovery::registry::{Registry as EurekaRegistry, RegistryConfig};
+use breakwater::discovery::wire::{Instance, Port, Status};
+use breakwater::dyn_config::{Config as DynConfig, hystrix};
 use breakwater::stream_dashboard::{Dashboard, serve};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -177,48 +185,107 @@ async fn main() {
     let registry = start_instance(Duration::ZERO);
     let replica = start_instance(Duration::from_secs(5));
 
-    // The replica's stream, on a port of its own as a second process would have it.
-    let replica_listener = bind(0).await;
-    let replica_url = format!(
-        "http://{}/hystrix.stream",
-        replica_listener.local_addr().expect("bound")
+    // The embedded Eureka-compatible registry, as local development would run it.
+    let eureka_listener = bind(0).await;
+    let eureka_url = format!(
+        "http://{}/eureka/",
+        eureka_listener.local_addr().expect("bound")
     );
+    let eureka = std::sync::Arc::new(EurekaRegistry::new(RegistryConfig::default()));
     tokio::spawn(serve(
-        replica_listener,
-        Dashboard::new().registry(replica).router(),
+        eureka_listener,
+        breakwater::discovery::server::router(eureka.clone()),
         std::future::pending(),
     ));
-    // The dashboard: this instance's stream and page, following both instances.
+    let eureka_config = || ClientConfig {
+        service_urls: vec![eureka_url.clone()],
+        renewal_interval: Duration::from_secs(5),
+        registry_fetch_interval: Duration::from_secs(1),
+        ..ClientConfig::default()
+    };
+
+    // The replica's stream, on a port of its own as a second process would have it.
+    let replica_listener = bind(0).await;
+    let replica_address = replica_listener.local_addr().expect("bound");
+    tokio::spawn(serve(
+        replica_listener,
+        Dashboard::new().registry(replica.clone()).router(),
+        std::future::pending(),
+    ));
+    // This instance serves the dashboard as well as its own stream.
     let listener = bind(port).await;
     let address = listener.local_addr().expect("bound");
+
+    // Both instances register (and heartbeat); their stream URL is in their metadata.
+    let mut registrations = Vec::new();
+    for (id, at) in [("demo-1", address), ("demo-2", replica_address)] {
+        let mut instance = Instance {
+            instance_id: id.into(),
+            app: "DEMO-SERVICE".into(),
+            host_name: "127.0.0.1".into(),
+            ip_addr: "127.0.0.1".into(),
+            status: Status::Up,
+            port: Some(Port {
+                port: at.port(),
+                enabled: true,
+            }),
+            vip_address: Some("demo-service".into()),
+            home_page_url: Some(format!("http://{at}/")),
+            ..Instance::default()
+        };
+        instance.metadata.insert(
+            "hystrix.stream".into(),
+            format!("http://{at}/hystrix.stream"),
+        );
+        let client = EurekaClient::new(eureka_config(), Some(instance)).expect("valid settings");
+        registrations.push(client.start());
+    }
+    // The dashboard discovers the instances through the registry.
+    let discovery = EurekaClient::new(eureka_config(), None).expect("valid settings");
+    let discovering = discovery.start();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let streams: Vec<String> = loop {
+        let found: Vec<String> = discovery
+            .instances("DEMO-SERVICE")
+            .iter()
+            .filter_map(|i| i.metadata.get("hystrix.stream").cloned())
+            .collect();
+        if found.len() == 2 || Instant::now() > deadline {
+            break found;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
     let own_url = format!("http://{address}/hystrix.stream");
-    let dashboard = Dashboard::new().registry(registry.clone()).instances([
-        own_url.parse().expect("a URL"),
-        replica_url.parse().expect("a URL"),
-    ]);
+    let dashboard = Dashboard::new()
+        .registry(registry.clone())
+        .instances(streams.iter().map(|u| u.parse().expect("a URL")));
     tokio::spawn(serve(listener, dashboard.router(), std::future::pending()));
     let banner = format!(
-        "dashboard: http://{address}/   (Hystrix stream: {own_url}; replica: {replica_url})"
+        "dashboard: http://{address}/   (Hystrix stream: {own_url}; Eureka: {eureka_url}apps, {} instances of DEMO-SERVICE)",
+        streams.len()
     );
     println!("{banner}");
 
-    // An operator: at 20 s of each minute, force `inventory` open for 5 s.
-    let operator = registry.get("inventory").expect("registered above");
-    tokio::spawn(async move {
-        loop {
-            let at = phase(start, 60);
-            let forced = (20.0..25.0).contains(&at);
-            let mode = if forced {
-                Mode::ForcedOpen
-            } else {
-                Mode::Normal
-            };
-            if operator.config().mode != mode {
-                operator.update(|c| c.mode = mode).expect("valid settings");
+    // Dynamic config: both instances' breakers follow the Hystrix property names.
+    let config = DynConfig::new();
+    let _bindings = [
+        hystrix::bind(&config, &registry),
+        hystrix::bind(&config, &replica),
+    ];
+    const FORCE_OPEN: &str = "hystrix.command.inventory.circuitBreaker.forceOpen";
+    let forced = config.property(FORCE_OPEN, false);
+    // An operator: at 20 s of each minute, force `inventory` open for 5 s, through config.
+    {
+        let config = config.clone();
+        tokio::spawn(async move {
+            loop {
+                let at = phase(start, 60);
+                let force = (20.0..25.0).contains(&at);
+                config.set_override(FORCE_OPEN, force.to_string());
+                tokio::time::sleep(Duration::from_millis(200)).await;
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
-    });
+        });
+    }
 
     // State transitions, as an on-call engineer's log would show them.
     let mut events = registry.subscribe();
@@ -249,8 +316,9 @@ async fn main() {
             out.push_str("\x1b[2J\x1b[H");
         }
         out.push_str(&format!(
-            "breakwater demo: {:.0}s (Ctrl-C to stop); rolling 10 s window\n{banner}\n\ninstance 1 of 2:\n",
-            start.elapsed().as_secs_f64()
+            "breakwater demo: {:.0}s (Ctrl-C to stop); rolling 10 s window\n{banner}\nconfig: {FORCE_OPEN} = {}\n\ninstance 1 of 2:\n",
+            start.elapsed().as_secs_f64(),
+            forced.get()
         ));
         out.push_str(&format!(
             "{:<16} {:<13} {:>6} {:>6} {:>6} {:>5} {:>5} {:>6} {:>6} {:>6} {:>7} {:>7} {:>4}\n",
@@ -286,4 +354,9 @@ async fn main() {
             break;
         }
     }
+    // Leave the registry cleanly, as a service does on shutdown.
+    for running in registrations {
+        let _ = running.shutdown().await;
+    }
+    let _ = discovering.shutdown().await;
 }

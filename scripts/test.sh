@@ -44,7 +44,7 @@ cargo clippy --workspace --all-targets --locked -- -D warnings
 step "tests"
 cargo test --workspace --locked
 
-step "demo smoke run (8 s): terminal output, dashboard page, stream and aggregation"
+step "demo smoke run (8 s): terminal output, registry discovery, config, dashboard page, stream and aggregation"
 cargo build --quiet --locked --example demo
 log=$(mktemp)
 target/debug/examples/demo --seconds 8 --port 0 >"$log" 2>&1 &
@@ -58,6 +58,8 @@ done
 [ -n "$url" ] || { echo "demo printed no dashboard URL:"; cat "$log"; kill $demo; exit 1; }
 python3 scripts/check_dashboard.py "$url"
 wait $demo
+grep -q "2 instances of DEMO-SERVICE" "$log" || { echo "the dashboard did not discover both instances through the registry:"; cat "$log"; exit 1; }
+grep -q "config: hystrix.command.inventory.circuitBreaker.forceOpen" "$log" || { echo "demo output lacks the config line:"; cat "$log"; exit 1; }
 for name in inventory payments recommendations; do
   grep -q "$name" "$log" || { echo "demo output lacks $name:"; cat "$log"; exit 1; }
 done
