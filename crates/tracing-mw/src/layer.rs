@@ -100,6 +100,17 @@ impl<F: Future> Future for WithServed<F> {
     }
 }
 
+/// The protocol version as OpenTelemetry's HTTP conventions write it (`1.1`, `2`).
+fn protocol_version(version: http::Version) -> &'static str {
+    match version {
+        http::Version::HTTP_09 => "0.9",
+        http::Version::HTTP_10 => "1.0",
+        http::Version::HTTP_2 => "2",
+        http::Version::HTTP_3 => "3",
+        _ => "1.1",
+    }
+}
+
 /// `scheme://host[:port]/path` of a URI: no credentials, no query (it often carries personal
 /// data).
 struct UrlWithoutQuery<'a>(&'a http::Uri);
@@ -199,7 +210,7 @@ where
             http.request.method = %method,
             url.path = %request.uri().path(),
             url.scheme = request.uri().scheme_str().unwrap_or("http"),
-            network.protocol.version = ?request.version(),
+            network.protocol.version = protocol_version(request.version()),
             http.response.status_code = tracing::field::Empty,
             request_id = %request_id,
         );

@@ -266,6 +266,11 @@ async fn one_trace_end_to_end(protocol: Protocol) {
     );
     assert_eq!(server["attributes"]["http.request.method"], "GET");
     assert_eq!(server["attributes"]["url.path"], "/checkout");
+    assert_eq!(server["attributes"]["network.protocol.version"], "1.1");
+    assert_eq!(
+        client["attributes"]["url.full"],
+        format!("http://127.0.0.1:{downstream_port}/inventory")
+    );
     // OTLP's JSON mapping writes 64-bit integers as strings.
     assert_eq!(server["attributes"]["http.response.status_code"], "200");
     assert_eq!(client["attributes"]["http.response.status_code"], "200");
