@@ -6,8 +6,8 @@ use std::collections::HashMap;
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::primitives::{DateTime, DateTimeFormat};
 use aws_sdk_dynamodb::types::{
-    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType,
-    ScalarAttributeType, StreamSpecification, StreamViewType,
+    AttributeDefinition, AttributeValue, BillingMode, KeySchemaElement, KeyType, Put,
+    ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem, Update,
 };
 
 use crate::table::{GLOBAL_SCOPE, Row, Scope, VERSION_ITEM_KEY};
@@ -251,30 +251,6 @@ impl Admin {
             updated_at: Some(now()),
             previous_value: current.as_ref().and_then(|r| r.value.clone()),
         };
-        let put = self
-            .client
-            .put_item()
-            .table_name(&self.table)
-            .set_item(Some(row.to_item()));
-        let put = if expected == 0 {
-            put.condition_expression("attribute_not_exists(#k) OR attribute_not_exists(#v)")
-                .expression_attribute_names("#k", "key")
-                .expression_attribute_names("#v", "version")
-        } else {
-            put.condition_expression("#v = :expected")
-                .expression_attribute_names("#v", "version")
-                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
-        };
-        if let Err(e) = put.send().await {
-            let conditional = e
-                .as_service_error()
-                .is_some_and(|s| s.is_conditional_check_failed_exception());
-            if conditional {
-                let now_current = self.get(key, scope).await?;
-                return Err(conflict(now_current.as_ref()));
-            }
-            return Err(dynamo(e));
-        }
         let mut history: HashMap<String, AttributeValue> = HashMap::new();
         history.insert("id".into(), s(format!("{key}|{}", scope.id())));
         history.insert("version".into(), AttributeValue::N(row.version.to_string()));
@@ -290,24 +266,55 @@ impl Admin {
             "updated_at".into(),
             s(row.updated_at.clone().unwrap_or_default()),
         );
-        self.client
-            .put_item()
+        // The row, its history entry and the version bump happen together or not at all.
+        let mut put = Put::builder()
+            .table_name(&self.table)
+            .set_item(Some(row.to_item()))
+            .expression_attribute_names("#v", "version");
+        put = if expected == 0 {
+            put.condition_expression("attribute_not_exists(#k) OR attribute_not_exists(#v)")
+                .expression_attribute_names("#k", "key")
+        } else {
+            put.condition_expression("#v = :expected")
+                .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
+        };
+        let put = put.build().map_err(dynamo)?;
+        let history = Put::builder()
             .table_name(&self.history)
             .set_item(Some(history))
-            .send()
-            .await
+            .condition_expression("attribute_not_exists(id)")
+            .build()
             .map_err(dynamo)?;
-        self.client
-            .update_item()
+        let bump = Update::builder()
             .table_name(&self.table)
             .key("key", s(VERSION_ITEM_KEY))
             .key("scope", s(GLOBAL_SCOPE))
             .update_expression("ADD #v :one")
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
-            .send()
-            .await
+            .build()
             .map_err(dynamo)?;
+        let result = self
+            .client
+            .transact_write_items()
+            .transact_items(TransactWriteItem::builder().put(put).build())
+            .transact_items(TransactWriteItem::builder().put(history).build())
+            .transact_items(TransactWriteItem::builder().update(bump).build())
+            .send()
+            .await;
+        if let Err(e) = result {
+            let canceled = e
+                .as_service_error()
+                .is_some_and(|s| s.is_transaction_canceled_exception());
+            if canceled {
+                // Somebody else's write is the usual reason: say whose.
+                let now_current = self.get(key, scope).await?;
+                if now_current.as_ref().map_or(0, |r| r.version) != expected {
+                    return Err(conflict(now_current.as_ref()));
+                }
+            }
+            return Err(dynamo(e));
+        }
         Ok(row)
     }
 

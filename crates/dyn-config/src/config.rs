@@ -51,9 +51,10 @@ pub struct Sourced {
     pub origin: Origin,
 }
 
-/// Something told when the effective text of a key changes (`None`: no layer has it).
+/// Something told when the effective text of `key` may have changed. It reads the text
+/// itself (under its own lock), so concurrent changes always end with the latest text applied.
 pub(crate) trait Watcher: Send + Sync {
-    fn changed(&self, effective: Option<&Sourced>);
+    fn changed(&self, config: &Config, key: &str);
 }
 
 #[derive(Default)]
@@ -215,7 +216,7 @@ impl Config {
             .entry(key.to_owned())
             .or_default()
             .push(Arc::downgrade(watcher));
-        watcher.changed(self.effective(key).as_ref());
+        watcher.changed(self, key);
     }
 
     /// Sets a runtime override (the highest layer) for `key`.
@@ -311,7 +312,6 @@ impl Config {
     }
 
     fn notify(&self, key: &str) {
-        let effective = self.effective(key);
         let live: Vec<Arc<dyn Watcher>> = {
             let mut watchers = self
                 .inner
@@ -325,7 +325,7 @@ impl Config {
             list.iter().filter_map(Weak::upgrade).collect()
         };
         for watcher in live {
-            watcher.changed(effective.as_ref());
+            watcher.changed(self, key);
         }
     }
 }

@@ -11,6 +11,13 @@ use crate::config::{Config, Layer, Sourced};
 use crate::error::{Origin, SourceError};
 use crate::table::{GLOBAL_SCOPE, Row, Scope, VERSION_ITEM_KEY};
 
+/// Where a newly followed shard is read from.
+#[derive(Debug, Clone, Copy)]
+enum ShardStart {
+    Latest,
+    Beginning,
+}
+
 /// Reads settings from a DynamoDB table (layout: [`crate::table`]) into a [`Config`]'s
 /// DynamoDB layer.
 ///
@@ -21,6 +28,8 @@ use crate::table::{GLOBAL_SCOPE, Row, Scope, VERSION_ITEM_KEY};
 /// interval) and the gauge `breakwater_config_staleness_seconds` says how old they are.
 #[derive(Debug, Clone)]
 pub struct DynamoDbSource {
+    /// One load at a time, so an older scan never replaces a newer one.
+    loading: std::sync::Arc<tokio::sync::Mutex<()>>,
     streams: Option<aws_sdk_dynamodbstreams::Client>,
     client: Client,
     table: String,
@@ -33,6 +42,7 @@ impl DynamoDbSource {
     /// Reads `table` with `client`, as an instance with no scope (global rows only).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoDbSource {
+            loading: Default::default(),
             streams: None,
             client,
             table: table.into(),
@@ -100,6 +110,7 @@ impl DynamoDbSource {
     /// Scans the table and replaces the DynamoDB layer; returns how many keys apply.
     /// Malformed rows are logged (with their key where known) and left out.
     pub async fn load(&self, config: &Config) -> Result<usize, SourceError> {
+        let _loading = self.loading.lock().await;
         let mut best: HashMap<String, Row> = HashMap::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
         loop {
@@ -113,6 +124,10 @@ impl DynamoDbSource {
                 .await
                 .map_err(|e| self.error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
             for item in out.items() {
+                if matches!(item.get("key"), Some(AttributeValue::S(k)) if k.starts_with("__breakwater__/"))
+                {
+                    continue;
+                }
                 let row = match Row::from_item(item) {
                     Ok(row) => row,
                     Err(reason) => {
@@ -120,7 +135,8 @@ impl DynamoDbSource {
                         continue;
                     }
                 };
-                if row.key.starts_with("__breakwater__/") || !self.scope.admits(&row.scope) {
+                // A tombstone removes its own row only: broader rows still apply.
+                if row.value.is_none() || !self.scope.admits(&row.scope) {
                     continue;
                 }
                 let wins = best
@@ -175,6 +191,13 @@ impl DynamoDbSource {
                 .map(str::to_owned),
             None => None,
         };
+        // Stream positions are taken before the first load, so no write falls in between.
+        let mut iterators = HashMap::new();
+        if let (Some(arn), Some(streams)) = (&stream_arn, &self.streams) {
+            self.open_shards(streams, arn, &mut iterators, ShardStart::Latest)
+                .await
+                .map_err(|e| self.error(e))?;
+        }
         self.load(&config).await?;
         let source = self.clone();
         let streamed = config.clone();
@@ -183,7 +206,7 @@ impl DynamoDbSource {
                 Some(arn) => {
                     tokio::join!(
                         source.follow(config, version),
-                        self.follow_stream(streamed, arn)
+                        self.follow_stream(streamed, arn, iterators)
                     );
                 }
                 None => source.follow(config, version).await,
@@ -191,52 +214,71 @@ impl DynamoDbSource {
         }))
     }
 
-    /// Reads every open shard of the stream from its latest record on; any record means
-    /// the table changed, and the layer is reloaded.
-    async fn follow_stream(self, config: Config, arn: String) {
+    /// Adds an iterator for every open shard not followed yet.
+    async fn open_shards(
+        &self,
+        streams: &aws_sdk_dynamodbstreams::Client,
+        arn: &str,
+        iterators: &mut HashMap<String, Option<String>>,
+        start: ShardStart,
+    ) -> Result<(), String> {
         use aws_sdk_dynamodbstreams::types::ShardIteratorType;
+        let out = streams
+            .describe_stream()
+            .stream_arn(arn)
+            .send()
+            .await
+            .map_err(|e| aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string())?;
+        for shard in out
+            .stream_description()
+            .map(|d| d.shards())
+            .unwrap_or_default()
+        {
+            let Some(id) = shard.shard_id() else { continue };
+            let open = shard
+                .sequence_number_range()
+                .is_none_or(|r| r.ending_sequence_number().is_none());
+            if open && !iterators.contains_key(id) {
+                let kind = match start {
+                    ShardStart::Latest => ShardIteratorType::Latest,
+                    // Shards that appear later are read from their start: nothing is missed.
+                    ShardStart::Beginning => ShardIteratorType::TrimHorizon,
+                };
+                let it = streams
+                    .get_shard_iterator()
+                    .stream_arn(arn)
+                    .shard_id(id)
+                    .shard_iterator_type(kind)
+                    .send()
+                    .await
+                    .map_err(|e| {
+                        aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string()
+                    })?;
+                iterators.insert(id.to_owned(), it.shard_iterator().map(str::to_owned));
+            }
+        }
+        Ok(())
+    }
+
+    /// Reads every open shard of the stream; any record means the table changed, and the
+    /// layer is reloaded.
+    async fn follow_stream(
+        self,
+        config: Config,
+        arn: String,
+        mut iterators: HashMap<String, Option<String>>,
+    ) {
         let Some(streams) = self.streams.clone() else {
             return;
         };
-        let mut iterators: HashMap<String, Option<String>> = HashMap::new();
-        let mut described = Instant::now() - Duration::from_secs(3600);
+        let mut described = Some(Instant::now());
         loop {
             let result: Result<bool, String> = async {
                 // New shards appear as the stream splits; look for them now and then.
-                if described.elapsed() >= Duration::from_secs(10) {
-                    let out = streams
-                        .describe_stream()
-                        .stream_arn(&arn)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string()
-                        })?;
-                    for shard in out
-                        .stream_description()
-                        .map(|d| d.shards())
-                        .unwrap_or_default()
-                    {
-                        let Some(id) = shard.shard_id() else { continue };
-                        let open = shard
-                            .sequence_number_range()
-                            .is_none_or(|r| r.ending_sequence_number().is_none());
-                        if open && !iterators.contains_key(id) {
-                            let it = streams
-                                .get_shard_iterator()
-                                .stream_arn(&arn)
-                                .shard_id(id)
-                                .shard_iterator_type(ShardIteratorType::Latest)
-                                .send()
-                                .await
-                                .map_err(|e| {
-                                    aws_sdk_dynamodbstreams::error::DisplayErrorContext(e)
-                                        .to_string()
-                                })?;
-                            iterators.insert(id.to_owned(), it.shard_iterator().map(str::to_owned));
-                        }
-                    }
-                    described = Instant::now();
+                if described.is_none_or(|d| d.elapsed() >= Duration::from_secs(10)) {
+                    self.open_shards(&streams, &arn, &mut iterators, ShardStart::Beginning)
+                        .await?;
+                    described = Some(Instant::now());
                 }
                 let mut changed = false;
                 for iterator in iterators.values_mut() {
@@ -267,9 +309,13 @@ impl DynamoDbSource {
                 Ok(false) => {}
                 Err(error) => {
                     tracing::warn!(table = %self.table, %error, "reading the table's stream failed; polling continues");
+                    // Iterators may have expired: start over, and reload so nothing is lost.
                     iterators.clear();
-                    described = Instant::now() - Duration::from_secs(3600);
+                    described = None;
                     tokio::time::sleep(Duration::from_secs(1)).await;
+                    if let Err(error) = self.load(&config).await {
+                        tracing::warn!(%error, "reload failed; polling will retry");
+                    }
                 }
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
@@ -286,7 +332,9 @@ impl DynamoDbSource {
             "table" => self.table.clone()
         );
         loop {
-            let backoff = self.poll_interval * 2u32.saturating_pow(failures).min(10);
+            let backoff = self
+                .poll_interval
+                .saturating_mul(2u32.saturating_pow(failures).min(10));
             tokio::time::sleep(backoff).await;
             let result = async {
                 let version = self.version().await?;

@@ -48,6 +48,10 @@ fn setting_of(key: &str) -> Option<Kind> {
 /// Checks `value` for a known key: `None` for keys this crate does not know (anything goes),
 /// else whether the value is acceptable, with the reason when not.
 pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
+    if key.starts_with("feature.") {
+        use crate::value::FromConfig;
+        return Some(crate::flag::Rollout::from_config(value).map(|_| ()));
+    }
     let kind = setting_of(key)?;
     let v = value.trim();
     Some(match kind {
@@ -61,11 +65,18 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
                 "expected a percentage from 0 to 100, got {value:?}"
             )),
         },
-        Kind::Count { min } | Kind::Millis { min } => match v.parse::<u64>() {
+        Kind::Count { min } => match v.parse::<u64>() {
             Ok(n) if n >= min && n <= u64::from(u32::MAX) => Ok(()),
             _ => Err(format!(
                 "expected a whole number from {min} to {}, got {value:?}",
                 u32::MAX
+            )),
+        },
+        // The breaker takes durations up to 24 hours.
+        Kind::Millis { min } => match v.parse::<u64>() {
+            Ok(n) if n >= min && n <= 86_400_000 => Ok(()),
+            _ => Err(format!(
+                "expected milliseconds from {min} to 86400000 (24 h), got {value:?}"
             )),
         },
     })
@@ -82,7 +93,7 @@ mod binding {
     use breakwater_circuit_breaker::{CircuitBreaker, Config as BreakerConfig, Mode, Registry};
 
     use super::{SETTINGS, validate};
-    use crate::config::{Config, Sourced, Watcher};
+    use crate::config::{Config, Watcher};
 
     /// Keeps the bindings alive: drop it and breakers stop following config.
     #[derive(Debug, Default)]
@@ -118,6 +129,7 @@ mod binding {
                 original: (*breaker.config()).clone(),
                 config: config.clone(),
                 last_good: Mutex::new(Vec::new()),
+                applying: Mutex::new(()),
             });
             for (suffix, _) in SETTINGS {
                 for command in [breaker.name(), "default"] {
@@ -134,34 +146,50 @@ mod binding {
         config: Config,
         /// The last good text per setting suffix, kept when a new text is invalid.
         last_good: Mutex<Vec<(&'static str, String)>>,
+        applying: Mutex<()>,
     }
 
     impl BreakerWatcher {
         /// The text of a setting: the command's key, else the default's.
         fn text(&self, suffix: &'static str) -> Option<String> {
-            let found: Option<(String, Sourced)> =
-                [self.breaker.name(), "default"].iter().find_map(|command| {
-                    let key = format!("hystrix.command.{command}.{suffix}");
-                    self.config.effective(&key).map(|s| (key, s))
-                });
             let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
-            let (key, sourced) = found?;
-            match validate(&key, &sourced.value) {
-                Some(Err(reason)) => {
-                    tracing::error!(%key, source = %sourced.origin, %reason, "config value refused; the last good value stays");
-                    metrics::counter!("breakwater_config_rejected_total", "key" => key, "layer" => sourced.origin.layer.to_string()).increment(1);
-                    last_good
-                        .iter()
-                        .find(|(s, _)| *s == suffix)
-                        .map(|(_, v)| v.clone())
-                }
-                _ => {
-                    let value = sourced.value.trim().to_owned();
-                    last_good.retain(|(s, _)| *s != suffix);
-                    last_good.push((suffix, value.clone()));
-                    Some(value)
+            let mut refused = false;
+            for command in [self.breaker.name(), "default"] {
+                let key = format!("hystrix.command.{command}.{suffix}");
+                let Some(sourced) = self.config.effective(&key) else {
+                    continue;
+                };
+                match validate(&key, &sourced.value) {
+                    Some(Err(reason)) => {
+                        tracing::error!(%key, source = %sourced.origin, %reason, "config value refused; the last good value stays");
+                        metrics::counter!("breakwater_config_rejected_total", "key" => key, "layer" => sourced.origin.layer.to_string()).increment(1);
+                        refused = true;
+                        // The command's bad value: the default's may still be good.
+                    }
+                    _ if refused => {
+                        // A good default under a refused command value: keep the command's
+                        // last good value if there is one, else use the default.
+                        let kept = last_good
+                            .iter()
+                            .find(|(s, _)| *s == suffix)
+                            .map(|(_, v)| v.clone());
+                        return kept.or_else(|| Some(sourced.value.trim().to_owned()));
+                    }
+                    _ => {
+                        let value = sourced.value.trim().to_owned();
+                        last_good.retain(|(s, _)| *s != suffix);
+                        last_good.push((suffix, value.clone()));
+                        return Some(value);
+                    }
                 }
             }
+            if refused {
+                return last_good
+                    .iter()
+                    .find(|(s, _)| *s == suffix)
+                    .map(|(_, v)| v.clone());
+            }
+            None
         }
 
         fn apply(&self) {
@@ -193,13 +221,19 @@ mod binding {
                         .map_or(original.max_concurrent_calls, |n| n as u32);
             });
             if let Err(error) = result {
-                tracing::error!(breaker = self.breaker.name(), %error, "breaker settings from config refused; the old ones stay");
+                tracing::error!(breaker = self.breaker.name(), %error, "breaker settings from config refused; applying the forced state alone");
+                // A force during an incident must not wait for an unrelated bad setting.
+                if let Err(error) = self.breaker.update(|c| c.mode = mode) {
+                    tracing::error!(breaker = self.breaker.name(), %error, "forced state refused");
+                }
             }
         }
     }
 
     impl Watcher for BreakerWatcher {
-        fn changed(&self, _effective: Option<&Sourced>) {
+        fn changed(&self, _config: &Config, _key: &str) {
+            // One change at a time, each from the latest texts.
+            let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
             self.apply();
         }
     }

@@ -7,12 +7,12 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::config::{Sourced, Watcher};
+use crate::config::{Config, Watcher};
 use crate::error::InvalidValue;
 use crate::value::FromConfig;
 
 type Validator<T> = Box<dyn Fn(&T) -> Result<(), String> + Send + Sync>;
-type Callback<T> = Box<dyn Fn(&T) + Send + Sync>;
+type Callback<T> = Arc<dyn Fn(&T) + Send + Sync>;
 
 struct Inner<T> {
     /// The value packed in 64 bits, for types that fit (see `FromConfig::PACKED`).
@@ -24,6 +24,8 @@ struct Inner<T> {
     callbacks: Mutex<Vec<Callback<T>>>,
     sender: watch::Sender<Arc<T>>,
     last_error: Mutex<Option<InvalidValue>>,
+    /// Serialises applying changes: read the text, compare, store, announce.
+    applying: Mutex<()>,
 }
 
 /// A typed setting with a default. Reading it is a lock-free load ([`arc_swap`]); when a
@@ -65,6 +67,7 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
                 callbacks: Mutex::new(Vec::new()),
                 sender,
                 last_error: Mutex::new(None),
+                applying: Mutex::new(()),
             }),
         }
     }
@@ -103,7 +106,7 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
             .callbacks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .push(Box::new(callback));
+            .push(Arc::new(callback));
     }
 
     /// A stream of values: the receiver sees the current value and every change.
@@ -122,52 +125,59 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
 }
 
 impl<T: FromConfig + Clone + PartialEq> Watcher for Inner<T> {
-    fn changed(&self, effective: Option<&Sourced>) {
-        let next = match effective {
-            None => Ok(self.default.clone()),
-            Some(sourced) => T::from_config(&sourced.value)
-                .and_then(|v| (self.validator)(&v).map(|()| v))
-                .map(Arc::new)
-                .map_err(|reason| InvalidValue {
-                    key: self.key.clone(),
-                    origin: sourced.origin.clone(),
-                    reason,
-                }),
-        };
-        let next = match next {
-            Ok(next) => next,
-            Err(invalid) => {
-                tracing::error!(
-                    key = %invalid.key,
-                    source = %invalid.origin,
-                    reason = %invalid.reason,
-                    "config value refused; the last good value stays"
-                );
-                metrics::counter!(
-                    "breakwater_config_rejected_total",
-                    "key" => invalid.key.clone(),
-                    "layer" => invalid.origin.layer.to_string()
-                )
-                .increment(1);
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(invalid);
+    fn changed(&self, config: &Config, key: &str) {
+        let next = {
+            let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+            // Read under the lock: whichever change applies last applies the latest text.
+            let effective = config.effective(key);
+            let parsed = match &effective {
+                None => Ok(self.default.clone()),
+                Some(sourced) => T::from_config(&sourced.value)
+                    .and_then(|v| (self.validator)(&v).map(|()| v))
+                    .map(Arc::new)
+                    .map_err(|reason| InvalidValue {
+                        key: self.key.clone(),
+                        origin: sourced.origin.clone(),
+                        reason,
+                    }),
+            };
+            let next = match parsed {
+                Ok(next) => next,
+                Err(invalid) => {
+                    tracing::error!(
+                        key = %invalid.key,
+                        source = %invalid.origin,
+                        reason = %invalid.reason,
+                        "config value refused; the last good value stays"
+                    );
+                    metrics::counter!(
+                        "breakwater_config_rejected_total",
+                        "key" => invalid.key.clone(),
+                        "layer" => invalid.origin.layer.to_string()
+                    )
+                    .increment(1);
+                    *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(invalid);
+                    return;
+                }
+            };
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            if *next == **self.value.load() {
                 return;
             }
+            self.value.store(next.clone());
+            self.bits.store(next.pack(), Ordering::Release);
+            self.sender.send_replace(next.clone());
+            next
         };
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        if *next == **self.value.load() {
-            return;
-        }
-        self.value.store(next.clone());
-        self.bits.store(next.pack(), Ordering::Release);
         tracing::info!(key = %self.key, "config value changed");
-        for callback in self
+        // Outside every lock, so a callback may read or change config itself.
+        let callbacks: Vec<Callback<T>> = self
             .callbacks
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .iter()
-        {
+            .clone();
+        for callback in callbacks {
             callback(&next);
         }
-        self.sender.send_replace(next);
     }
 }

@@ -72,8 +72,10 @@ numbers!(
 impl FromConfig for f64 {
     fn from_config(text: &str) -> Result<Self, String> {
         text.trim()
-            .parse()
-            .map_err(|_| format!("expected a number, got {text:?}"))
+            .parse::<f64>()
+            .ok()
+            .filter(|n| n.is_finite())
+            .ok_or_else(|| format!("expected a finite number, got {text:?}"))
     }
     const PACKED: bool = true;
     fn pack(&self) -> u64 {
@@ -117,7 +119,8 @@ impl FromConfig for Duration {
         u64::try_from(self.as_nanos()).unwrap_or(u64::MAX)
     }
     fn unpack(bits: u64) -> Option<Self> {
-        Some(Duration::from_nanos(bits))
+        // Saturated by `pack`: the exact value is in the ArcSwap.
+        (bits != u64::MAX).then(|| Duration::from_nanos(bits))
     }
 }
 

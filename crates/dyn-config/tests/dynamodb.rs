@@ -131,6 +131,25 @@ async fn the_most_specific_matching_row_wins() {
             .unwrap();
         assert_eq!(k.get(), expected, "reader {reader}");
     }
+    // Deleting a scoped row falls back to the broader rows, not to nothing.
+    admin
+        .write(
+            "k",
+            &scope(Some("checkout"), Some("i-1"), None),
+            None,
+            "test",
+            None,
+        )
+        .await
+        .unwrap();
+    let config = Config::new();
+    let k = config.property("k", String::from("default"));
+    DynamoDbSource::new(moto.client(), "scoped")
+        .scope(scope(Some("checkout"), Some("i-1"), Some("prod")))
+        .load(&config)
+        .await
+        .unwrap();
+    assert_eq!(k.get(), "checkout");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -192,3 +192,49 @@ proptest! {
         let _ = f.is_enabled_for(&text);
     }
 }
+
+#[test]
+fn concurrent_changes_end_with_the_latest_value() {
+    let config = Config::new();
+    let n = config.property("n", 0u64);
+    let text = config.property("s", String::new());
+    for round in 0..50u64 {
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let config = &config;
+                s.spawn(move || {
+                    let v = (round * 10 + t).to_string();
+                    config.set_override("n", v.clone());
+                    config.set_override("s", v);
+                });
+            }
+        });
+        let effective = config.effective("n").unwrap().value;
+        assert_eq!(n.get().to_string(), effective, "round {round}");
+        assert_eq!(**n.load(), n.get());
+        assert_eq!(text.get(), config.effective("s").unwrap().value);
+    }
+}
+
+#[test]
+fn a_callback_may_change_config_itself() {
+    let config = Config::new();
+    let a = config.property("a", 0u32);
+    let b = config.property("b", 0u32);
+    {
+        let config = config.clone();
+        a.on_change(move |v| config.set_override("b", (v * 2).to_string()));
+    }
+    {
+        let config = config.clone();
+        // Re-entering the same property from its own callback must not deadlock either.
+        a.on_change(move |v| {
+            if *v == 1 {
+                config.set_override("a", "3");
+            }
+        });
+    }
+    config.set_override("a", "1");
+    assert_eq!(a.get(), 3);
+    assert_eq!(b.get(), 6);
+}
