@@ -27,6 +27,26 @@ fn split_member(member: &str) -> Option<(&str, &str, &str)> {
     Some((key.trim(), value.trim(), properties.trim()))
 }
 
+/// W3C `baggage-octet`: visible ASCII except `"`, `,`, `;` and `\` (anything else must be
+/// percent-encoded).
+fn value_ok(value: &str) -> bool {
+    value
+        .bytes()
+        .all(|c| matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e))
+}
+
+/// Member properties: `;`-separated `key` or `key=value`, keys tokens, values baggage-octets.
+fn properties_ok(properties: &str) -> bool {
+    properties.is_empty()
+        || split_list(properties, b';').all(|p| {
+            let p = p.trim();
+            match split_at_byte(p, b'=') {
+                Some((k, v)) => token(k.trim()) && value_ok(v.trim()),
+                None => token(p),
+            }
+        })
+}
+
 /// Checks a whole baggage list; `Ok(true)` when it is already in normal form.
 fn validate(value: &str) -> Result<bool, HeaderError> {
     let bad = |reason: String| Err(HeaderError::new("baggage", reason));
@@ -43,11 +63,21 @@ fn validate(value: &str) -> Result<bool, HeaderError> {
         if member.is_empty() {
             continue;
         }
-        let Some((key, val, _)) = split_member(member) else {
+        let Some((key, val, properties)) = split_member(member) else {
             return bad(format!("member {i} has no '='"));
         };
         if !token(key) {
             return bad(format!("member {i}: the key is not a token"));
+        }
+        if !value_ok(val) {
+            return bad(format!(
+                "member {i}: the value has characters that must be percent-encoded"
+            ));
+        }
+        if !properties_ok(properties) {
+            return bad(format!(
+                "member {i}: a property is not `key` or `key=value`"
+            ));
         }
         // Only escaped values need decoding to be checked: the rest is already UTF-8.
         if val.as_bytes().contains(&b'%') && percent_decode_str(val).decode_utf8().is_err() {

@@ -123,6 +123,10 @@ fn baggage_decodes_and_limits() {
     assert_eq!(Baggage::parse(b.to_header()).unwrap(), b);
     assert!(Baggage::parse("no-equals").is_err());
     assert!(Baggage::parse("bad key=1").is_err());
+    for bad in ["k=a b", "k=\"x\"", "k=a\\b", "k=v;;=", "k=v;bad prop"] {
+        assert!(Baggage::parse(bad).is_err(), "{bad:?} must be refused");
+    }
+    assert!(Baggage::parse("k=v;prop=1;flag").is_ok());
     assert!(
         Baggage::parse("k=%ff%fe")
             .unwrap_err()
