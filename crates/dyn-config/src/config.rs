@@ -98,18 +98,7 @@ impl fmt::Debug for Config {
     }
 }
 
-/// `hystrix.command.x.timeoutInMilliseconds` -> `HYSTRIX_COMMAND_X_TIMEOUTINMILLISECONDS`.
-pub fn env_name(key: &str) -> String {
-    key.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_uppercase()
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
+pub use crate::source::env::env_name;
 
 impl Config {
     /// An empty store: every property has its default until a layer says otherwise.
@@ -125,65 +114,37 @@ impl Config {
         config
     }
 
-    /// Replaces the environment layer with these variables.
+    /// Replaces the environment layer with these variables (see [`crate::source::env`]).
+    ///
+    /// ```
+    /// use breakwater_dyn_config::Config;
+    ///
+    /// let config = Config::new();
+    /// let port = config.property("server.port", 8080u16);
+    /// config.load_env([("SERVER_PORT".to_owned(), "9090".to_owned())]);
+    /// assert_eq!(port.get(), 9090);
+    /// ```
     pub fn load_env(&self, vars: impl IntoIterator<Item = (String, String)>) {
-        let layer = vars
-            .into_iter()
-            .map(|(name, value)| {
-                let origin = Origin {
-                    layer: Layer::Env,
-                    detail: format!("${name}"),
-                };
-                (name, Sourced { value, origin })
-            })
-            .collect();
-        self.replace_layer(Layer::Env, layer);
+        self.replace_layer(Layer::Env, crate::source::env::layer(vars));
     }
 
-    /// Replaces the file layer with a Java-style properties file (`key=value` or
-    /// `key: value` lines, `#`/`!` comments). A malformed line refuses the whole file and
-    /// the previous file layer stays.
+    /// Replaces the file layer with a Java-style properties file (see
+    /// [`crate::source::file`]). A malformed line refuses the whole file and the previous
+    /// file layer stays.
+    ///
+    /// ```
+    /// use breakwater_dyn_config::Config;
+    ///
+    /// let path = std::env::temp_dir().join(format!("doc-{}.properties", std::process::id()));
+    /// std::fs::write(&path, "# checkout\ncheckout.retries = 2\n").unwrap();
+    /// let config = Config::new();
+    /// let retries = config.property("checkout.retries", 3u32);
+    /// config.load_file(&path).unwrap();
+    /// assert_eq!(retries.get(), 2);
+    /// # std::fs::remove_file(&path).unwrap();
+    /// ```
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<(), SourceError> {
-        let path = path.as_ref();
-        let shown = path.display().to_string();
-        let text = std::fs::read_to_string(path).map_err(|e| SourceError::File {
-            path: shown.clone(),
-            line: 0,
-            reason: e.to_string(),
-        })?;
-        let mut layer = HashMap::new();
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() || line.starts_with('#') || line.starts_with('!') {
-                continue;
-            }
-            let Some(split) = line.find(['=', ':']) else {
-                return Err(SourceError::File {
-                    path: shown,
-                    line: i + 1,
-                    reason: "expected `key=value`".into(),
-                });
-            };
-            let (key, value) = (line[..split].trim(), line[split + 1..].trim());
-            if key.is_empty() {
-                return Err(SourceError::File {
-                    path: shown,
-                    line: i + 1,
-                    reason: "empty key".into(),
-                });
-            }
-            let origin = Origin {
-                layer: Layer::File,
-                detail: format!("{shown}:{}", i + 1),
-            };
-            layer.insert(
-                key.to_owned(),
-                Sourced {
-                    value: value.to_owned(),
-                    origin,
-                },
-            );
-        }
+        let layer = crate::source::file::read(path.as_ref())?;
         self.replace_layer(Layer::File, layer);
         Ok(())
     }

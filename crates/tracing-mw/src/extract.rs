@@ -91,6 +91,9 @@ pub struct Extracted {
     pub request_id: Option<RequestId>,
     /// Headers that were present but refused (their values are not kept).
     pub refused: Vec<HeaderError>,
+    /// A sampling decision sent without ids (`b3: 0`, `b3: d`, `X-B3-Sampled` alone): the
+    /// new trace follows it.
+    pub sampled: Option<bool>,
 }
 
 fn one<'a>(
@@ -229,7 +232,13 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
                     source: "b3",
                 });
             }
-            Some(Ok(_)) => {}
+            Some(Ok(B3 { sampling, .. })) => {
+                out.sampled = match sampling {
+                    Sampling::Deny => Some(false),
+                    Sampling::Accept | Sampling::Debug => Some(true),
+                    Sampling::Defer => None,
+                };
+            }
             Some(Err(e)) => refused.push(e),
             None => {}
         }

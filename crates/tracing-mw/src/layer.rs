@@ -219,7 +219,10 @@ where
             (
                 parent.map_or_else(TraceId::random, |p| p.trace_id),
                 SpanId::random(),
-                parent.map_or(TraceFlags::SAMPLED, |p| p.flags),
+                parent.map_or_else(
+                    || TraceFlags::default().with_sampled(extracted.sampled.unwrap_or(true)),
+                    |p| p.flags,
+                ),
             )
         };
         // With no subscriber interested in the span, there is no OpenTelemetry work to do.
@@ -234,6 +237,15 @@ where
                     p.span_id,
                     p.flags,
                     &p.trace_state,
+                ));
+            } else if extracted.sampled == Some(false) {
+                // The caller said "do not sample" without ids: an unsampled parent makes the
+                // SDK's parent-based sampler drop this trace (nothing of it is exported).
+                otel_parent = otel_parent.with_remote_span_context(to_otel(
+                    TraceId::random(),
+                    SpanId::random(),
+                    TraceFlags::default(),
+                    &TraceState::default(),
                 ));
             }
             let filled_later = Slot::default();

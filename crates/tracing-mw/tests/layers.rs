@@ -184,3 +184,19 @@ async fn b3_callers_are_understood() {
     let out = TraceParent::parse(sent["traceparent"].to_str().unwrap()).unwrap();
     assert_eq!(out.trace_id, context.trace_id);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn b3_deny_without_ids_starts_an_unsampled_trace() {
+    install_otel();
+    for headers in [&[("b3", "0")][..], &[("x-b3-sampled", "0")][..]] {
+        let (response, sent) = serve(headers).await;
+        let context = &response.body().1;
+        assert!(context.parent_span_id.is_none(), "{headers:?}");
+        assert!(!context.flags.is_sampled(), "{headers:?}");
+        let out = TraceParent::parse(sent["traceparent"].to_str().unwrap()).unwrap();
+        assert!(
+            !out.flags.is_sampled(),
+            "the callee is told not to sample: {headers:?}"
+        );
+    }
+}
