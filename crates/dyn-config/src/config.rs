@@ -3,11 +3,11 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 
 use crate::error::{Origin, SourceError};
 use crate::property::Property;
+pub use crate::source::env::env_name;
 use crate::value::FromConfig;
 
 /// A layer of settings. Lower layers are overridden by higher ones:
@@ -61,9 +61,6 @@ pub(crate) trait Watcher: Send + Sync {
 #[derive(Default)]
 struct Inner {
     layers: RwLock<[HashMap<String, Sourced>; 4]>,
-    /// Bumped (under the `layers` write lock) by every change, so a watcher told about two
-    /// changes by two threads can drop the older one whatever order they arrive in.
-    generation: AtomicU64,
     watchers: RwLock<HashMap<String, Vec<Weak<dyn Watcher>>>>,
 }
 
@@ -97,8 +94,6 @@ impl fmt::Debug for Config {
             .finish()
     }
 }
-
-pub use crate::source::env::env_name;
 
 impl Config {
     /// An empty store: every property has its default until a layer says otherwise.
@@ -207,14 +202,8 @@ impl Config {
 
     /// The text `key` has now and where it came from, if any layer has it.
     pub fn effective(&self, key: &str) -> Option<Sourced> {
-        self.effective_at(key).1
-    }
-
-    /// The effective text with the generation it belongs to (read under one lock).
-    fn effective_at(&self, key: &str) -> (u64, Option<Sourced>) {
         let layers = self.inner.layers.read().unwrap_or_else(|p| p.into_inner());
-        let generation = self.inner.generation.load(Ordering::Relaxed);
-        (generation, Self::lookup(&layers, key))
+        Self::lookup(&layers, key)
     }
 
     fn lookup(layers: &[HashMap<String, Sourced>; 4], key: &str) -> Option<Sourced> {
@@ -248,7 +237,6 @@ impl Config {
                     }
                 }
             }
-            self.inner.generation.fetch_add(1, Ordering::Relaxed);
         }
         self.notify(key);
     }
@@ -265,7 +253,6 @@ impl Config {
                 .map(|(k, _)| k.clone())
                 .collect();
             changed.extend(new.keys().filter(|k| !old.contains_key(*k)).cloned());
-            self.inner.generation.fetch_add(1, Ordering::Relaxed);
             changed
         };
         let watched: Vec<String> = {

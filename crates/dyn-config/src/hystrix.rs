@@ -2,7 +2,18 @@
 //! makes a circuit-breaker [`Registry`](breakwater_circuit_breaker::Registry) follow them.
 //!
 //! For a command `name`, each setting is read from `hystrix.command.<name>.<setting>`, else
-//! `hystrix.command.default.<setting>`, else it keeps the breaker's own configuration.
+//! `hystrix.command.default.<setting>`, else it keeps the breaker's own configuration:
+//!
+//! | setting | breaker |
+//! |---|---|
+//! | `circuitBreaker.forceOpen` | `Mode::ForcedOpen` |
+//! | `circuitBreaker.forceClosed` | `Mode::ForcedClosed` (forceOpen wins if both) |
+//! | `circuitBreaker.enabled` = false | `Mode::MetricsOnly` (records, never trips) |
+//! | `circuitBreaker.errorThresholdPercentage` (0..=100) | `error_threshold_percentage` |
+//! | `circuitBreaker.requestVolumeThreshold` (>= 1) | `request_volume_threshold` |
+//! | `circuitBreaker.sleepWindowInMilliseconds` (>= 1) | `sleep_window` |
+//! | `execution.isolation.thread.timeoutInMilliseconds` (>= 1) | `timeout` |
+//! | `execution.isolation.semaphore.maxConcurrentRequests` (>= 1) | `max_concurrent_calls` (bulkhead) |
 
 /// What a Hystrix setting holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -194,7 +205,7 @@ mod binding {
 
         fn apply(&self) {
             let text = |suffix| self.text(suffix);
-            let flag = |suffix| text(suffix).map(|v| v == "true");
+            let flag = |suffix| text(suffix).map(|v| v.eq_ignore_ascii_case("true"));
             let number = |suffix| text(suffix).and_then(|v| v.parse::<u64>().ok());
             let original = &self.original;
             let mode = if flag("circuitBreaker.forceOpen") == Some(true) {

@@ -7,9 +7,12 @@
 //! - [`Property`]: a typed handle; `get()` is a lock-free load; `on_change` callbacks and
 //!   `watch()` streams; invalid text (by type or validator) is refused with a logged error
 //!   naming the key and where the text came from, and the last good value stays.
-//! - [`DynamoDbSource`]: the DynamoDB layer (table layout in [`table`]), with scope rows
-//!   (environment, region, zone, app, instance; the most specific matching row wins) and
-//!   change detection by polling one version item.
+//! - [`source`]: the environment, properties files, and [`DynamoDbSource`] (table layout in
+//!   [`table`]) with scope rows (environment, region, zone, app, instance; the most specific
+//!   matching row wins) and change detection pushed by DynamoDB Streams or by polling one
+//!   version item.
+//! - [`validate`]: the checks known keys must pass, shared by properties and the CLI.
+//! - [`metrics`]: what is published (refusals, staleness, poll and stream errors).
 //! - [`FeatureFlag`]: on, off, or a percentage rollout sticky per subject.
 //! - [`hystrix`]: Hystrix property names drive circuit breakers (feature `circuit-breaker`).
 //! - [`admin::Admin`] and the `breakwater-config` binary: conditional writes with audit
@@ -34,18 +37,20 @@
 
 pub mod admin;
 pub mod config;
-pub mod dynamodb;
 pub mod error;
 pub mod flag;
 pub mod hystrix;
+pub mod metrics;
 pub mod property;
+pub mod source;
 pub mod table;
+pub mod validate;
 pub mod value;
 
 pub use config::{Config, Layer, Sourced};
-pub use dynamodb::DynamoDbSource;
 pub use error::{InvalidValue, Origin, SourceError};
 pub use flag::{FeatureFlag, Rollout};
 pub use property::Property;
+pub use source::dynamodb::DynamoDbSource;
 pub use table::Scope;
 pub use value::FromConfig;

@@ -125,48 +125,48 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
 }
 
 impl<T: FromConfig + Clone + PartialEq> Watcher for Inner<T> {
-    fn changed(&self, generation: u64, effective: Option<&Sourced>) {
-        let mut applied = self.applied.lock().unwrap_or_else(|p| p.into_inner());
-        if generation < *applied {
-            return; // a newer change was applied already
-        }
-        *applied = generation;
-        let next = match effective {
-            None => Ok(self.default.clone()),
-            Some(sourced) => T::from_config(&sourced.value)
-                .and_then(|v| (self.validator)(&v).map(|()| v))
-                .map(Arc::new)
-                .map_err(|reason| InvalidValue {
-                    key: self.key.clone(),
-                    origin: sourced.origin.clone(),
-                    reason,
-                }),
-        };
-        let next = match next {
-            Ok(next) => next,
-            Err(invalid) => {
-                tracing::error!(
-                    key = %invalid.key,
-                    source = %invalid.origin,
-                    reason = %invalid.reason,
-                    "config value refused; the last good value stays"
-                );
-                crate::metrics::rejected(&invalid.key, invalid.origin.layer);
-                *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(invalid);
+    fn changed(&self, config: &Config, key: &str) {
+        let next = {
+            let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
+            // Read under the lock: whichever change applies last applies the latest text.
+            let effective = config.effective(key);
+            let parsed = match &effective {
+                None => Ok(self.default.clone()),
+                Some(sourced) => T::from_config(&sourced.value)
+                    .and_then(|v| (self.validator)(&v).map(|()| v))
+                    .map(Arc::new)
+                    .map_err(|reason| InvalidValue {
+                        key: self.key.clone(),
+                        origin: sourced.origin.clone(),
+                        reason,
+                    }),
+            };
+            let next = match parsed {
+                Ok(next) => next,
+                Err(invalid) => {
+                    tracing::error!(
+                        key = %invalid.key,
+                        source = %invalid.origin,
+                        reason = %invalid.reason,
+                        "config value refused; the last good value stays"
+                    );
+                    crate::metrics::rejected(&invalid.key, invalid.origin.layer);
+                    *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(invalid);
+                    return;
+                }
+            };
+            *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+            if *next == **self.value.load() {
                 return;
             }
+            self.value.store(next.clone());
+            self.bits.store(next.pack(), Ordering::Release);
+            self.sender.send_replace(next.clone());
+            next
         };
-        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
-        if *next == **self.value.load() {
-            return;
-        }
-        self.value.store(next.clone());
-        self.bits.store(next.pack(), Ordering::Release);
-        self.sender.send_replace(next.clone());
-        // Callbacks run outside the lock, so one may change config (even this key) itself.
-        drop(applied);
         tracing::info!(key = %self.key, "config value changed");
-        let callbacks = self
+        // Outside every lock, so a callback may read or change config itself.
+        let callbacks: Vec<Callback<T>> = self
             .callbacks
             .lock()
             .unwrap_or_else(|p| p.into_inner())

@@ -16,6 +16,8 @@ use std::fmt;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 
+/// Keys starting with this are bookkeeping, not settings.
+pub const INTERNAL_PREFIX: &str = "__breakwater__/";
 /// The item whose `version` moves on every write.
 pub const VERSION_ITEM_KEY: &str = "__breakwater__/version";
 /// The scope id of a row for everyone.

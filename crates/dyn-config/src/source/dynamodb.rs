@@ -1,53 +1,110 @@
-//! The DynamoDB layer: scans the table, keeps for each key the most specific row that
-//! applies to this instance, and follows changes by polling one version item.
+//! The DynamoDB layer: reads the table (layout: [`crate::table`]), keeps for each key the
+//! most specific row that applies to this instance, and follows changes, pushed by the
+//! table's DynamoDB Stream when it has one, else by polling one version item.
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::types::AttributeValue;
+use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 
+use super::streams::StreamFollower;
 use crate::config::{Config, Layer, Sourced};
 use crate::error::{Origin, SourceError};
-use crate::table::{GLOBAL_SCOPE, Row, Scope, VERSION_ITEM_KEY};
+use crate::metrics::{POLL_ERRORS_TOTAL, RELOADS_TOTAL, STALENESS_SECONDS, STREAM_ERRORS_TOTAL};
+use crate::table::{GLOBAL_SCOPE, INTERNAL_PREFIX, Row, Scope, VERSION_ITEM_KEY};
 
-/// Where a newly followed shard is read from.
-#[derive(Debug, Clone, Copy)]
-enum ShardStart {
-    Latest,
-    Beginning,
-}
-
-/// Reads settings from a DynamoDB table (layout: [`crate::table`]) into a [`Config`]'s
-/// DynamoDB layer.
+/// Reads settings from a DynamoDB table into a [`Config`]'s DynamoDB layer.
 ///
-/// Change detection polls: every `poll_interval` (default 5 s) it reads the version item with
-/// one consistent `GetItem`, and scans (paginated) only when the version moved, plus a full
-/// scan every `full_refresh` (default 5 min) for writers that do not bump the version. When
-/// DynamoDB cannot be reached, the last values stay, polls back off (doubling, up to 10x the
-/// interval) and the gauge `breakwater_config_staleness_seconds` says how old they are.
+/// Change detection:
+/// - **Polling** (always on): every `poll_interval` (default 5 s) one consistent `GetItem` of
+///   the version item; the table is scanned (paginated) only when the version moved, and in
+///   full every `full_refresh` (default 5 min) for writers that do not bump the version. A
+///   table without the `scope` sort key (Archaius's plain `key`/`value` table) has no
+///   version item and is scanned at every poll.
+/// - **DynamoDB Streams** (with [`streams`](Self::streams) and a stream on the table): the
+///   stream is read every `stream_interval` (default 250 ms) and each changed key is read
+///   again with one `Query`. Polling stays as a safety net (set it to e.g. 60 s). AWS advises
+///   at most two readers per shard, so a large fleet should poll (or relay the stream).
+///
+/// When DynamoDB cannot be reached the last values stay, polls back off (doubling with
+/// jitter, up to 10x the interval) and the gauge `breakwater_config_staleness_seconds` says
+/// how old the values are.
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let aws = aws_config::load_from_env().await;
+/// let config = Config::from_env();
+/// let _task = DynamoDbSource::new(aws_sdk_dynamodb::Client::new(&aws), "breakwater-config")
+///     .scope(Scope { app: Some("orders".into()), ..Scope::default() })
+///     .streams(aws_sdk_dynamodbstreams::Client::new(&aws))
+///     .poll_interval(Duration::from_secs(30))
+///     .start(config.clone())
+///     .await?;
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct DynamoDbSource {
-    /// One load at a time, so an older scan never replaces a newer one.
-    loading: std::sync::Arc<tokio::sync::Mutex<()>>,
+    /// One (re)load at a time, so an older read never replaces a newer one.
+    loading: Arc<tokio::sync::Mutex<()>>,
     streams: Option<aws_sdk_dynamodbstreams::Client>,
     client: Client,
     table: String,
     scope: Scope,
     poll_interval: Duration,
+    stream_interval: Duration,
     full_refresh: Duration,
+}
+
+/// State shared by the poller and the stream reader.
+struct Shared {
+    last_ok: Mutex<Instant>,
+    staleness: metrics::Gauge,
+}
+
+impl Shared {
+    fn ok(&self) {
+        *self.last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+        self.staleness.set(0.0);
+    }
+
+    fn stale_for(&self) -> Duration {
+        let age = self
+            .last_ok
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .elapsed();
+        self.staleness.set(age.as_secs_f64());
+        age
+    }
+}
+
+/// `base` doubled per failure (up to 10x), with +-20% jitter so a fleet does not retry in
+/// step.
+fn backoff(base: Duration, failures: u32) -> Duration {
+    use std::hash::{BuildHasher, RandomState};
+    let factor = 2u32.saturating_pow(failures).min(10);
+    let jitter = RandomState::new().hash_one(Instant::now()) % 41; // 0..=40
+    base.saturating_mul(factor)
+        .mul_f64(0.8 + jitter as f64 / 100.0)
 }
 
 impl DynamoDbSource {
     /// Reads `table` with `client`, as an instance with no scope (global rows only).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoDbSource {
-            loading: Default::default(),
+            loading: Arc::default(),
             streams: None,
             client,
             table: table.into(),
             scope: Scope::default(),
             poll_interval: Duration::from_secs(5),
+            stream_interval: Duration::from_millis(250),
             full_refresh: Duration::from_secs(300),
         }
     }
@@ -59,9 +116,8 @@ impl DynamoDbSource {
         self
     }
 
-    /// Follows the table's DynamoDB Stream (when it has one) with this client: each change
-    /// is applied as soon as its stream record is read (about every 100 ms), instead of at
-    /// the next poll. Polling continues as a safety net.
+    /// Follows the table's DynamoDB Stream (when it has one) with this client, so changes
+    /// arrive within about `stream_interval` instead of at the next poll.
     pub fn streams(mut self, client: aws_sdk_dynamodbstreams::Client) -> Self {
         self.streams = Some(client);
         self
@@ -70,6 +126,13 @@ impl DynamoDbSource {
     /// How often the version item is read. Default 5 s.
     pub fn poll_interval(mut self, interval: Duration) -> Self {
         self.poll_interval = interval.max(Duration::from_millis(10));
+        self
+    }
+
+    /// How often the stream is read. Default 250 ms (AWS throttles above a few reads per
+    /// second per shard).
+    pub fn stream_interval(mut self, interval: Duration) -> Self {
+        self.stream_interval = interval.max(Duration::from_millis(10));
         self
     }
 
@@ -97,7 +160,7 @@ impl DynamoDbSource {
             .consistent_read(true)
             .send()
             .await
-            .map_err(|e| self.error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+            .map_err(|e| self.error(DisplayErrorContext(e)))?;
         Ok(out
             .item()
             .and_then(|item| match item.get("version") {
@@ -107,8 +170,45 @@ impl DynamoDbSource {
             .unwrap_or(0))
     }
 
-    /// Scans the table and replaces the DynamoDB layer; returns how many keys apply.
-    /// Malformed rows are logged (with their key where known) and left out.
+    /// Keeps `row` in `best` if it applies to this instance and is the most specific so far.
+    /// Malformed items are logged (with their key where known) and left out.
+    fn consider(&self, best: &mut HashMap<String, Row>, item: &HashMap<String, AttributeValue>) {
+        if matches!(item.get("key"), Some(AttributeValue::S(k)) if k.starts_with(INTERNAL_PREFIX)) {
+            return; // the version item and other bookkeeping
+        }
+        let row = match Row::from_item(item) {
+            Ok(row) => row,
+            Err(reason) => {
+                tracing::warn!(table = %self.table, %reason, "config row left out");
+                return;
+            }
+        };
+        // A tombstone removes its own row only: broader rows still apply.
+        if row.value.is_none() || !self.scope.admits(&row.scope) {
+            return;
+        }
+        let wins = best
+            .get(&row.key)
+            .is_none_or(|b| row.scope.specificity() > b.scope.specificity());
+        if wins {
+            best.insert(row.key.clone(), row);
+        }
+    }
+
+    fn sourced(&self, row: Row) -> Option<(String, Sourced)> {
+        let value = row.value?; // tombstones were left out already
+        let origin = Origin {
+            layer: Layer::DynamoDb,
+            detail: format!(
+                "table {}, scope {}, version {}",
+                self.table, row.scope, row.version
+            ),
+        };
+        Some((row.key, Sourced { value, origin }))
+    }
+
+    /// Scans the table (paginated) and replaces the DynamoDB layer; returns how many keys
+    /// apply to this instance.
     pub async fn load(&self, config: &Config) -> Result<usize, SourceError> {
         let _loading = self.loading.lock().await;
         let mut best: HashMap<String, Row> = HashMap::new();
@@ -122,29 +222,9 @@ impl DynamoDbSource {
                 .set_exclusive_start_key(start.take())
                 .send()
                 .await
-                .map_err(|e| self.error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?;
+                .map_err(|e| self.error(DisplayErrorContext(e)))?;
             for item in out.items() {
-                if matches!(item.get("key"), Some(AttributeValue::S(k)) if k.starts_with("__breakwater__/"))
-                {
-                    continue;
-                }
-                let row = match Row::from_item(item) {
-                    Ok(row) => row,
-                    Err(reason) => {
-                        tracing::warn!(table = %self.table, %reason, "config row left out");
-                        continue;
-                    }
-                };
-                // A tombstone removes its own row only: broader rows still apply.
-                if row.value.is_none() || !self.scope.admits(&row.scope) {
-                    continue;
-                }
-                let wins = best
-                    .get(&row.key)
-                    .is_none_or(|b| row.scope.specificity() > b.scope.specificity());
-                if wins {
-                    best.insert(row.key.clone(), row);
-                }
+                self.consider(&mut best, item);
             }
             match out.last_evaluated_key() {
                 Some(key) if !key.is_empty() => start = Some(key.clone()),
@@ -153,194 +233,137 @@ impl DynamoDbSource {
         }
         let layer: HashMap<String, Sourced> = best
             .into_values()
-            .filter_map(|row| {
-                let value = row.value?; // a tombstone: the key is deleted
-                let origin = Origin {
-                    layer: Layer::DynamoDb,
-                    detail: format!(
-                        "table {}, scope {}, version {}",
-                        self.table, row.scope, row.version
-                    ),
-                };
-                Some((row.key, Sourced { value, origin }))
-            })
+            .filter_map(|row| self.sourced(row))
             .collect();
         let count = layer.len();
         config.replace_layer(Layer::DynamoDb, layer);
         Ok(count)
     }
 
+    /// Reads every row of one key (one `Query`, paginated) and updates that key of the
+    /// DynamoDB layer.
+    pub async fn load_key(&self, config: &Config, key: &str) -> Result<(), SourceError> {
+        let _loading = self.loading.lock().await;
+        let mut best: HashMap<String, Row> = HashMap::new();
+        let mut start: Option<HashMap<String, AttributeValue>> = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#k = :k")
+                .expression_attribute_names("#k", "key")
+                .expression_attribute_values(":k", AttributeValue::S(key.to_owned()))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(|e| self.error(DisplayErrorContext(e)))?;
+            for item in out.items() {
+                self.consider(&mut best, item);
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        let sourced = best.remove(key).and_then(|row| self.sourced(row));
+        config.set(Layer::DynamoDb, key, sourced.map(|(_, s)| s));
+        Ok(())
+    }
+
     /// Loads once, then follows changes in a task on the current Tokio runtime until the
     /// handle is aborted. The first load's error is returned (and nothing is spawned) so a
     /// service can decide whether to start without its table.
     ///
-    /// With [`streams`](Self::streams) set and a stream on the table, the stream is followed
-    /// in the same task as the polling.
+    /// With [`streams`](Self::streams) set and a stream on the table, the stream reader is in
+    /// place before the first load, so no write after `start` returns can be missed.
     pub async fn start(self, config: Config) -> Result<tokio::task::JoinHandle<()>, SourceError> {
-        let version = self.version().await?;
-        let stream_arn = match &self.streams {
-            Some(_) => self
-                .client
-                .describe_table()
-                .table_name(&self.table)
-                .send()
-                .await
-                .map_err(|e| self.error(aws_sdk_dynamodb::error::DisplayErrorContext(e)))?
-                .table()
-                .and_then(|t| t.latest_stream_arn())
-                .map(str::to_owned),
-            None => None,
+        let described = self
+            .client
+            .describe_table()
+            .table_name(&self.table)
+            .send()
+            .await
+            .map_err(|e| self.error(DisplayErrorContext(e)))?;
+        let table = described.table();
+        // Archaius's plain key/value table has no sort key, so no version item either.
+        let versioned = table.is_some_and(|t| {
+            t.key_schema()
+                .iter()
+                .any(|k| k.key_type() == &KeyType::Range && k.attribute_name() == "scope")
+        });
+        let stream_arn = table
+            .and_then(|t| t.latest_stream_arn())
+            .filter(|_| {
+                table
+                    .and_then(|t| t.stream_specification())
+                    .is_some_and(|s| s.stream_enabled())
+            })
+            .map(str::to_owned);
+        let version = if versioned {
+            Some(self.version().await?)
+        } else {
+            None
         };
-        // Stream positions are taken before the first load, so no write falls in between.
-        let mut iterators = HashMap::new();
-        if let (Some(arn), Some(streams)) = (&stream_arn, &self.streams) {
-            self.open_shards(streams, arn, &mut iterators, ShardStart::Latest)
-                .await
-                .map_err(|e| self.error(e))?;
-        }
+        let follower = match (&self.streams, stream_arn) {
+            (Some(client), Some(arn)) => Some((
+                StreamFollower::open(client.clone(), arn.clone())
+                    .await
+                    .map_err(|e| self.error(format!("its stream: {e}")))?,
+                client.clone(),
+                arn,
+            )),
+            _ => None,
+        };
         self.load(&config).await?;
-        let source = self.clone();
-        let streamed = config.clone();
+        let shared = Arc::new(Shared {
+            last_ok: Mutex::new(Instant::now()),
+            staleness: metrics::gauge!(
+                STALENESS_SECONDS,
+                "source" => "dynamodb",
+                "table" => self.table.clone()
+            ),
+        });
+        shared.ok();
         Ok(tokio::spawn(async move {
-            match stream_arn {
-                Some(arn) => {
+            match follower {
+                Some((follower, client, arn)) => {
                     tokio::join!(
-                        source.follow(config, version),
-                        self.follow_stream(streamed, arn, iterators)
+                        self.poll(&config, version, &shared),
+                        self.follow_stream(&config, follower, client, arn, &shared)
                     );
                 }
-                None => source.follow(config, version).await,
+                None => self.poll(&config, version, &shared).await,
             }
         }))
     }
 
-    /// Adds an iterator for every open shard not followed yet.
-    async fn open_shards(
-        &self,
-        streams: &aws_sdk_dynamodbstreams::Client,
-        arn: &str,
-        iterators: &mut HashMap<String, Option<String>>,
-        start: ShardStart,
-    ) -> Result<(), String> {
-        use aws_sdk_dynamodbstreams::types::ShardIteratorType;
-        let out = streams
-            .describe_stream()
-            .stream_arn(arn)
-            .send()
-            .await
-            .map_err(|e| aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string())?;
-        for shard in out
-            .stream_description()
-            .map(|d| d.shards())
-            .unwrap_or_default()
-        {
-            let Some(id) = shard.shard_id() else { continue };
-            let open = shard
-                .sequence_number_range()
-                .is_none_or(|r| r.ending_sequence_number().is_none());
-            if open && !iterators.contains_key(id) {
-                let kind = match start {
-                    ShardStart::Latest => ShardIteratorType::Latest,
-                    // Shards that appear later are read from their start: nothing is missed.
-                    ShardStart::Beginning => ShardIteratorType::TrimHorizon,
-                };
-                let it = streams
-                    .get_shard_iterator()
-                    .stream_arn(arn)
-                    .shard_id(id)
-                    .shard_iterator_type(kind)
-                    .send()
-                    .await
-                    .map_err(|e| {
-                        aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string()
-                    })?;
-                iterators.insert(id.to_owned(), it.shard_iterator().map(str::to_owned));
-            }
-        }
-        Ok(())
+    fn reloaded(&self, trigger: &'static str) {
+        metrics::counter!(RELOADS_TOTAL, "table" => self.table.clone(), "trigger" => trigger)
+            .increment(1);
     }
 
-    /// Reads every open shard of the stream; any record means the table changed, and the
-    /// layer is reloaded.
-    async fn follow_stream(
-        self,
-        config: Config,
-        arn: String,
-        mut iterators: HashMap<String, Option<String>>,
-    ) {
-        let Some(streams) = self.streams.clone() else {
-            return;
-        };
-        let mut described = Some(Instant::now());
-        loop {
-            let result: Result<bool, String> = async {
-                // New shards appear as the stream splits; look for them now and then.
-                if described.is_none_or(|d| d.elapsed() >= Duration::from_secs(10)) {
-                    self.open_shards(&streams, &arn, &mut iterators, ShardStart::Beginning)
-                        .await?;
-                    described = Some(Instant::now());
-                }
-                let mut changed = false;
-                for iterator in iterators.values_mut() {
-                    let Some(current) = iterator.clone() else {
-                        continue;
-                    };
-                    let out = streams
-                        .get_records()
-                        .shard_iterator(current)
-                        .send()
-                        .await
-                        .map_err(|e| {
-                            aws_sdk_dynamodbstreams::error::DisplayErrorContext(e).to_string()
-                        })?;
-                    changed |= !out.records().is_empty();
-                    *iterator = out.next_shard_iterator().map(str::to_owned);
-                }
-                iterators.retain(|_, it| it.is_some());
-                Ok(changed)
-            }
-            .await;
-            match result {
-                Ok(true) => {
-                    if let Err(error) = self.load(&config).await {
-                        tracing::warn!(%error, "reload after a stream record failed; polling will retry");
-                    }
-                }
-                Ok(false) => {}
-                Err(error) => {
-                    tracing::warn!(table = %self.table, %error, "reading the table's stream failed; polling continues");
-                    // Iterators may have expired: start over, and reload so nothing is lost.
-                    iterators.clear();
-                    described = None;
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    if let Err(error) = self.load(&config).await {
-                        tracing::warn!(%error, "reload failed; polling will retry");
-                    }
-                }
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-
-    async fn follow(self, config: Config, mut seen: u64) {
-        let mut last_ok = Instant::now();
+    async fn poll(&self, config: &Config, mut seen: Option<u64>, shared: &Shared) {
         let mut last_scan = Instant::now();
         let mut failures: u32 = 0;
-        let staleness = metrics::gauge!(
-            "breakwater_config_staleness_seconds",
+        let errors = metrics::counter!(
+            POLL_ERRORS_TOTAL,
             "source" => "dynamodb",
             "table" => self.table.clone()
         );
         loop {
-            let backoff = self
-                .poll_interval
-                .saturating_mul(2u32.saturating_pow(failures).min(10));
-            tokio::time::sleep(backoff).await;
+            tokio::time::sleep(backoff(self.poll_interval, failures)).await;
             let result = async {
-                let version = self.version().await?;
-                if version != seen || last_scan.elapsed() >= self.full_refresh {
-                    self.load(&config).await?;
+                let version = match seen {
+                    Some(_) => Some(self.version().await?),
+                    None => None,
+                };
+                let refresh = last_scan.elapsed() >= self.full_refresh;
+                if version.is_none() || version != seen || refresh {
+                    self.load(config).await?;
                     last_scan = Instant::now();
+                    self.reloaded(if refresh { "refresh" } else { "poll" });
                 }
                 Ok::<_, SourceError>(version)
             }
@@ -348,17 +371,65 @@ impl DynamoDbSource {
             match result {
                 Ok(version) => {
                     seen = version;
-                    last_ok = Instant::now();
                     failures = 0;
+                    shared.ok();
                 }
                 Err(error) => {
                     failures = (failures + 1).min(4);
-                    metrics::counter!("breakwater_config_poll_errors_total", "source" => "dynamodb")
-                        .increment(1);
-                    tracing::warn!(%error, stale_for = ?last_ok.elapsed(), "config poll failed; last values stay");
+                    errors.increment(1);
+                    let stale_for = shared.stale_for();
+                    tracing::warn!(%error, ?stale_for, "config poll failed; last values stay");
                 }
             }
-            staleness.set(last_ok.elapsed().as_secs_f64());
+        }
+    }
+
+    async fn follow_stream(
+        &self,
+        config: &Config,
+        mut follower: StreamFollower,
+        client: aws_sdk_dynamodbstreams::Client,
+        arn: String,
+        shared: &Shared,
+    ) {
+        let errors = metrics::counter!(STREAM_ERRORS_TOTAL, "table" => self.table.clone());
+        let mut failures: u32 = 0;
+        // After an error the stream is opened again from its end: reload everything once to
+        // cover what was written in between.
+        let mut reload_all = false;
+        loop {
+            tokio::time::sleep(backoff(self.stream_interval, failures)).await;
+            let result: Result<(), String> = async {
+                if reload_all {
+                    follower = StreamFollower::open(client.clone(), arn.clone()).await?;
+                    self.load(config).await.map_err(|e| e.to_string())?;
+                    self.reloaded("stream");
+                    reload_all = false;
+                }
+                for key in follower.changed_keys().await? {
+                    if key.starts_with(INTERNAL_PREFIX) {
+                        continue;
+                    }
+                    self.load_key(config, &key)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    self.reloaded("stream");
+                }
+                Ok(())
+            }
+            .await;
+            match result {
+                Ok(()) => {
+                    failures = 0;
+                    shared.ok();
+                }
+                Err(error) => {
+                    failures = (failures + 1).min(4);
+                    reload_all = true;
+                    errors.increment(1);
+                    tracing::warn!(table = %self.table, %error, "reading the table's stream failed; polling continues");
+                }
+            }
         }
     }
 }
