@@ -217,7 +217,7 @@ impl Admin {
         expected: Option<u64>,
     ) -> Result<Row, WriteError> {
         if let Some(value) = value
-            && let Some(Err(reason)) = crate::hystrix::validate(key, value)
+            && let Some(Err(reason)) = crate::validate::known_key(key, value)
         {
             return Err(WriteError::Invalid {
                 key: key.to_owned(),

@@ -56,20 +56,25 @@ fn setting_of(key: &str) -> Option<Kind> {
     })
 }
 
-/// Checks `value` for a known key: `None` for keys this crate does not know (anything goes),
-/// else whether the value is acceptable, with the reason when not.
+/// Checks `value` for a Hystrix key: `None` for other keys, else whether the value is
+/// acceptable, with the reason when not ([`crate::validate::known_key`] covers every known
+/// key).
+///
+/// ```
+/// use breakwater_dyn_config::hystrix::validate;
+///
+/// let force = "hystrix.command.payments.circuitBreaker.forceOpen";
+/// assert_eq!(validate(force, "true"), Some(Ok(())));
+/// assert!(validate(force, "yes").unwrap().is_err());
+/// assert_eq!(validate("orders.timeoutMs", "5"), None);
+/// ```
 pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
-    if key.starts_with("feature.") {
-        use crate::value::FromConfig;
-        return Some(crate::flag::Rollout::from_config(value).map(|_| ()));
-    }
     let kind = setting_of(key)?;
     let v = value.trim();
     Some(match kind {
-        Kind::Bool => match v {
-            "true" | "false" => Ok(()),
-            _ => Err(format!("expected true or false, got {value:?}")),
-        },
+        // Java's Boolean.parseBoolean ignores case, so Hystrix users write TRUE too.
+        Kind::Bool if v.eq_ignore_ascii_case("true") || v.eq_ignore_ascii_case("false") => Ok(()),
+        Kind::Bool => Err(format!("expected true or false, got {value:?}")),
         Kind::Percent => match v.parse::<u8>() {
             Ok(p) if p <= 100 => Ok(()),
             _ => Err(format!(
@@ -98,6 +103,7 @@ pub use binding::{HystrixBinding, bind};
 
 #[cfg(feature = "circuit-breaker")]
 mod binding {
+    use std::collections::HashSet;
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
@@ -110,6 +116,7 @@ mod binding {
     #[derive(Debug, Default)]
     pub struct HystrixBinding {
         config: Option<Config>,
+        bound: HashSet<String>,
         watchers: Vec<Arc<dyn Watcher>>,
     }
 
@@ -119,22 +126,40 @@ mod binding {
         }
     }
 
-    /// Binds every breaker now in `registry` to the Hystrix properties of its name.
+    /// Binds every breaker now in `registry` to the Hystrix properties of its name (breakers
+    /// made later: [`HystrixBinding::bind_new`] or [`HystrixBinding::follow_registry`]).
+    ///
+    /// ```
+    /// use breakwater_circuit_breaker::{Mode, Registry};
+    /// use breakwater_dyn_config::{Config, hystrix};
+    ///
+    /// let registry = Registry::new();
+    /// let payments = registry.breaker("payments");
+    /// let config = Config::new();
+    /// let _binding = hystrix::bind(&config, &registry);
+    /// config.set_override("hystrix.command.payments.circuitBreaker.forceOpen", "true");
+    /// assert_eq!(payments.config().mode, Mode::ForcedOpen);
+    /// config.set_override("hystrix.command.default.execution.isolation.thread.timeoutInMilliseconds", "250");
+    /// assert_eq!(payments.config().timeout, Some(std::time::Duration::from_millis(250)));
+    /// ```
     pub fn bind(config: &Config, registry: &Registry) -> HystrixBinding {
         let mut binding = HystrixBinding {
             config: Some(config.clone()),
+            bound: HashSet::new(),
             watchers: Vec::new(),
         };
-        for breaker in registry.breakers() {
-            binding.bind(&breaker);
-        }
+        binding.bind_new(registry);
         binding
     }
 
     impl HystrixBinding {
-        /// Binds one more breaker (one created after [`bind`]).
+        /// Binds one more breaker (one created after [`bind`]); a breaker already bound is
+        /// left as it is.
         pub fn bind(&mut self, breaker: &CircuitBreaker) {
             let Some(config) = &self.config else { return };
+            if !self.bound.insert(breaker.name().to_owned()) {
+                return;
+            }
             let watcher: Arc<dyn Watcher> = Arc::new(BreakerWatcher {
                 breaker: *breaker,
                 original: (*breaker.config()).clone(),
@@ -148,6 +173,31 @@ mod binding {
                 }
             }
             self.watchers.push(watcher);
+        }
+
+        /// Binds the breakers of `registry` not bound yet; returns how many.
+        pub fn bind_new(&mut self, registry: &Registry) -> usize {
+            let before = self.bound.len();
+            for breaker in registry.breakers() {
+                self.bind(&breaker);
+            }
+            self.bound.len() - before
+        }
+
+        /// Moves the binding into a task (on the current Tokio runtime) that binds new
+        /// breakers of `registry` every `every`, since the registry announces none. Abort
+        /// the task to unbind everything.
+        pub fn follow_registry(
+            mut self,
+            registry: Registry,
+            every: Duration,
+        ) -> tokio::task::JoinHandle<()> {
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(every).await;
+                    self.bind_new(&registry);
+                }
+            })
         }
     }
 
@@ -173,7 +223,7 @@ mod binding {
                 match validate(&key, &sourced.value) {
                     Some(Err(reason)) => {
                         tracing::error!(%key, source = %sourced.origin, %reason, "config value refused; the last good value stays");
-                        metrics::counter!("breakwater_config_rejected_total", "key" => key, "layer" => sourced.origin.layer.to_string()).increment(1);
+                        crate::metrics::rejected(&key, sourced.origin.layer);
                         refused = true;
                         // The command's bad value: the default's may still be good.
                     }

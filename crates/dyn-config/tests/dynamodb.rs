@@ -281,7 +281,7 @@ async fn a_table_with_a_stream_pushes_changes_without_waiting_for_a_poll() {
         .await
         .unwrap();
     assert_eq!(k.get(), 1);
-    tokio::time::sleep(Duration::from_millis(300)).await; // the stream reader is in place
+    // No pause here: stream positions are taken before `start` returns.
     for value in 2..=4u32 {
         admin
             .write("k", &Scope::default(), Some(&value.to_string()), "t", None)
@@ -291,5 +291,134 @@ async fn a_table_with_a_stream_pushes_changes_without_waiting_for_a_poll() {
         let took = took.unwrap_or_else(|| panic!("value {value} never arrived through the stream"));
         assert!(took < Duration::from_secs(2), "value {value} took {took:?}");
     }
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_records_update_only_their_key_with_scopes_and_deletes() {
+    let moto = Moto::start().await;
+    let admin = Admin::new(moto.client(), "pushed-keys");
+    admin.create_tables(true).await.unwrap();
+    let checkout = Scope {
+        app: Some("checkout".into()),
+        ..Scope::default()
+    };
+    let search = Scope {
+        app: Some("search".into()),
+        ..Scope::default()
+    };
+    admin
+        .write("a", &Scope::default(), Some("global"), "t", None)
+        .await
+        .unwrap();
+    let config = Config::new();
+    let a = config.property("a", String::from("default"));
+    let b = config.property("b", 0u32);
+    let task = DynamoDbSource::new(moto.client(), "pushed-keys")
+        .scope(checkout.clone())
+        .streams(moto.streams_client())
+        .stream_interval(Duration::from_millis(50))
+        .poll_interval(Duration::from_secs(60))
+        .start(config.clone())
+        .await
+        .unwrap();
+    assert_eq!(a.get(), "global");
+    let within = |what: &'static str| {
+        move |took: Option<Duration>| {
+            assert!(took.is_some(), "{what} did not arrive through the stream");
+        }
+    };
+    // A row for another app is not ours; a row for ours wins over the global one.
+    admin
+        .write("a", &search, Some("search"), "t", None)
+        .await
+        .unwrap();
+    admin
+        .write("b", &Scope::default(), Some("7"), "t", None)
+        .await
+        .unwrap();
+    within("b")(eventually(Duration::from_secs(3), || b.get() == 7).await);
+    assert_eq!(
+        a.get(),
+        "global",
+        "the search row does not apply to checkout"
+    );
+    admin
+        .write("a", &checkout, Some("checkout"), "t", None)
+        .await
+        .unwrap();
+    within("a (checkout)")(eventually(Duration::from_secs(3), || a.get() == "checkout").await);
+    // Deleting our row falls back to the global one; deleting that, to the default.
+    admin.write("a", &checkout, None, "t", None).await.unwrap();
+    within("a (global again)")(eventually(Duration::from_secs(3), || a.get() == "global").await);
+    admin
+        .write("a", &Scope::default(), None, "t", None)
+        .await
+        .unwrap();
+    within("a (default)")(eventually(Duration::from_secs(3), || a.get() == "default").await);
+    // An invalid value through the stream is refused, naming key and origin.
+    admin
+        .write("b", &Scope::default(), Some("many"), "t", None)
+        .await
+        .unwrap();
+    within("the refusal")(eventually(Duration::from_secs(3), || b.last_error().is_some()).await);
+    assert_eq!(b.get(), 7);
+    let message = b.last_error().unwrap().to_string();
+    assert!(
+        message.contains("`b`") && message.contains("DynamoDB (table pushed-keys"),
+        "{message}"
+    );
+    task.abort();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_archaius_key_value_table_is_read_and_polled() {
+    use aws_sdk_dynamodb::types::{
+        AttributeDefinition, BillingMode, KeySchemaElement, KeyType, ScalarAttributeType,
+    };
+    let moto = Moto::start().await;
+    let client = moto.client();
+    // Archaius's layout: partition key `key`, attribute `value`; no sort key, no version item.
+    client
+        .create_table()
+        .table_name("archaius")
+        .billing_mode(BillingMode::PayPerRequest)
+        .attribute_definitions(
+            AttributeDefinition::builder()
+                .attribute_name("key")
+                .attribute_type(ScalarAttributeType::S)
+                .build()
+                .unwrap(),
+        )
+        .key_schema(
+            KeySchemaElement::builder()
+                .attribute_name("key")
+                .key_type(KeyType::Hash)
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    let put = |k: &str, v: &str| {
+        client
+            .put_item()
+            .table_name("archaius")
+            .item("key", AttributeValue::S(k.into()))
+            .item("value", AttributeValue::S(v.into()))
+            .send()
+    };
+    put("orders.retries", "2").await.unwrap();
+    let config = Config::new();
+    let retries = config.property("orders.retries", 5u32);
+    let task = DynamoDbSource::new(moto.client(), "archaius")
+        .poll_interval(Duration::from_millis(100))
+        .start(config.clone())
+        .await
+        .expect("a table without the scope sort key starts");
+    assert_eq!(retries.get(), 2);
+    put("orders.retries", "4").await.unwrap();
+    let took = eventually(Duration::from_secs(3), || retries.get() == 4).await;
+    assert!(took.is_some(), "polled by scan");
     task.abort();
 }

@@ -34,7 +34,7 @@ struct Cli {
     #[arg(long, env = "AWS_REGION")]
     region: Option<String>,
     /// Output for people or as JSON.
-    #[arg(long, value_enum, default_value_t = Output::Text)]
+    #[arg(long, env = "BREAKWATER_CONFIG_OUTPUT", value_enum, default_value_t = Output::Text)]
     output: Output,
     #[command(subcommand)]
     command: Command,
@@ -49,19 +49,19 @@ enum Output {
 #[derive(Args, Clone, Default)]
 struct ScopeArgs {
     /// Only for this environment.
-    #[arg(long)]
+    #[arg(long, env = "BREAKWATER_CONFIG_ENVIRONMENT")]
     environment: Option<String>,
     /// Only for this region.
-    #[arg(long = "scope-region")]
+    #[arg(long = "scope-region", env = "BREAKWATER_CONFIG_SCOPE_REGION")]
     region: Option<String>,
     /// Only for this zone.
-    #[arg(long)]
+    #[arg(long, env = "BREAKWATER_CONFIG_ZONE")]
     zone: Option<String>,
     /// Only for this application.
-    #[arg(long)]
+    #[arg(long, env = "BREAKWATER_CONFIG_APP")]
     app: Option<String>,
     /// Only for this instance.
-    #[arg(long)]
+    #[arg(long, env = "BREAKWATER_CONFIG_INSTANCE")]
     instance: Option<String>,
 }
 
