@@ -1,0 +1,205 @@
+//! The `breakwater-config` binary against moto_server: every command, text and JSON output,
+//! settings from environment variables, refusals and conflicts with a non-zero exit.
+
+mod common;
+
+use std::process::{Command, Output};
+
+use common::Moto;
+use serde_json::Value;
+
+/// Runs the CLI with its settings from the environment (no flags), as in a shell profile.
+fn cli(moto: &Moto, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_breakwater-config"))
+        .args(args)
+        .env("BREAKWATER_CONFIG_TABLE", "ops")
+        .env("AWS_ENDPOINT_URL_DYNAMODB", &moto.url)
+        .env("AWS_REGION", "us-east-1")
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("USER", "operator")
+        .env_remove("AWS_PROFILE")
+        .env_remove("BREAKWATER_CONFIG_OUTPUT")
+        .output()
+        .expect("the CLI runs")
+}
+
+fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_str(&ok(out)).expect("JSON output")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_command_in_text_and_json() {
+    let moto = Moto::start().await;
+    ok(&cli(&moto, &["init"]));
+
+    let set = json(&cli(
+        &moto,
+        &["--output", "json", "set", "orders.timeoutMs", "800"],
+    ));
+    assert_eq!(set["version"], 1);
+    assert_eq!(set["updated_by"], "operator", "$USER by default");
+    let text = ok(&cli(
+        &moto,
+        &["set", "orders.timeoutMs", "500", "--who", "alice"],
+    ));
+    assert!(
+        text.contains("orders.timeoutMs [*] = 500") && text.contains("was 800"),
+        "{text}"
+    );
+    ok(&cli(
+        &moto,
+        &["set", "orders.timeoutMs", "900", "--app", "checkout"],
+    ));
+    ok(&cli(&moto, &["set", "feature.newCheckout", "25%"]));
+
+    let got = json(&cli(
+        &moto,
+        &["--output", "json", "get", "orders.timeoutMs"],
+    ));
+    assert_eq!(
+        (
+            &got["value"],
+            &got["version"],
+            &got["previous_value"],
+            &got["updated_by"]
+        ),
+        (
+            &Value::from("500"),
+            &Value::from(2),
+            &Value::from("800"),
+            &Value::from("alice")
+        )
+    );
+    let scoped = json(&cli(
+        &moto,
+        &[
+            "--output",
+            "json",
+            "get",
+            "orders.timeoutMs",
+            "--app",
+            "checkout",
+        ],
+    ));
+    assert_eq!(scoped["scope"], "app=checkout");
+    let listed = json(&cli(
+        &moto,
+        &["--output", "json", "list", "--prefix", "orders."],
+    ));
+    let rows: Vec<(&str, &str)> = listed
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| (r["scope"].as_str().unwrap(), r["value"].as_str().unwrap()))
+        .collect();
+    assert_eq!(rows, vec![("*", "500"), ("app=checkout", "900")]);
+    let all = ok(&cli(&moto, &["list"]));
+    assert_eq!(all.lines().count(), 3, "{all}");
+
+    // Refusals: a value the key cannot take, a stale version; nothing is written.
+    let bad = cli(&moto, &["set", "feature.newCheckout", "most"]);
+    assert!(!bad.status.success());
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("nothing was written"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+    let stale = cli(
+        &moto,
+        &["set", "orders.timeoutMs", "1", "--expect-version", "1"],
+    );
+    assert!(!stale.status.success());
+    let stderr = String::from_utf8_lossy(&stale.stderr);
+    assert!(
+        stderr.contains("version 2") && stderr.contains("alice"),
+        "{stderr}"
+    );
+
+    // Delete, history, rollback.
+    ok(&cli(&moto, &["delete", "orders.timeoutMs", "--who", "bob"]));
+    let gone = cli(&moto, &["get", "orders.timeoutMs"]);
+    assert!(!gone.status.success(), "a deleted key is not set");
+    let history = json(&cli(
+        &moto,
+        &["--output", "json", "history", "orders.timeoutMs"],
+    ));
+    let entries: Vec<(u64, Option<&str>, &str)> = history
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["version"].as_u64().unwrap(),
+                e["value"].as_str(),
+                e["updated_by"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        entries,
+        vec![
+            (1, Some("800"), "operator"),
+            (2, Some("500"), "alice"),
+            (3, None, "bob")
+        ]
+    );
+    let rolled = json(&cli(
+        &moto,
+        &[
+            "--output",
+            "json",
+            "rollback",
+            "orders.timeoutMs",
+            "--to",
+            "1",
+        ],
+    ));
+    assert_eq!(
+        (&rolled["value"], &rolled["version"]),
+        (&Value::from("800"), &Value::from(4))
+    );
+    let text = ok(&cli(&moto, &["history", "orders.timeoutMs"]));
+    assert_eq!(text.lines().count(), 4, "{text}");
+    assert!(text.lines().nth(2).unwrap().contains("<deleted>"), "{text}");
+    let missing = cli(&moto, &["rollback", "orders.timeoutMs", "--to", "9"]);
+    assert!(!missing.status.success());
+}
+
+#[test]
+fn an_unreachable_endpoint_is_an_error_not_a_panic() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let out = Command::new(env!("CARGO_BIN_EXE_breakwater-config"))
+        .args([
+            "--endpoint-url",
+            &format!("http://127.0.0.1:{port}"),
+            "--region",
+            "us-east-1",
+            "get",
+            "k",
+        ])
+        .env("AWS_ACCESS_KEY_ID", "test")
+        .env("AWS_SECRET_ACCESS_KEY", "test")
+        .env("AWS_MAX_ATTEMPTS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.starts_with("breakwater-config: ") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
