@@ -76,6 +76,22 @@ pub struct HistoryEntry {
 }
 
 /// The table and its history table (`<table>-history`).
+///
+/// ```no_run
+/// use breakwater_dyn_config::{Scope, admin::{Admin, WriteError}};
+///
+/// # async fn run(client: aws_sdk_dynamodb::Client) -> Result<(), WriteError> {
+/// let admin = Admin::new(client, "breakwater-config");
+/// let key = "hystrix.command.payments.circuitBreaker.forceOpen";
+/// let row = admin.write(key, &Scope::default(), Some("true"), "alice", None).await?;
+/// // Later, and only if nobody wrote it since:
+/// admin.write(key, &Scope::default(), Some("false"), "alice", Some(row.version)).await?;
+/// admin.rollback(key, &Scope::default(), row.version, "alice", None).await?;
+/// for entry in admin.history(key, &Scope::default()).await? {
+///     println!("v{} {:?} by {}", entry.version, entry.value, entry.updated_by);
+/// }
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Admin {
     client: Client,

@@ -5,6 +5,14 @@ use crate::property::Property;
 use crate::value::FromConfig;
 
 /// How far a flag is rolled out.
+///
+/// ```
+/// use breakwater_dyn_config::{FromConfig, Rollout};
+///
+/// assert_eq!(Rollout::from_config("on"), Ok(Rollout::On));
+/// assert_eq!(Rollout::from_config("12.5%"), Ok(Rollout::Percent(1250)));
+/// assert!(Rollout::from_config("120%").is_err());
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rollout {
     /// Off for everyone.
@@ -129,7 +137,15 @@ impl FeatureFlag {
     }
 }
 
-/// The subject's bucket for this flag, 0..10000.
+/// The subject's bucket for this flag, 0..10000: the same on every machine and release, so
+/// a subject on at 10% is still on at 20%.
+///
+/// ```
+/// use breakwater_dyn_config::flag::bucket;
+///
+/// assert_eq!(bucket("feature.x", "tenant-1"), bucket("feature.x", "tenant-1"));
+/// assert!(bucket("feature.x", "tenant-1") < 10_000);
+/// ```
 pub fn bucket(flag: &str, subject: &str) -> u16 {
     (fnv1a(&[flag.as_bytes(), subject.as_bytes()]) % 10_000) as u16
 }

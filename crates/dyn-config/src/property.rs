@@ -32,6 +32,25 @@ struct Inner<T> {
 /// layer changes its text, the new value is parsed and validated, then stored and announced
 /// to callbacks and watchers. Invalid text is refused with a logged error naming the key and
 /// where the text came from, and the last good value stays. Cheap to clone (a handle).
+///
+/// ```
+/// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
+/// use breakwater_dyn_config::Config;
+///
+/// let config = Config::new();
+/// let timeout = config.property("orders.timeoutMs", 1000u64);
+/// let seen = Arc::new(AtomicU64::new(0));
+/// let s = seen.clone();
+/// timeout.on_change(move |ms| s.store(*ms, Ordering::Relaxed));
+/// config.set_override("orders.timeoutMs", "250");
+/// assert_eq!((timeout.get(), seen.load(Ordering::Relaxed)), (250, 250));
+///
+/// config.set_override("orders.timeoutMs", "-5"); // not a u64: refused, 250 stays
+/// assert_eq!(timeout.get(), 250);
+/// let error = timeout.last_error().unwrap();
+/// assert_eq!(error.to_string(),
+///     "config key `orders.timeoutMs`: expected a whole number of at least 0, got \"-5\" (value from runtime override)");
+/// ```
 pub struct Property<T> {
     inner: Arc<Inner<T>>,
 }
@@ -110,6 +129,19 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
     }
 
     /// A stream of values: the receiver sees the current value and every change.
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// use breakwater_dyn_config::Config;
+    ///
+    /// let config = Config::new();
+    /// let mode = config.property("orders.mode", String::from("normal"));
+    /// let mut changes = mode.watch();
+    /// config.set_override("orders.mode", "degraded");
+    /// changes.changed().await.unwrap();
+    /// assert_eq!(**changes.borrow(), "degraded");
+    /// # }
+    /// ```
     pub fn watch(&self) -> watch::Receiver<Arc<T>> {
         self.inner.sender.subscribe()
     }

@@ -24,6 +24,17 @@ pub const VERSION_ITEM_KEY: &str = "__breakwater__/version";
 pub const GLOBAL_SCOPE: &str = "*";
 
 /// Where a row applies: every part it sets must match the reader's.
+///
+/// ```
+/// use breakwater_dyn_config::Scope;
+///
+/// let me = Scope { environment: Some("prod".into()), app: Some("orders".into()), ..Scope::default() };
+/// let for_orders = Scope { app: Some("orders".into()), ..Scope::default() };
+/// let for_search = Scope { app: Some("search".into()), ..Scope::default() };
+/// assert!(me.admits(&Scope::default()) && me.admits(&for_orders) && !me.admits(&for_search));
+/// assert!(for_orders.specificity() > Scope::default().specificity());
+/// assert_eq!(me.id(), "environment=prod;app=orders");
+/// ```
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
 pub struct Scope {
     /// e.g. `prod`.

@@ -3,6 +3,28 @@
 use std::time::Duration;
 
 /// A type a property can hold: parsed from the setting's text, with a message on failure.
+///
+/// ```
+/// use std::time::Duration;
+/// use breakwater_dyn_config::FromConfig;
+///
+/// assert_eq!(Duration::from_config("1500"), Ok(Duration::from_millis(1500)));
+/// assert_eq!(Duration::from_config("5s"), Ok(Duration::from_secs(5)));
+/// assert_eq!(Vec::<u16>::from_config("80, 443"), Ok(vec![80, 443]));
+/// assert!(bool::from_config("maybe").is_err());
+///
+/// // Your own types: implement `from_config` (reads then cost an ArcSwap load).
+/// #[derive(Clone, PartialEq)]
+/// struct Level(String);
+/// impl FromConfig for Level {
+///     fn from_config(text: &str) -> Result<Self, String> {
+///         match text {
+///             "low" | "high" => Ok(Level(text.to_owned())),
+///             _ => Err(format!("expected low or high, got {text:?}")),
+///         }
+///     }
+/// }
+/// ```
 pub trait FromConfig: Sized + Send + Sync + 'static {
     /// Parses `text`; the error says what was expected (the caller adds key and origin).
     fn from_config(text: &str) -> Result<Self, String>;
