@@ -14,7 +14,8 @@ use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use breakwater_dyn_config::admin::Admin;
 use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
 
-const WRITES: usize = 40;
+/// Writes per mode (`CHANGE_LATENCY_WRITES` overrides).
+const WRITES: usize = 100;
 const POLL: Duration = Duration::from_secs(1);
 
 #[tokio::main]
@@ -22,6 +23,10 @@ async fn main() {
     if std::env::args().any(|a| a == "--list") {
         return; // `cargo bench -- --list` and `cargo test --benches` ask for this
     }
+    let writes: usize = std::env::var("CHANGE_LATENCY_WRITES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(WRITES);
     let port = TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -87,9 +92,11 @@ async fn main() {
         };
         let task = source.start(config.clone()).await.unwrap();
         tokio::time::sleep(Duration::from_millis(300)).await;
-        let mut latencies = Vec::with_capacity(WRITES);
-        for i in 1..=WRITES as u64 {
+        let mut latencies = Vec::with_capacity(writes);
+        for i in 1..=writes as u64 {
             tokio::time::sleep(Duration::from_millis(fastrand_ms())).await;
+            // From the moment the operator's write is sent (its own round trips included).
+            let written = Instant::now();
             admin
                 .write(
                     "bench.value",
@@ -100,11 +107,10 @@ async fn main() {
                 )
                 .await
                 .unwrap();
-            let written = Instant::now();
             loop {
                 let (v, at) = rx.recv().await.unwrap();
                 if v == i {
-                    latencies.push(at.saturating_duration_since(written));
+                    latencies.push(at.duration_since(written));
                     break;
                 }
             }
@@ -120,7 +126,7 @@ async fn main() {
             format!("polling every {POLL:?}")
         };
         println!(
-            "{mode}, {WRITES} writes: write -> callback p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
+            "{mode}, {writes} writes: write -> callback p50 {:?}, p90 {:?}, p99 {:?}, max {:?}",
             pct(0.50),
             pct(0.90),
             pct(0.99),

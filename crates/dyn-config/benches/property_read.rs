@@ -32,6 +32,11 @@ fn bench(c: &mut Criterion) {
         b.iter(|| black_box(&name).load().len())
     });
 
+    let mut cached = name.cached();
+    group.bench_function("CachedProperty<String>::get", |b| {
+        b.iter(|| black_box(&mut cached).get().len())
+    });
+
     let flag = FeatureFlag::new(&config, "feature.newCheckout", false);
     config.set_override("feature.newCheckout", "25%");
     group.bench_function("FeatureFlag::is_enabled_for", |b| {

@@ -80,21 +80,21 @@ impl FromConfig for Rollout {
 #[derive(Debug, Clone)]
 pub struct FeatureFlag {
     property: Property<Rollout>,
+    /// The hash state after the flag's name: only the subject is hashed per call.
+    seed: u64,
 }
 
-/// FNV-1a, 64-bit: stable across processes, platforms and releases (unlike std's hasher),
-/// which is what makes a rollout sticky.
-fn fnv1a(parts: &[&[u8]]) -> u64 {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            hash ^= u64::from(b);
-            hash = hash.wrapping_mul(0x0100_0000_01b3);
-        }
-        hash ^= 0xff;
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
+/// FNV-1a, 64-bit, continued from `hash` over one part and a separator: stable across
+/// processes, platforms and releases (unlike std's hasher), which makes a rollout sticky.
+fn fnv1a(mut hash: u64, part: &[u8]) -> u64 {
+    for &b in part {
+        hash ^= u64::from(b);
         hash = hash.wrapping_mul(0x0100_0000_01b3);
     }
-    hash
+    hash ^= 0xff;
+    hash.wrapping_mul(0x0100_0000_01b3)
 }
 
 impl FeatureFlag {
@@ -107,6 +107,7 @@ impl FeatureFlag {
         };
         FeatureFlag {
             property: config.property(key, default),
+            seed: fnv1a(FNV_OFFSET, key.as_bytes()),
         }
     }
 
@@ -127,7 +128,7 @@ impl FeatureFlag {
         match self.property.get() {
             Rollout::On => true,
             Rollout::Off => false,
-            Rollout::Percent(p) => bucket(self.property.key(), subject) < p,
+            Rollout::Percent(p) => ((fnv1a(self.seed, subject.as_bytes()) % 10_000) as u16) < p,
         }
     }
 
@@ -147,5 +148,5 @@ impl FeatureFlag {
 /// assert!(bucket("feature.x", "tenant-1") < 10_000);
 /// ```
 pub fn bucket(flag: &str, subject: &str) -> u16 {
-    (fnv1a(&[flag.as_bytes(), subject.as_bytes()]) % 10_000) as u16
+    (fnv1a(fnv1a(FNV_OFFSET, flag.as_bytes()), subject.as_bytes()) % 10_000) as u16
 }

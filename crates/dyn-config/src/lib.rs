@@ -50,7 +50,7 @@ pub mod value;
 pub use config::{Config, Layer, Sourced};
 pub use error::{InvalidValue, Origin, SourceError};
 pub use flag::{FeatureFlag, Rollout};
-pub use property::Property;
+pub use property::{CachedProperty, Property};
 pub use source::dynamodb::DynamoDbSource;
 pub use table::Scope;
 pub use value::FromConfig;

@@ -55,6 +55,38 @@ pub struct Property<T> {
     inner: Arc<Inner<T>>,
 }
 
+/// The `ArcSwap` inside a property, for `arc_swap::Cache`.
+struct ValueOf<T>(Arc<Inner<T>>);
+
+impl<T> std::ops::Deref for ValueOf<T> {
+    type Target = ArcSwap<T>;
+    fn deref(&self) -> &ArcSwap<T> {
+        &self.0.value
+    }
+}
+
+/// A property's reader for one thread or task ([`Property::cached`]): `get` takes `&mut
+/// self` because it refreshes its own reference when the value changed.
+pub struct CachedProperty<T> {
+    cache: arc_swap::Cache<ValueOf<T>, Arc<T>>,
+}
+
+impl<T> CachedProperty<T> {
+    /// The current value.
+    #[inline]
+    pub fn get(&mut self) -> &T {
+        self.cache.load()
+    }
+}
+
+impl<T: fmt::Debug> fmt::Debug for CachedProperty<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("CachedProperty")
+            .field("value", &**self.cache.arc_swap().load())
+            .finish()
+    }
+}
+
 impl<T> Clone for Property<T> {
     fn clone(&self) -> Self {
         Property {
@@ -108,10 +140,31 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
         T::clone(&self.inner.value.load())
     }
 
-    /// The current value without cloning it.
+    /// The current value without cloning it (an `ArcSwap` load; for a hot path on values
+    /// that do not fit in 64 bits see [`cached`](Self::cached)).
     #[inline]
     pub fn load(&self) -> arc_swap::Guard<Arc<T>> {
         self.inner.value.load()
+    }
+
+    /// A reader for one thread or task that keeps its own reference to the value and only
+    /// checks (one relaxed load) that it is still current: as cheap as reading a plain
+    /// variable for `String`s, `Vec`s and other values that do not fit in 64 bits.
+    ///
+    /// ```
+    /// use breakwater_dyn_config::Config;
+    ///
+    /// let config = Config::new();
+    /// let region = config.property("orders.region", String::from("eu-west-1"));
+    /// let mut reader = region.cached();
+    /// assert_eq!(reader.get(), "eu-west-1");
+    /// config.set_override("orders.region", "us-east-1");
+    /// assert_eq!(reader.get(), "us-east-1");
+    /// ```
+    pub fn cached(&self) -> CachedProperty<T> {
+        CachedProperty {
+            cache: arc_swap::Cache::new(ValueOf(self.inner.clone())),
+        }
     }
 
     /// The key.

@@ -238,3 +238,23 @@ fn a_callback_may_change_config_itself() {
     assert_eq!(a.get(), 3);
     assert_eq!(b.get(), 6);
 }
+
+#[test]
+fn buckets_are_stable_across_releases_and_flags_agree_with_them() {
+    // Computed independently (FNV-1a 64 over "flag" 0xff "subject" 0xff, mod 10,000): a
+    // change here would flip users between releases.
+    for (subject, expected) in [("tenant-1", 1673), ("tenant-2", 4158), ("user-42", 8855)] {
+        assert_eq!(
+            bucket("feature.newCheckout", subject),
+            expected,
+            "{subject}"
+        );
+    }
+    let config = Config::new();
+    let flag = FeatureFlag::new(&config, "feature.newCheckout", false);
+    config.set_override("feature.newCheckout", "41.59%");
+    assert!(flag.is_enabled_for("tenant-1") && flag.is_enabled_for("tenant-2"));
+    assert!(!flag.is_enabled_for("user-42"));
+    config.set_override("feature.newCheckout", "41.58%");
+    assert!(!flag.is_enabled_for("tenant-2"), "4158 is not below 4158");
+}
