@@ -422,3 +422,27 @@ async fn an_archaius_key_value_table_is_read_and_polled() {
     assert!(took.is_some(), "polled by scan");
     task.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_boots_while_dynamodb_is_down_and_picks_the_table_up_later() {
+    let port = common::free_port();
+    let config = Config::new();
+    config.load_env([("ORDERS_RETRIES".to_owned(), "2".to_owned())]);
+    let retries = config.property("orders.retries", 5u32);
+    let task = DynamoDbSource::new(common::client_for(port), "late")
+        .poll_interval(Duration::from_millis(100))
+        .spawn(config.clone());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(retries.get(), 2, "the environment serves meanwhile");
+    assert!(!task.is_finished(), "still trying");
+
+    let moto = Moto::start_on(port).await;
+    let admin = setup(&moto, "late").await;
+    admin
+        .write("orders.retries", &Scope::default(), Some("3"), "sre", None)
+        .await
+        .unwrap();
+    let took = eventually(Duration::from_secs(15), || retries.get() == 3).await;
+    assert!(took.is_some(), "the table's value once DynamoDB answers");
+    task.abort();
+}

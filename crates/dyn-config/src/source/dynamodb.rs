@@ -61,6 +61,13 @@ pub struct DynamoDbSource {
     full_refresh: Duration,
 }
 
+/// What the first load found out.
+struct Started {
+    /// The version item's version (`None`: the table has no version item).
+    version: Option<u64>,
+    follower: Option<(StreamFollower, aws_sdk_dynamodbstreams::Client, String)>,
+}
+
 /// State shared by the poller and the stream reader.
 struct Shared {
     last_ok: Mutex<Instant>,
@@ -279,6 +286,67 @@ impl DynamoDbSource {
     /// With [`streams`](Self::streams) set and a stream on the table, the stream reader is in
     /// place before the first load, so no write after `start` returns can be missed.
     pub async fn start(self, config: Config) -> Result<tokio::task::JoinHandle<()>, SourceError> {
+        let shared = Arc::new(self.shared());
+        let started = self.connect(&config).await?;
+        shared.ok();
+        Ok(tokio::spawn(async move {
+            self.run(config, started, shared).await
+        }))
+    }
+
+    /// Like [`start`](Self::start), but never fails: the first load is retried in the
+    /// background (backing off like a failed poll) while the service runs on its other
+    /// layers, so a service can boot while DynamoDB is down. Staleness counts from this
+    /// call until the first load succeeds.
+    ///
+    /// ```no_run
+    /// # async fn run(client: aws_sdk_dynamodb::Client) {
+    /// use breakwater_dyn_config::{Config, DynamoDbSource};
+    ///
+    /// let config = Config::from_env(); // env, file and code defaults serve meanwhile
+    /// let _task = DynamoDbSource::new(client, "breakwater-config").spawn(config.clone());
+    /// # }
+    /// ```
+    pub fn spawn(self, config: Config) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let shared = Arc::new(self.shared());
+            let errors = metrics::counter!(
+                POLL_ERRORS_TOTAL,
+                "source" => "dynamodb",
+                "table" => self.table.clone()
+            );
+            let mut failures = 0;
+            let started = loop {
+                match self.connect(&config).await {
+                    Ok(started) => break started,
+                    Err(error) => {
+                        failures = (failures + 1).min(4);
+                        errors.increment(1);
+                        let stale_for = shared.stale_for();
+                        tracing::warn!(%error, ?stale_for, "config table not loaded yet; running on the other layers");
+                        tokio::time::sleep(backoff(self.poll_interval, failures)).await;
+                    }
+                }
+            };
+            shared.ok();
+            self.run(config, started, shared).await
+        })
+    }
+
+    fn shared(&self) -> Shared {
+        Shared {
+            last_ok: Mutex::new(Instant::now()),
+            staleness: metrics::gauge!(
+                STALENESS_SECONDS,
+                "source" => "dynamodb",
+                "table" => self.table.clone()
+            ),
+        }
+    }
+
+    /// Describes the table, takes stream positions, then loads (in that order, so no write
+    /// falls in between).
+    async fn connect(&self, config: &Config) -> Result<Started, SourceError> {
         let described = self
             .client
             .describe_table()
@@ -316,27 +384,20 @@ impl DynamoDbSource {
             )),
             _ => None,
         };
-        self.load(&config).await?;
-        let shared = Arc::new(Shared {
-            last_ok: Mutex::new(Instant::now()),
-            staleness: metrics::gauge!(
-                STALENESS_SECONDS,
-                "source" => "dynamodb",
-                "table" => self.table.clone()
-            ),
-        });
-        shared.ok();
-        Ok(tokio::spawn(async move {
-            match follower {
-                Some((follower, client, arn)) => {
-                    tokio::join!(
-                        self.poll(&config, version, &shared),
-                        self.follow_stream(&config, follower, client, arn, &shared)
-                    );
-                }
-                None => self.poll(&config, version, &shared).await,
+        self.load(config).await?;
+        Ok(Started { version, follower })
+    }
+
+    async fn run(self, config: Config, started: Started, shared: Arc<Shared>) {
+        match started.follower {
+            Some((follower, client, arn)) => {
+                tokio::join!(
+                    self.poll(&config, started.version, &shared),
+                    self.follow_stream(&config, follower, client, arn, &shared)
+                );
             }
-        }))
+            None => self.poll(&config, started.version, &shared).await,
+        }
     }
 
     fn reloaded(&self, trigger: &'static str) {

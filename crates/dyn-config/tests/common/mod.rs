@@ -24,11 +24,11 @@ impl Drop for Moto {
 
 impl Moto {
     pub async fn start() -> Moto {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        Moto::start_on(free_port()).await
+    }
+
+    /// On a given port (e.g. one a client was pointed at before the server came up).
+    pub async fn start_on(port: u16) -> Moto {
         let child = Command::new("python3")
             .args(["-m", "moto.server", "-H", "127.0.0.1", "-p", &port.to_string()])
             .stdout(Stdio::null())
@@ -81,6 +81,26 @@ impl Moto {
             .build();
         Client::from_conf(config)
     }
+}
+
+/// A loopback port nothing listens on (now).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A client for a loopback port (whether or not anything answers there).
+pub fn client_for(port: u16) -> Client {
+    let config = aws_sdk_dynamodb::Config::builder()
+        .behavior_version(BehaviorVersion::latest())
+        .region(Region::new("us-east-1"))
+        .credentials_provider(Credentials::new("test", "test", None, None, "tests"))
+        .endpoint_url(format!("http://127.0.0.1:{port}"))
+        .build();
+    Client::from_conf(config)
 }
 
 /// Polls `check` every 10 ms until it holds or `limit` passes; returns how long it took.
