@@ -97,8 +97,9 @@ fn backoff(base: Duration, failures: u32) -> Duration {
     use std::hash::{BuildHasher, RandomState};
     let factor = 2u32.saturating_pow(failures).min(10);
     let jitter = RandomState::new().hash_one(Instant::now()) % 41; // 0..=40
-    base.saturating_mul(factor)
-        .mul_f64(0.8 + jitter as f64 / 100.0)
+    let scaled = base.saturating_mul(factor).as_secs_f64() * (0.8 + jitter as f64 / 100.0);
+    // A huge interval (e.g. Duration::MAX for "never poll") saturates instead of panicking.
+    Duration::try_from_secs_f64(scaled).unwrap_or(Duration::MAX)
 }
 
 impl DynamoDbSource {
@@ -492,5 +493,37 @@ impl DynamoDbSource {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff;
+    use std::time::Duration;
+
+    #[test]
+    fn backoff_doubles_up_to_ten_times_with_jitter() {
+        let base = Duration::from_secs(1);
+        for (failures, factor) in [
+            (0, 1.0),
+            (1, 2.0),
+            (2, 4.0),
+            (3, 8.0),
+            (4, 10.0),
+            (30, 10.0),
+        ] {
+            for _ in 0..50 {
+                let d = backoff(base, failures).as_secs_f64();
+                assert!(
+                    d >= 0.8 * factor - 1e-9 && d <= 1.2 * factor + 1e-9,
+                    "{failures} failures: {d} s"
+                );
+            }
+        }
+        let spread: std::collections::HashSet<u128> =
+            (0..50).map(|_| backoff(base, 0).as_millis()).collect();
+        assert!(spread.len() > 5, "jittered: {spread:?}");
+        // A huge interval saturates instead of panicking.
+        assert!(backoff(Duration::MAX, 4) > Duration::from_secs(1 << 60));
     }
 }
