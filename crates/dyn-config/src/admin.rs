@@ -193,6 +193,43 @@ impl Admin {
             .map_err(WriteError::DynamoDb)
     }
 
+    /// The row an instance of scope `reader` uses for `key`: the most specific row that
+    /// applies to it (tombstones left out), as the DynamoDB layer picks it. `None`: no row
+    /// applies, the instance's lower layers or default do.
+    pub async fn resolve(&self, key: &str, reader: &Scope) -> Result<Option<Row>, WriteError> {
+        let mut best: Option<Row> = None;
+        let mut start = None;
+        loop {
+            let out = self
+                .client
+                .query()
+                .table_name(&self.table)
+                .key_condition_expression("#k = :k")
+                .expression_attribute_names("#k", "key")
+                .expression_attribute_values(":k", s(key))
+                .consistent_read(true)
+                .set_exclusive_start_key(start.take())
+                .send()
+                .await
+                .map_err(dynamo)?;
+            for row in out.items().iter().filter_map(|i| Row::from_item(i).ok()) {
+                let applies = row.value.is_some() && reader.admits(&row.scope);
+                if applies
+                    && best
+                        .as_ref()
+                        .is_none_or(|b| row.scope.specificity() > b.scope.specificity())
+                {
+                    best = Some(row);
+                }
+            }
+            match out.last_evaluated_key() {
+                Some(k) if !k.is_empty() => start = Some(k.clone()),
+                _ => break,
+            }
+        }
+        Ok(best)
+    }
+
     /// Every row (tombstones and the version item left out), sorted by key and scope.
     pub async fn list(&self) -> Result<Vec<Row>, WriteError> {
         let mut rows = Vec::new();

@@ -92,6 +92,27 @@ async fn every_command_in_text_and_json() {
         ],
     ));
     assert_eq!(scoped["scope"], "app=checkout");
+    // What an instance sees: the most specific row that applies to it.
+    let seen = |args: &[&str]| {
+        let mut all = vec!["--output", "json", "resolve", "orders.timeoutMs"];
+        all.extend_from_slice(args);
+        json(&cli(&moto, &all))
+    };
+    let checkout = seen(&["--app", "checkout", "--instance", "i-1"]);
+    assert_eq!(
+        (&checkout["scope"], &checkout["value"]),
+        (&Value::from("app=checkout"), &Value::from("900"))
+    );
+    let search = seen(&["--app", "search"]);
+    assert_eq!(
+        (&search["scope"], &search["value"]),
+        (&Value::from("*"), &Value::from("500"))
+    );
+    assert!(
+        !cli(&moto, &["resolve", "orders.unknown", "--app", "x"])
+            .status
+            .success()
+    );
     let listed = json(&cli(
         &moto,
         &["--output", "json", "list", "--prefix", "orders."],

@@ -101,6 +101,12 @@ enum Command {
         #[command(flatten)]
         scope: ScopeArgs,
     },
+    /// Show the row an instance of the given scope uses for a key (the most specific match).
+    Resolve {
+        key: String,
+        #[command(flatten)]
+        scope: ScopeArgs,
+    },
     /// List every key (optionally those starting with a prefix).
     List {
         #[arg(long, default_value = "")]
@@ -212,6 +218,17 @@ async fn run(cli: Cli) -> Result<(), String> {
             Some(row) if row.value.is_some() => show_row(&row),
             _ => return Err(format!("`{key}` ({}) is not set", scope.scope().id())),
         },
+        Command::Resolve { key, scope } => {
+            match admin.resolve(key, &scope.scope()).await.map_err(err)? {
+                Some(row) => show_row(&row),
+                None => {
+                    return Err(format!(
+                        "no row of `{key}` applies to {}: its other layers or default do",
+                        scope.scope().id()
+                    ));
+                }
+            }
+        }
         Command::List { prefix } => {
             let rows: Vec<Row> = admin
                 .list()
