@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use http::HeaderValue;
 use percent_encoding::percent_decode_str;
 
-use crate::tracestate::{split_at_byte, split_list};
+use crate::tracestate::{normal_form, split_at_byte, split_list};
 
 use crate::error::HeaderError;
 
@@ -91,17 +91,6 @@ fn validate(value: &str) -> Result<bool, HeaderError> {
     Ok(normalized && count > 0)
 }
 
-fn normal_form(value: &str) -> Option<HeaderValue> {
-    let joined = split_list(value, b',')
-        .map(str::trim)
-        .filter(|m| !m.is_empty())
-        .collect::<Vec<_>>()
-        .join(",");
-    (!joined.is_empty())
-        .then(|| HeaderValue::from_str(&joined).ok())
-        .flatten()
-}
-
 fn token(s: &str) -> bool {
     !s.is_empty()
         && s.bytes()
@@ -116,7 +105,7 @@ impl Baggage {
         if validate(value)? {
             return Ok(Baggage(HeaderValue::from_str(value).ok()));
         }
-        Ok(Baggage(normal_form(value)))
+        Ok(Baggage(normal_form(value, str::trim)))
     }
 
     /// Parses one header line as received, keeping the caller's bytes when they are already
@@ -128,7 +117,7 @@ impl Baggage {
         if validate(text)? {
             return Ok(Baggage(Some(value.clone())));
         }
-        Ok(Baggage(normal_form(text)))
+        Ok(Baggage(normal_form(text, str::trim)))
     }
 
     fn text(&self) -> &str {

@@ -120,15 +120,21 @@ fn validate(value: &str) -> Result<bool, HeaderError> {
     Ok(normalized && count > 0)
 }
 
-fn normal_form(value: &str) -> Option<HeaderValue> {
+/// A validated list in normal form: members trimmed by `trim`, empty ones dropped, joined
+/// with `,`; `None` when nothing is left. Shared by tracestate and baggage.
+pub(crate) fn normal_form(value: &str, trim: fn(&str) -> &str) -> Option<HeaderValue> {
     let joined = split_list(value, b',')
-        .map(|m| m.trim_matches(is_ows))
+        .map(trim)
         .filter(|m| !m.is_empty())
         .collect::<Vec<_>>()
         .join(",");
     (!joined.is_empty())
         .then(|| HeaderValue::from_str(&joined).ok())
         .flatten()
+}
+
+fn trim_ows(member: &str) -> &str {
+    member.trim_matches(is_ows)
 }
 
 impl TraceState {
@@ -138,7 +144,7 @@ impl TraceState {
         if validate(value)? {
             return Ok(TraceState(HeaderValue::from_str(value).ok()));
         }
-        Ok(TraceState(normal_form(value)))
+        Ok(TraceState(normal_form(value, trim_ows)))
     }
 
     /// Parses one header line as received, keeping the caller's bytes when they are already
@@ -150,7 +156,7 @@ impl TraceState {
         if validate(text)? {
             return Ok(TraceState(Some(value.clone())));
         }
-        Ok(TraceState(normal_form(text)))
+        Ok(TraceState(normal_form(text, trim_ows)))
     }
 
     fn text(&self) -> &str {
