@@ -213,12 +213,7 @@ impl Admin {
                 .await
                 .map_err(dynamo)?;
             for row in out.items().iter().filter_map(|i| Row::from_item(i).ok()) {
-                let applies = row.value.is_some() && reader.admits(&row.scope);
-                if applies
-                    && best
-                        .as_ref()
-                        .is_none_or(|b| row.scope.specificity() > b.scope.specificity())
-                {
+                if reader.prefers(&row, best.as_ref()) {
                     best = Some(row);
                 }
             }

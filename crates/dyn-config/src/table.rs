@@ -95,6 +95,16 @@ impl Scope {
             .all(|(want, ours)| want.is_none() || *want == ours)
     }
 
+    /// Whether a reader of this scope takes `row` over `best` (the row it has so far): a live
+    /// row (a tombstone removes its own row only, so broader rows still apply) whose scope
+    /// admits the reader and is more specific. The one rule of the DynamoDB layer and of
+    /// `breakwater-config resolve`.
+    pub fn prefers(&self, row: &Row, best: Option<&Row>) -> bool {
+        row.value.is_some()
+            && self.admits(&row.scope)
+            && best.is_none_or(|b| row.scope.specificity() > b.scope.specificity())
+    }
+
     /// How specific a row's scope is: a more specific part outweighs all less specific ones.
     pub fn specificity(&self) -> u32 {
         self.parts()

@@ -191,14 +191,7 @@ impl DynamoDbSource {
                 return;
             }
         };
-        // A tombstone removes its own row only: broader rows still apply.
-        if row.value.is_none() || !self.scope.admits(&row.scope) {
-            return;
-        }
-        let wins = best
-            .get(&row.key)
-            .is_none_or(|b| row.scope.specificity() > b.scope.specificity());
-        if wins {
+        if self.scope.prefers(&row, best.get(&row.key)) {
             best.insert(row.key.clone(), row);
         }
     }
