@@ -494,7 +494,17 @@ impl EurekaClient {
             self.fetch_full().await?;
             return Ok(true);
         }
-        let delta = self.get_applications("apps/delta").await?;
+        let delta = match self.get_applications("apps/delta").await {
+            Ok(delta) => delta,
+            // A server answered but gave no usable delta (deltas disabled, a bad document):
+            // the full registry is the way back, as the Java client does.
+            Err(error @ (ClientError::Status { .. } | ClientError::Document(_))) => {
+                tracing::info!(%error, "no usable delta; fetching all");
+                self.fetch_full().await?;
+                return Ok(true);
+            }
+            Err(error) => return Err(error),
+        };
         let mut local = (**self.inner.registry.borrow()).clone();
         local.apply_delta(&delta);
         let hash = local.hashcode();

@@ -21,6 +21,9 @@ pub struct RegistryConfig {
     pub self_preservation: bool,
     /// The renewal interval clients are expected to use (30 s), for the expected rate.
     pub expected_renewal_interval_ms: i64,
+    /// Refuse delta fetches (403), as Eureka's `eureka.disableDelta` does (off): clients then
+    /// fetch the whole registry every time.
+    pub disable_delta: bool,
 }
 
 impl Default for RegistryConfig {
@@ -30,6 +33,7 @@ impl Default for RegistryConfig {
             renewal_percent_threshold: 0.85,
             self_preservation: true,
             expected_renewal_interval_ms: 30_000,
+            disable_delta: false,
         }
     }
 }
@@ -55,6 +59,30 @@ pub enum RegistryError {
         /// Ours.
         server: i64,
     },
+    /// The instance's status resolves to `UNKNOWN` (its override was removed without a new
+    /// status): it must register again, as Eureka answers such a renewal.
+    #[error("instance {id:?} has status UNKNOWN (its override was removed): register again")]
+    StatusUnknown {
+        /// The instance id.
+        id: String,
+    },
+}
+
+/// The status an instance is given, by Eureka's rules in Eureka's order: a status other than
+/// UP or OUT_OF_SERVICE is the instance's own say (DOWN and STARTING are never overridden);
+/// then an override set on the server; then the status the server already holds when it is
+/// UP or OUT_OF_SERVICE; then what the instance says.
+fn effective_status(own: Status, overridden: Option<Status>, held: Option<Status>) -> Status {
+    if !matches!(own, Status::Up | Status::OutOfService) {
+        return own;
+    }
+    if let Some(status) = overridden {
+        return status;
+    }
+    match held {
+        Some(held @ (Status::Up | Status::OutOfService)) => held,
+        _ => own,
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -88,6 +116,11 @@ impl Registry {
             config,
             state: Mutex::default(),
         }
+    }
+
+    /// The settings it runs with.
+    pub fn config(&self) -> &RegistryConfig {
+        &self.config
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
@@ -125,9 +158,11 @@ impl Registry {
                 .overrides
                 .insert(id.clone(), instance.overridden_status);
         }
-        if instance.overridden_status != Status::Unknown {
-            instance.status = instance.overridden_status;
-        }
+        instance.status = effective_status(
+            instance.status,
+            state.overrides.get(&id).copied(),
+            existing.as_ref().map(|l| l.instance.status),
+        );
         let duration_secs = if instance.lease_info.duration_secs == 0 {
             90
         } else {
@@ -165,7 +200,14 @@ impl Registry {
         now_ms: i64,
     ) -> Result<(), RegistryError> {
         let mut state = self.lock();
+        let overridden = state.overrides.get(id).copied();
         let lease = lease_mut(&mut state, app, id)?;
+        let held = lease.instance.status;
+        match effective_status(held, overridden, Some(held)) {
+            Status::Unknown => return Err(RegistryError::StatusUnknown { id: id.to_owned() }),
+            // Not a change of the instance's own making: not dirty, as in Eureka.
+            status => lease.instance.status = status,
+        }
         let server = lease.instance.last_dirty_timestamp;
         if let Some(client) = client_dirty
             && client > server
@@ -210,38 +252,43 @@ impl Registry {
         Ok(())
     }
 
-    /// Sets a status override (`OUT_OF_SERVICE` to take an instance out of traffic).
+    /// Sets a status override (`OUT_OF_SERVICE` to take an instance out of traffic). The
+    /// instance's `lastDirtyTimestamp` becomes the caller's when that is newer (Eureka's
+    /// rule); the override itself does not make the instance dirty.
     pub fn set_status_override(
         &self,
         app: &str,
         id: &str,
         status: Status,
+        client_dirty: Option<i64>,
         now_ms: i64,
     ) -> Result<(), RegistryError> {
         let mut state = self.lock();
         let lease = lease_mut(&mut state, app, id)?;
         lease.instance.overridden_status = status;
         lease.instance.status = status;
-        touch(&mut lease.instance, now_ms);
+        status_changed(&mut lease.instance, client_dirty, now_ms);
         let instance = lease.instance.clone();
         state.overrides.insert(id.to_owned(), status);
         record(&mut state, &self.config, instance, now_ms);
         Ok(())
     }
 
-    /// Removes a status override; the instance takes `status` (or `UNKNOWN` until it says).
+    /// Removes a status override; the instance takes `status`, or `UNKNOWN`, upon which its
+    /// next renewal is refused so that it registers again with its own status (Eureka's way).
     pub fn remove_status_override(
         &self,
         app: &str,
         id: &str,
         status: Option<Status>,
+        client_dirty: Option<i64>,
         now_ms: i64,
     ) -> Result<(), RegistryError> {
         let mut state = self.lock();
         let lease = lease_mut(&mut state, app, id)?;
         lease.instance.overridden_status = Status::Unknown;
         lease.instance.status = status.unwrap_or(Status::Unknown);
-        touch(&mut lease.instance, now_ms);
+        status_changed(&mut lease.instance, client_dirty, now_ms);
         let instance = lease.instance.clone();
         state.overrides.remove(id);
         record(&mut state, &self.config, instance, now_ms);
@@ -438,6 +485,16 @@ fn lease_mut<'a>(
         .ok_or_else(|| not_found(&upper, id))
 }
 
+/// A status set from outside: `lastDirtyTimestamp` moves only to a newer one the caller
+/// names; the change is recorded as a modification.
+fn status_changed(instance: &mut Instance, client_dirty: Option<i64>, now_ms: i64) {
+    if let Some(dirty) = client_dirty {
+        instance.last_dirty_timestamp = instance.last_dirty_timestamp.max(dirty);
+    }
+    instance.last_updated_timestamp = now_ms;
+    instance.action_type = Some(ActionType::Modified);
+}
+
 fn touch(instance: &mut Instance, now_ms: i64) {
     instance.last_dirty_timestamp = now_ms;
     instance.last_updated_timestamp = now_ms;
@@ -480,7 +537,7 @@ mod tests {
     fn overrides_survive_re_registration_and_dirtier_copies_win() {
         let r = Registry::new(RegistryConfig::default());
         r.register(instance("shop", "a"), 1_000);
-        r.set_status_override("SHOP", "a", Status::OutOfService, 2_000)
+        r.set_status_override("SHOP", "a", Status::OutOfService, None, 2_000)
             .unwrap();
         let mut again = instance("shop", "a");
         again.last_dirty_timestamp = 3_000;
@@ -499,9 +556,47 @@ mod tests {
                 .metadata
                 .contains_key("stale")
         );
-        r.remove_status_override("shop", "a", Some(Status::Up), 5_000)
+        r.remove_status_override("shop", "a", Some(Status::Up), None, 5_000)
             .unwrap();
         assert_eq!(r.instance(None, "a").unwrap().status, Status::Up);
+    }
+
+    #[test]
+    fn status_rules_follow_eurekas_order() {
+        let r = Registry::new(RegistryConfig::default());
+        r.register(instance("shop", "a"), 1_000);
+        r.set_status_override("shop", "a", Status::OutOfService, Some(7_000), 2_000)
+            .unwrap();
+        let i = r.instance(None, "a").unwrap();
+        assert_eq!(
+            i.last_dirty_timestamp, 7_000,
+            "the caller's newer timestamp"
+        );
+        // An instance reporting DOWN keeps its own status, whatever the override.
+        let mut down = instance("shop", "a");
+        down.status = Status::Down;
+        down.last_dirty_timestamp = 8_000;
+        r.register(down, 8_000);
+        assert_eq!(r.instance(None, "a").unwrap().status, Status::Down);
+        // Back UP: the override applies again.
+        let mut up = instance("shop", "a");
+        up.last_dirty_timestamp = 9_000;
+        r.register(up, 9_000);
+        assert_eq!(r.instance(None, "a").unwrap().status, Status::OutOfService);
+        // Removed without a new status (as the Java client does): UNKNOWN, and the next
+        // renewal asks the instance to register again; then it is UP on its own say.
+        r.remove_status_override("shop", "a", None, None, 10_000)
+            .unwrap();
+        assert_eq!(r.instance(None, "a").unwrap().status, Status::Unknown);
+        assert!(matches!(
+            r.renew("shop", "a", None, 11_000),
+            Err(RegistryError::StatusUnknown { .. })
+        ));
+        let mut again = instance("shop", "a");
+        again.last_dirty_timestamp = 12_000;
+        r.register(again, 12_000);
+        assert_eq!(r.instance(None, "a").unwrap().status, Status::Up);
+        r.renew("shop", "a", None, 13_000).unwrap();
     }
 
     #[test]

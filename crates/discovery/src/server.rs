@@ -125,6 +125,12 @@ async fn all(State(r): Shared, headers: HeaderMap) -> Response {
 }
 
 async fn delta(State(r): Shared, headers: HeaderMap) -> Response {
+    if r.config().disable_delta {
+        return text(
+            StatusCode::FORBIDDEN,
+            "deltas are disabled on this registry",
+        );
+    }
     let delta = r.delta(now_ms());
     document(&headers, |f| wire::applications_document(&delta, f))
 }
@@ -286,10 +292,11 @@ async fn set_status(
         Ok(None) => return bad_request("query parameter value: required and missing"),
         Err(message) => return bad_request(message),
     };
-    if let Err(message) = timestamp(&q) {
-        return bad_request(message);
-    }
-    match r.set_status_override(&app, &id, status, now_ms()) {
+    let dirty = match timestamp(&q) {
+        Ok(t) => t,
+        Err(message) => return bad_request(message),
+    };
+    match r.set_status_override(&app, &id, status, dirty, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => not_found(e),
     }
@@ -304,7 +311,11 @@ async fn remove_status(
         Ok(status) => status,
         Err(message) => return bad_request(message),
     };
-    match r.remove_status_override(&app, &id, status, now_ms()) {
+    let dirty = match timestamp(&q) {
+        Ok(t) => t,
+        Err(message) => return bad_request(message),
+    };
+    match r.remove_status_override(&app, &id, status, dirty, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),
         Err(e) => not_found(e),
     }

@@ -650,6 +650,9 @@ pub fn read_instance(body: &[u8]) -> Result<Instance, WireError> {
     instance_from_value(root(&doc, "instance")?, "instance")
 }
 
+/// How deep XML elements may nest (JSON is held to serde_json's 128 levels).
+pub const MAX_XML_DEPTH: usize = 32;
+
 /// Reads XML into the JSON shape Eureka's JSON codec uses.
 fn xml_to_value(text: &str) -> Result<Value, WireError> {
     use quick_xml::events::Event;
@@ -667,6 +670,14 @@ fn xml_to_value(text: &str) -> Result<Value, WireError> {
                 return Err(xml_error(&reader, "content after the root element"));
             }
             Event::Start(e) => {
+                // Eureka's documents nest six levels deep; a limit keeps a hostile body from
+                // building a tree whose (recursive) drop would overflow the stack.
+                if stack.len() >= MAX_XML_DEPTH {
+                    return Err(xml_error(
+                        &reader,
+                        format!("elements nested deeper than {MAX_XML_DEPTH}"),
+                    ));
+                }
                 let (name, attrs) = element(&e, &reader)?;
                 stack.push((name, attrs, String::new()));
             }

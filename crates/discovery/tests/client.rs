@@ -212,6 +212,25 @@ async fn deltas_are_checked_by_hash_and_fall_back_to_a_full_fetch() {
     );
     assert_eq!(client.applications().len(), 2);
 
+    // A server that refuses deltas (403, Eureka's disableDelta): every fetch is a full one.
+    let no_deltas = eureka_with(
+        RegistryConfig {
+            disable_delta: true,
+            ..RegistryConfig::default()
+        },
+        None,
+    )
+    .await;
+    let client = EurekaClient::new(fast(vec![no_deltas.url.clone()]), None).unwrap();
+    no_deltas.registry.register(me("a", "a-1", "z"), now());
+    assert!(client.fetch().await.unwrap());
+    no_deltas.registry.register(me("b", "b-1", "z"), now());
+    assert!(
+        client.fetch().await.unwrap(),
+        "a refused delta falls back to a full fetch"
+    );
+    assert_eq!(client.applications().len(), 2);
+
     let server = eureka().await;
     let client = EurekaClient::new(fast(vec![server.url.clone()]), None).unwrap();
     server.registry.register(me("a", "a-1", "z"), now());

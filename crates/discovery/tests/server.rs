@@ -258,6 +258,17 @@ async fn bad_registrations_and_parameters_get_400_with_the_reason() {
             vec![b' '; 300 * 1024],
             "larger than 262144 bytes",
         ),
+        (
+            // Under the body limit, but nested far deeper than any Eureka document.
+            "/eureka/apps/ORDERS".into(),
+            ["<a>".repeat(40_000), "</a>".repeat(40_000)]
+                .concat()
+                .into_bytes()
+                .into_iter()
+                .take(256 * 1024)
+                .collect(),
+            "elements nested deeper than 32",
+        ),
     ];
     for (path, body, says) in cases {
         let a = request(&addr, "POST", &path, &[], &body).await;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use breakwater_circuit_breaker::{CircuitBreakerLayer, Mode, Registry};
 use breakwater_dyn_config::admin::Admin;
 use breakwater_dyn_config::{Config, DynamoDbSource, hystrix};
-use common::{Moto, eventually};
+use common::{ARRIVAL, Moto, eventually};
 use tower::{Layer, ServiceExt, service_fn};
 
 fn cli(moto: &Moto, args: &[&str]) -> std::process::Output {
@@ -75,10 +75,7 @@ async fn force_open_set_with_the_cli_short_circuits_the_breaker() {
         "set: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let opened = eventually(Duration::from_secs(3), || {
-        breaker.config().mode == Mode::ForcedOpen
-    })
-    .await;
+    let opened = eventually(ARRIVAL, || breaker.config().mode == Mode::ForcedOpen).await;
     assert!(opened.is_some(), "the breaker follows forceOpen");
     let refused = call(&registry).await.expect_err("short-circuited");
     assert!(refused.to_lowercase().contains("open"), "{refused}");
@@ -93,7 +90,7 @@ async fn force_open_set_with_the_cli_short_circuits_the_breaker() {
         ],
     );
     assert!(out.status.success());
-    let slept = eventually(Duration::from_secs(3), || {
+    let slept = eventually(ARRIVAL, || {
         breaker.config().sleep_window == Duration::from_millis(750)
     })
     .await;
@@ -144,10 +141,7 @@ async fn force_open_set_with_the_cli_short_circuits_the_breaker() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let closed = eventually(Duration::from_secs(3), || {
-        breaker.config().mode == Mode::Normal
-    })
-    .await;
+    let closed = eventually(ARRIVAL, || breaker.config().mode == Mode::Normal).await;
     assert!(closed.is_some());
     assert!(call(&registry).await.is_ok());
 

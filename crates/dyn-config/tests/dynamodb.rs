@@ -7,7 +7,7 @@ use std::time::Duration;
 use aws_sdk_dynamodb::types::AttributeValue;
 use breakwater_dyn_config::admin::{Admin, WriteError};
 use breakwater_dyn_config::{Config, DynamoDbSource, Layer, Scope};
-use common::{Moto, eventually};
+use common::{ARRIVAL, Moto, eventually};
 
 async fn setup(moto: &Moto, table: &str) -> Admin {
     let admin = Admin::new(moto.client(), table);
@@ -47,7 +47,7 @@ async fn polling_follows_writes_and_keeps_the_last_good_value() {
         )
         .await
         .unwrap();
-    let took = eventually(Duration::from_secs(3), || timeout.get() == 250).await;
+    let took = eventually(ARRIVAL, || timeout.get() == 250).await;
     assert!(
         took.is_some(),
         "the new value arrives within the poll interval + 1 s"
@@ -68,7 +68,7 @@ async fn polling_follows_writes_and_keeps_the_last_good_value() {
         .write("bump", &Scope::default(), Some("1"), "test", None)
         .await
         .unwrap();
-    let refused = eventually(Duration::from_secs(3), || timeout.last_error().is_some()).await;
+    let refused = eventually(ARRIVAL, || timeout.last_error().is_some()).await;
     assert!(refused.is_some(), "the bad value was seen and refused");
     assert_eq!(timeout.get(), 250);
     let error = timeout.last_error().unwrap();
@@ -86,7 +86,7 @@ async fn polling_follows_writes_and_keeps_the_last_good_value() {
         .write("orders.timeoutMs", &Scope::default(), None, "sre", Some(9))
         .await
         .unwrap();
-    let back = eventually(Duration::from_secs(3), || timeout.get() == 1000).await;
+    let back = eventually(ARRIVAL, || timeout.get() == 1000).await;
     assert!(back.is_some(), "a deleted key falls back to the default");
     task.abort();
 }
@@ -287,9 +287,13 @@ async fn a_table_with_a_stream_pushes_changes_without_waiting_for_a_poll() {
             .write("k", &Scope::default(), Some(&value.to_string()), "t", None)
             .await
             .unwrap();
-        let took = eventually(Duration::from_secs(5), || k.get() == value).await;
-        let took = took.unwrap_or_else(|| panic!("value {value} never arrived through the stream"));
-        assert!(took < Duration::from_secs(2), "value {value} took {took:?}");
+        // Arrival well inside the 60 s poll interval proves the stream delivered it; how fast
+        // is measured by the change_latency bench, not here.
+        let took = eventually(ARRIVAL, || k.get() == value).await;
+        assert!(
+            took.is_some(),
+            "value {value} never arrived through the stream"
+        );
     }
     task.abort();
 }
@@ -337,7 +341,7 @@ async fn stream_records_update_only_their_key_with_scopes_and_deletes() {
         .write("b", &Scope::default(), Some("7"), "t", None)
         .await
         .unwrap();
-    within("b")(eventually(Duration::from_secs(3), || b.get() == 7).await);
+    within("b")(eventually(ARRIVAL, || b.get() == 7).await);
     assert_eq!(
         a.get(),
         "global",
@@ -347,21 +351,21 @@ async fn stream_records_update_only_their_key_with_scopes_and_deletes() {
         .write("a", &checkout, Some("checkout"), "t", None)
         .await
         .unwrap();
-    within("a (checkout)")(eventually(Duration::from_secs(3), || a.get() == "checkout").await);
+    within("a (checkout)")(eventually(ARRIVAL, || a.get() == "checkout").await);
     // Deleting our row falls back to the global one; deleting that, to the default.
     admin.write("a", &checkout, None, "t", None).await.unwrap();
-    within("a (global again)")(eventually(Duration::from_secs(3), || a.get() == "global").await);
+    within("a (global again)")(eventually(ARRIVAL, || a.get() == "global").await);
     admin
         .write("a", &Scope::default(), None, "t", None)
         .await
         .unwrap();
-    within("a (default)")(eventually(Duration::from_secs(3), || a.get() == "default").await);
+    within("a (default)")(eventually(ARRIVAL, || a.get() == "default").await);
     // An invalid value through the stream is refused, naming key and origin.
     admin
         .write("b", &Scope::default(), Some("many"), "t", None)
         .await
         .unwrap();
-    within("the refusal")(eventually(Duration::from_secs(3), || b.last_error().is_some()).await);
+    within("the refusal")(eventually(ARRIVAL, || b.last_error().is_some()).await);
     assert_eq!(b.get(), 7);
     let message = b.last_error().unwrap().to_string();
     assert!(
@@ -418,7 +422,7 @@ async fn an_archaius_key_value_table_is_read_and_polled() {
         .expect("a table without the scope sort key starts");
     assert_eq!(retries.get(), 2);
     put("orders.retries", "4").await.unwrap();
-    let took = eventually(Duration::from_secs(3), || retries.get() == 4).await;
+    let took = eventually(ARRIVAL, || retries.get() == 4).await;
     assert!(took.is_some(), "polled by scan");
     task.abort();
 }

@@ -47,10 +47,12 @@ async fn staleness_is_exposed_while_dynamodb_is_down() {
         }
         (staleness, errors)
     };
-    // A failed poll includes the SDK's own retries (seconds), so allow for a few.
+    // A failed poll includes the SDK's own retries (seconds), so allow for a few. The gauge is
+    // set on each failed poll, so the first failure may come before half a second has passed:
+    // wait for later ones too.
     let started = std::time::Instant::now();
     let (mut stale, mut failed) = read();
-    while failed < 1 && started.elapsed() < Duration::from_secs(30) {
+    while (failed < 1 || stale <= 0.5) && started.elapsed() < Duration::from_secs(30) {
         tokio::time::sleep(Duration::from_millis(100)).await;
         (stale, failed) = read();
     }

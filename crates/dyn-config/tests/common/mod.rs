@@ -103,6 +103,12 @@ pub fn client_for(port: u16) -> Client {
     Client::from_conf(config)
 }
 
+/// How long a test waits for a change to arrive through moto. Generous on purpose: the tests
+/// assert that changes arrive (well inside the 60 s poll interval where only a stream may
+/// deliver), not how fast; a loaded two-core CI machine runs moto, the SDK and other test
+/// binaries at once. Latency is measured by the `change_latency` bench.
+pub const ARRIVAL: Duration = Duration::from_secs(15);
+
 /// Polls `check` every 10 ms until it holds or `limit` passes; returns how long it took.
 pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> Option<Duration> {
     let start = Instant::now();
