@@ -1,58 +1,84 @@
 //! A real Eureka peer against our registry: `py-eureka-client` (PyPI; `scripts/test.sh`
 //! installs it) registers, heartbeats, fetches full and delta registries, discovers a service
-//! we registered, and deregisters when it stops.
+//! we registered through our own client, and deregisters when it stops. A counting layer in
+//! front of the registry shows that its heartbeats are renewals (not registrations again) and
+//! that it fetches deltas.
 
 use std::process::Stdio;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use breakwater_discovery::client::{ClientConfig, EurekaClient};
 use breakwater_discovery::registry::{Registry, RegistryConfig};
-use breakwater_discovery::wire::Status;
+use breakwater_discovery::wire::{Instance, Port, Status};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-async fn start() -> (Arc<Registry>, String) {
+/// Requests of PY-SERVICE's kinds that reached the registry.
+#[derive(Default)]
+struct Seen {
+    registrations: AtomicUsize,
+    renewals: AtomicUsize,
+    deltas: AtomicUsize,
+}
+
+async fn start() -> (Arc<Registry>, String, Arc<Seen>) {
     let registry = Arc::new(Registry::new(RegistryConfig::default()));
-    let router = breakwater_discovery::server::router(registry.clone());
+    let seen = Arc::new(Seen::default());
+    let counts = seen.clone();
+    let router = breakwater_discovery::server::router(registry.clone()).layer(
+        tower::util::MapRequestLayer::new(move |request: http::Request<axum::body::Body>| {
+            let path = request.uri().path().to_ascii_uppercase();
+            let counter = match *request.method() {
+                http::Method::POST if path.ends_with("/APPS/PY-SERVICE") => {
+                    Some(&counts.registrations)
+                }
+                http::Method::PUT if path.ends_with("/APPS/PY-SERVICE/PY-SERVICE-1") => {
+                    Some(&counts.renewals)
+                }
+                http::Method::GET if path.ends_with("/APPS/DELTA") => Some(&counts.deltas),
+                _ => None,
+            };
+            if let Some(counter) = counter {
+                counter.fetch_add(1, Ordering::SeqCst);
+            }
+            request
+        }),
+    );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}/eureka/", listener.local_addr().unwrap());
     tokio::spawn(async move { axum::serve(listener, router).await });
-    (registry, url)
+    (registry, url, seen)
 }
 
-/// Registers RUST-SERVICE through the REST API, as a JSON client would.
-async fn register_rust_service(url: &str) {
-    let body = serde_json::json!({"instance": {
-        "instanceId": "rust-service-1", "hostName": "127.0.0.1", "app": "RUST-SERVICE",
-        "ipAddr": "127.0.0.1", "status": "UP", "port": {"$": 8088, "@enabled": "true"},
-        "dataCenterInfo": {"@class": "com.netflix.appinfo.InstanceInfo$DefaultDataCenterInfo", "name": "MyOwn"},
-        "vipAddress": "rust-service"
-    }});
-    let status = post(&format!("{url}apps/RUST-SERVICE"), &body.to_string()).await;
-    assert_eq!(status, 204);
-}
-
-async fn post(url: &str, body: &str) -> u16 {
-    // A minimal HTTP/1.1 request over a real socket.
-    let rest = url.strip_prefix("http://").unwrap();
-    let (host, path) = rest.split_once('/').unwrap();
-    let mut stream = tokio::net::TcpStream::connect(host).await.unwrap();
-    let request = format!(
-        "POST /{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    stream.write_all(request.as_bytes()).await.unwrap();
-    let mut response = String::new();
-    tokio::io::AsyncReadExt::read_to_string(&mut stream, &mut response)
-        .await
-        .unwrap();
-    response[9..12].parse().unwrap()
+/// Registers RUST-SERVICE with our own client (the body our services send).
+async fn register_rust_service(url: &str) -> EurekaClient {
+    let instance = Instance {
+        instance_id: "rust-service-1".into(),
+        app: "RUST-SERVICE".into(),
+        host_name: "127.0.0.1".into(),
+        ip_addr: "127.0.0.1".into(),
+        status: Status::Up,
+        port: Some(Port {
+            port: 8088,
+            enabled: true,
+        }),
+        vip_address: Some("rust-service".into()),
+        ..Instance::default()
+    };
+    let config = ClientConfig {
+        service_urls: vec![url.to_owned()],
+        ..ClientConfig::default()
+    };
+    let client = EurekaClient::new(config, Some(instance)).unwrap();
+    client.register().await.expect("our client registers");
+    client
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn py_eureka_client_registers_heartbeats_discovers_and_deregisters() {
-    let (registry, url) = start().await;
-    register_rust_service(&url).await;
+    let (registry, url, seen) = start().await;
+    let rust_service = register_rust_service(&url).await;
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/py_eureka_peer.py");
     let mut peer = tokio::process::Command::new("python3")
         .arg(script)
@@ -125,6 +151,17 @@ async fn py_eureka_client_registers_heartbeats_discovers_and_deregisters() {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // Renewed by heartbeats, not by registering again; and it follows the registry by delta.
+    assert_eq!(seen.registrations.load(Ordering::SeqCst), 1);
+    assert!(seen.renewals.load(Ordering::SeqCst) >= 1);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while seen.deltas.load(Ordering::SeqCst) == 0 {
+        assert!(
+            Instant::now() < deadline,
+            "py-eureka-client fetched no delta within 10 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 
     let mut stdin = peer.stdin.take().unwrap();
     stdin.write_all(b"stop\n").await.unwrap();
@@ -147,4 +184,6 @@ async fn py_eureka_client_registers_heartbeats_discovers_and_deregisters() {
         });
     assert!(deleted, "the cancellation is in the delta");
     assert!(peer.wait().await.unwrap().success());
+    rust_service.cancel().await.expect("our client cancels");
+    assert!(registry.instance(None, "rust-service-1").is_none());
 }

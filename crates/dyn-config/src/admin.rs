@@ -264,6 +264,12 @@ impl Admin {
         who: &str,
         expected: Option<u64>,
     ) -> Result<Row, WriteError> {
+        if let Err(reason) = scope.check() {
+            return Err(WriteError::Invalid {
+                key: key.to_owned(),
+                reason,
+            });
+        }
         if let Some(value) = value
             && let Some(Err(reason)) = crate::validate::known_key(key, value)
         {
@@ -294,7 +300,10 @@ impl Admin {
             key: key.to_owned(),
             scope: scope.clone(),
             value: value.map(str::to_owned),
-            version: expected + 1,
+            version: expected.checked_add(1).ok_or_else(|| WriteError::Invalid {
+                key: key.to_owned(),
+                reason: format!("version {expected} cannot be raised"),
+            })?,
             updated_by: Some(who.to_owned()),
             updated_at: Some(now()),
             previous_value: current.as_ref().and_then(|r| r.value.clone()),

@@ -73,6 +73,24 @@ impl Scope {
         ]
     }
 
+    /// Checks that every part set can be written: not empty (an empty part would read back
+    /// as "any", widening the row to every instance), and without `;` or `=` (which would
+    /// make its sort key collide with another scope's).
+    pub fn check(&self) -> Result<(), String> {
+        for (name, part) in SCOPE_ATTRIBUTES.iter().zip(self.parts()) {
+            match part {
+                Some(v) if v.is_empty() => {
+                    return Err(format!("scope {name} is empty (leave it out for any {name})"));
+                }
+                Some(v) if v.contains([';', '=']) => {
+                    return Err(format!("scope {name} {v:?} contains `;` or `=`"));
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
     /// The sort-key value: `*`, or `name=value` parts joined with `;` in a fixed order.
     pub fn id(&self) -> String {
         let parts: Vec<String> = SCOPE_ATTRIBUTES

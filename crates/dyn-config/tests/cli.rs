@@ -135,6 +135,14 @@ async fn every_command_in_text_and_json() {
         "{}",
         String::from_utf8_lossy(&bad.stderr)
     );
+    // An empty scope (`--app "$APP"` with APP unset) would read back as every app.
+    let empty_scope = cli(&moto, &["set", "orders.timeoutMs", "1", "--app", ""]);
+    assert!(!empty_scope.status.success());
+    assert!(
+        String::from_utf8_lossy(&empty_scope.stderr).contains("scope app is empty"),
+        "{}",
+        String::from_utf8_lossy(&empty_scope.stderr)
+    );
     let stale = cli(
         &moto,
         &["set", "orders.timeoutMs", "1", "--expect-version", "1"],

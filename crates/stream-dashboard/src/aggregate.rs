@@ -181,7 +181,11 @@ impl Aggregator {
     /// Reads one event of instance `index` (its `data` text) as its follower would.
     #[doc(hidden)]
     pub fn ingest(&self, index: usize, data: &str) -> Result<(), String> {
-        let instance = &self.inner.instances[index];
+        let instance = self
+            .inner
+            .instances
+            .get(index)
+            .ok_or_else(|| format!("no instance {index}"))?;
         ingest(instance, data, 0)
     }
 }
@@ -353,7 +357,7 @@ pub fn merge(events: &[&Map<String, Value>]) -> Map<String, Value> {
             .filter_map(|(e, &h)| e.get(key).map(|v| (v, h)))
             .collect();
         let value = match key {
-            "reportingHosts" => Value::from(hosts.iter().sum::<u64>()),
+            "reportingHosts" => Value::from(saturating_sum(&hosts)),
             "type" | "name" => values[0].0.clone(),
             "currentTime" => values
                 .iter()
@@ -372,17 +376,22 @@ pub fn merge(events: &[&Map<String, Value>]) -> Map<String, Value> {
     // Hosts that do not say (old Hystrix thread-pool events) count as one each.
     merged.insert(
         "reportingHosts".to_owned(),
-        Value::from(hosts.iter().sum::<u64>()),
+        Value::from(saturating_sum(&hosts)),
     );
     if let (Some(errors), Some(requests)) = (
         merged.get("errorCount").and_then(Value::as_u64),
         merged.get("requestCount").and_then(Value::as_u64),
     ) && merged.contains_key("errorPercentage")
     {
-        let percentage = (errors * 100).checked_div(requests).unwrap_or(0);
+        let percentage = errors.saturating_mul(100).checked_div(requests).unwrap_or(0);
         merged.insert("errorPercentage".to_owned(), Value::from(percentage));
     }
     merged
+}
+
+/// Upstream counts are untrusted: a sum saturates instead of overflowing.
+fn saturating_sum(values: &[u64]) -> u64 {
+    values.iter().fold(0, |sum, &n| sum.saturating_add(n))
 }
 
 fn is_number_map(v: &Value) -> bool {
@@ -438,7 +447,7 @@ fn count_values(values: &[(&Value, u64)]) -> Value {
             order.push(key);
             (0, repr)
         });
-        entry.0 += n;
+        entry.0 = entry.0.saturating_add(n);
     };
     for (value, hosts) in values {
         match value {

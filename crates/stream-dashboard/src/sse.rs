@@ -15,6 +15,12 @@ pub enum SseError {
         /// 1-based line number in the stream.
         line: u64,
     },
+    /// An event's `data:` lines add up to more than [`MAX_LINE`] bytes.
+    #[error("the event ending at line {line} holds more than {MAX_LINE} bytes of data")]
+    EventTooLong {
+        /// 1-based line number of the `data:` line that passed the limit.
+        line: u64,
+    },
     /// An event's data is not UTF-8.
     #[error("line {line} is not UTF-8")]
     NotUtf8 {
@@ -90,6 +96,9 @@ impl SseParser {
                 None => (line, ""),
             };
             if field == "data" {
+                if self.data.len() + value.len() + 1 > MAX_LINE {
+                    return Err(SseError::EventTooLong { line: self.line });
+                }
                 if self.has_data {
                     self.data.push('\n');
                 }
@@ -121,6 +130,23 @@ mod tests {
         let mut p = SseParser::new();
         let err = p.feed(&vec![b'a'; MAX_LINE + 1]).unwrap_err();
         assert_eq!(err, SseError::LineTooLong { line: 1 });
+    }
+
+    #[test]
+    fn an_event_of_many_data_lines_is_bounded() {
+        let mut p = SseParser::new();
+        let line = format!("data: {}\n", "a".repeat(1000));
+        let mut result = Ok(Vec::new());
+        for _ in 0..(MAX_LINE / 1000 + 2) {
+            result = p.feed(line.as_bytes());
+            if result.is_err() {
+                break;
+            }
+        }
+        assert!(
+            matches!(result, Err(SseError::EventTooLong { line }) if line > 1000),
+            "{result:?}"
+        );
     }
 
     #[test]

@@ -247,6 +247,16 @@ async fn proxy_relays_allowed_origins_only() {
         "delay passed on"
     );
     assert!(events(&text).iter().all(|e| e["name"] == "proxied-command"));
+    // And a long delay slows the relayed stream (fewer frames can only come from a slow
+    // machine, never more): one frame at once, the next after 2 s.
+    let mut slow = get(
+        &proxy.url(&format!("/proxy.stream?origin={origin}&delay=2000")),
+        &[],
+    )
+    .await;
+    assert_eq!(slow.status, StatusCode::OK);
+    let text = slow.read_for(Duration::from_millis(1500)).await;
+    assert_eq!(count_events(&text, "proxied-command"), 1, "{text}");
 
     let refused = get(
         &proxy.url("/proxy.stream?origin=http://169.254.169.254/latest/meta-data"),

@@ -75,6 +75,22 @@ async fn streams_one_event_per_breaker_and_bulkhead_with_hystrix_headers() {
 }
 
 #[tokio::test]
+async fn a_long_delay_slows_the_stream_down() {
+    // The other direction of `?delay=`: a slow machine can only make frames fewer, so this
+    // holds however loaded the machine is. At the 500 ms default, 1.5 s would bring 3-4.
+    let registry = registry_with(&["payments"]);
+    let server = Server::start(Dashboard::new().registry(registry).router()).await;
+    let mut open = get(&server.url("/hystrix.stream?delay=2000"), &[]).await;
+    assert_eq!(open.status, StatusCode::OK);
+    let text = open.read_for(Duration::from_millis(1500)).await;
+    assert_eq!(
+        count_events(&text, "payments"),
+        1,
+        "one frame at once, the next after 2 s: {text}"
+    );
+}
+
+#[tokio::test]
 async fn an_empty_registry_sends_pings() {
     let server = Server::start(Dashboard::new().registry(Registry::new()).router()).await;
     let mut open = get(&server.url("/hystrix.stream?delay=100"), &[]).await;

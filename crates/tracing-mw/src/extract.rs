@@ -366,14 +366,17 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
             }
         }
     }
-    if formats.baggage
-        && let Some(value) = out.baggage.header_value()
-    {
-        headers.insert(BAGGAGE.clone(), value);
+    // As for B3 above: a caller's headers copied onto this request are not passed on as ours.
+    if formats.baggage {
+        headers.remove(&BAGGAGE);
+        if let Some(value) = out.baggage.header_value() {
+            headers.insert(BAGGAGE.clone(), value);
+        }
     }
-    if formats.request_id
-        && let Some(id) = out.request_id
-    {
-        headers.insert(X_REQUEST_ID.clone(), id.as_header().clone());
+    if formats.request_id {
+        headers.remove(&X_REQUEST_ID);
+        if let Some(id) = out.request_id {
+            headers.insert(X_REQUEST_ID.clone(), id.as_header().clone());
+        }
     }
 }

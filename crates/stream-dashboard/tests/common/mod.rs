@@ -114,6 +114,28 @@ impl Open {
         }
     }
 
+    /// Reads whatever arrives for `within` (the stream staying open), and returns it.
+    pub async fn read_for(&mut self, within: Duration) -> String {
+        let deadline = Instant::now() + within;
+        let mut text = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match tokio::time::timeout(left, self.body.frame()).await {
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(data) = frame.into_data() {
+                        text.extend_from_slice(&data);
+                    }
+                }
+                Ok(Some(Err(e))) => panic!("stream failed: {e}"),
+                Ok(None) => panic!(
+                    "stream ended early; read so far: {}",
+                    String::from_utf8_lossy(&text)
+                ),
+                Err(_) => return String::from_utf8_lossy(&text).into_owned(),
+            }
+        }
+    }
+
     /// Reads until `needle` has been seen `n` times (counted as bytes arrive, so cheap on big
     /// streams); returns the bytes read.
     pub async fn read_count(&mut self, within: Duration, needle: &str, n: usize) -> usize {
