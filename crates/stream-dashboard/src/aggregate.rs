@@ -383,7 +383,10 @@ pub fn merge(events: &[&Map<String, Value>]) -> Map<String, Value> {
         merged.get("requestCount").and_then(Value::as_u64),
     ) && merged.contains_key("errorPercentage")
     {
-        let percentage = errors.saturating_mul(100).checked_div(requests).unwrap_or(0);
+        let percentage = errors
+            .saturating_mul(100)
+            .checked_div(requests)
+            .unwrap_or(0);
         merged.insert("errorPercentage".to_owned(), Value::from(percentage));
     }
     merged
