@@ -105,7 +105,11 @@ fn oversized_headers_are_ignored_with_the_reason() {
     let read = extract(&map, &Formats::default());
     let parent = read.parent.expect("the traceparent itself is fine");
     assert_eq!(parent.trace_id.to_string(), TRACE);
-    assert_eq!(parent.trace_state, TraceState::default(), "tracestate ignored");
+    assert_eq!(
+        parent.trace_state,
+        TraceState::default(),
+        "tracestate ignored"
+    );
     assert_eq!(read.baggage, Baggage::default(), "baggage ignored");
     for name in ["tracestate", "baggage"] {
         assert!(
@@ -124,7 +128,11 @@ fn oversized_headers_are_ignored_with_the_reason() {
     }
     let read = extract(&many, &Formats::default());
     assert_eq!(read.baggage, Baggage::default());
-    assert!(read.refused.iter().any(|e| e.to_string().contains("longer than")));
+    assert!(
+        read.refused
+            .iter()
+            .any(|e| e.to_string().contains("longer than"))
+    );
 }
 
 #[test]
@@ -132,7 +140,11 @@ fn a_repeated_traceparent_starts_a_new_trace() {
     let map = headers(&[("traceparent", TP), ("traceparent", TP)]);
     let read = extract(&map, &Formats::default());
     assert!(read.parent.is_none());
-    assert!(read.refused.iter().any(|e| e.to_string().contains("more than once")));
+    assert!(
+        read.refused
+            .iter()
+            .any(|e| e.to_string().contains("more than once"))
+    );
 }
 
 const NAMES: &[&str] = &[
