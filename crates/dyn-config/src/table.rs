@@ -80,7 +80,9 @@ impl Scope {
         for (name, part) in SCOPE_ATTRIBUTES.iter().zip(self.parts()) {
             match part {
                 Some(v) if v.is_empty() => {
-                    return Err(format!("scope {name} is empty (leave it out for any {name})"));
+                    return Err(format!(
+                        "scope {name} is empty (leave it out for any {name})"
+                    ));
                 }
                 Some(v) if v.contains([';', '=']) => {
                     return Err(format!("scope {name} {v:?} contains `;` or `=`"));
