@@ -253,8 +253,20 @@ async fn turbine_stream(
     }
 }
 
-async fn proxy_stream(State(state): State<Arc<AppState>>, Query(query): Params) -> Response {
-    proxy::relay(&state.client, &state.proxy_allow, &state.proxy, query).await
+async fn proxy_stream(
+    State(state): State<Arc<AppState>>,
+    Query(query): Params,
+    connection: Option<Extension<ConnectionHandle>>,
+) -> Response {
+    let connection = connection.map(|e| e.0);
+    proxy::relay(
+        &state.client,
+        &state.proxy_allow,
+        &state.proxy,
+        query,
+        connection,
+    )
+    .await
 }
 
 async fn sources(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {

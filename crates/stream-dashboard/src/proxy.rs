@@ -15,10 +15,15 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
+use crate::serve::ConnectionHandle;
 use crate::stream::{Refusal, Streamer};
 
 /// How long the upstream gets to answer with its headers.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// How many upstream chunks may wait for a slow client (a chunk is at most one read of the
+/// upstream connection, so this bounds what one client holds to a few hundred KiB).
+const RELAY_QUEUE: usize = 16;
 
 /// The origins the proxy may connect to: `host:port` entries, or `host:*` for any port.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -163,6 +168,7 @@ pub(crate) async fn relay(
     allow: &OriginAllowList,
     streamer: &Streamer,
     query: HashMap<String, String>,
+    connection: Option<ConnectionHandle>,
 ) -> Response {
     let uri = match upstream_url(&query) {
         Ok(uri) => uri,
@@ -228,13 +234,48 @@ pub(crate) async fn relay(
         )
         .into_response();
     }
-    let (parts, body) = upstream.into_parts();
-    // The connection slot is held for as long as the relayed body lives.
-    let body = body.map_frame(move |frame| {
-        let _ = &permit;
-        frame
+    let (parts, mut body) = upstream.into_parts();
+    // Relayed through a bounded queue, as our own streams are: a client that stops reading
+    // holds at most RELAY_QUEUE chunks and is cut off after the stall timeout, which frees
+    // its slot and the upstream connection (an upstream that never cuts off slow readers,
+    // as Java Hystrix's servlet, would otherwise keep both for good).
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(RELAY_QUEUE);
+    let stall_timeout = streamer.stall_timeout();
+    tokio::spawn(async move {
+        let _permit = permit;
+        loop {
+            let data = tokio::select! {
+                frame = body.frame() => match frame {
+                    Some(Ok(frame)) => match frame.into_data() {
+                        Ok(data) => data,
+                        Err(_) => continue,
+                    },
+                    Some(Err(error)) => {
+                        tracing::info!(%uri, %error, "proxied stream failed");
+                        return;
+                    }
+                    None => return,
+                },
+                _ = tx.closed() => return,
+            };
+            match tokio::time::timeout(stall_timeout, tx.send(data)).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => return,
+                Err(_) => {
+                    tracing::info!(%uri, "disconnecting a proxy.stream client that stopped reading");
+                    if let Some(connection) = &connection {
+                        connection.close();
+                    }
+                    return;
+                }
+            }
+        }
     });
-    let mut response = Response::new(Body::new(body));
+    let relayed = futures::stream::poll_fn(move |cx| {
+        rx.poll_recv(cx)
+            .map(|data| data.map(Ok::<_, std::convert::Infallible>))
+    });
+    let mut response = Response::new(Body::from_stream(relayed));
     for (name, value) in &parts.headers {
         if name != header::TRANSFER_ENCODING
             && name != header::CONNECTION

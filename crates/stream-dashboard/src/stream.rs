@@ -147,6 +147,11 @@ impl Streamer {
         }
     }
 
+    /// How long a client may stop reading before it is cut off.
+    pub(crate) fn stall_timeout(&self) -> Duration {
+        self.settings.stall_timeout
+    }
+
     /// The frame built at or after `not_before`, building it if needed (one builder at a time;
     /// the others wait and share it).
     async fn frame(&self, not_before: Instant) -> Arc<Frame> {

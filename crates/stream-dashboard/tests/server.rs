@@ -321,3 +321,84 @@ async fn a_stuck_client_is_cut_off_and_does_not_slow_the_others() {
     let again = get(&server.url("/hystrix.stream"), &[]).await;
     assert_eq!(again.status, StatusCode::OK);
 }
+
+/// The same through `/proxy.stream`: a proxy client that stops reading is cut off after the
+/// proxy's stall timeout, freeing its slot, even when the upstream itself would wait for it
+/// much longer (as Java Hystrix's servlet waits for ever).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stuck_proxy_client_is_cut_off_and_its_slot_freed() {
+    use breakwater_stream_dashboard::OriginAllowList;
+    let registry = Registry::new();
+    for i in 0..300 {
+        registry.breaker(format!("command-{i:04}"));
+    }
+    let patient = StreamSettings {
+        stall_timeout: Duration::from_secs(600),
+        min_interval: Duration::from_millis(50),
+        ..StreamSettings::default()
+    };
+    let upstream = Server::start(
+        Dashboard::new()
+            .registry(registry)
+            .stream_settings(patient)
+            .router(),
+    )
+    .await;
+    let proxy_settings = StreamSettings {
+        max_connections: 1,
+        stall_timeout: Duration::from_secs(1),
+        ..StreamSettings::default()
+    };
+    let allow = OriginAllowList::new()
+        .allow(&upstream.addr.to_string())
+        .unwrap();
+    let proxy = Server::start(
+        Dashboard::new()
+            .proxy_allow_list(allow)
+            .stream_settings(proxy_settings)
+            .router(),
+    )
+    .await;
+    let path = format!(
+        "/proxy.stream?origin={}/hystrix.stream&delay=50",
+        upstream.addr
+    );
+
+    let mut stuck = tokio::net::TcpStream::connect(proxy.addr).await.unwrap();
+    stuck
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: x\r\n\r\n").as_bytes())
+        .await
+        .unwrap();
+    // While it holds the only slot, others are turned away.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        get(&proxy.url(&path), &[]).await.status,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+
+    // Once its buffers are full it stalls, and a second later it is cut off: the slot frees.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let next = get(&proxy.url(&path), &[]).await;
+        if next.status == StatusCode::OK {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the stuck proxy client still holds the only slot after 30 s"
+        );
+        drop(next);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // And its connection is gone: draining what the kernel buffered reaches the end.
+    let mut buf = vec![0u8; 1 << 16];
+    let ended = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Ok(n) = stuck.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stuck proxy client is still connected");
+}
