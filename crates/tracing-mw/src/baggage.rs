@@ -5,7 +5,7 @@ use std::borrow::Cow;
 use http::HeaderValue;
 use percent_encoding::percent_decode_str;
 
-use crate::tracestate::{normal_form, split_at_byte, split_list};
+use crate::tracestate::{byte_table, normal_form, split_at_byte, split_list, trim_ows};
 
 use crate::error::HeaderError;
 
@@ -24,27 +24,85 @@ pub struct Baggage(Option<HeaderValue>);
 fn split_member(member: &str) -> Option<(&str, &str, &str)> {
     let (pair, properties) = split_at_byte(member, b';').unwrap_or((member, ""));
     let (key, value) = split_at_byte(pair, b'=')?;
-    Some((key.trim(), value.trim(), properties.trim()))
+    Some((trim_ows(key), trim_ows(value), trim_ows(properties)))
 }
+
+const OCTET: [bool; 256] =
+    byte_table!(|c| matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e));
+const TOKEN: [bool; 256] = byte_table!(|c| {
+    c.is_ascii_alphanumeric()
+        || matches!(
+            c,
+            b'!' | b'#'
+                | b'$'
+                | b'%'
+                | b'&'
+                | b'\''
+                | b'*'
+                | b'+'
+                | b'-'
+                | b'.'
+                | b'^'
+                | b'_'
+                | b'`'
+                | b'|'
+                | b'~'
+        )
+});
 
 /// W3C `baggage-octet`: visible ASCII except `"`, `,`, `;` and `\` (anything else must be
 /// percent-encoded).
 fn value_ok(value: &str) -> bool {
-    value
-        .bytes()
-        .all(|c| matches!(c, 0x21 | 0x23..=0x2b | 0x2d..=0x3a | 0x3c..=0x5b | 0x5d..=0x7e))
+    value.bytes().all(|c| OCTET[c as usize])
 }
 
 /// Member properties: `;`-separated `key` or `key=value`, keys tokens, values baggage-octets.
 fn properties_ok(properties: &str) -> bool {
     properties.is_empty()
         || split_list(properties, b';').all(|p| {
-            let p = p.trim();
+            let p = trim_ows(p);
             match split_at_byte(p, b'=') {
-                Some((k, v)) => token(k.trim()) && value_ok(v.trim()),
+                Some((k, v)) => token(trim_ows(k)) && value_ok(trim_ows(v)),
                 None => token(p),
             }
         })
+}
+
+/// One pass over a plain list (`key=value` members of tokens and baggage-octets, no white
+/// space, properties or percent escapes): true only when [`validate`] would answer
+/// `Ok(true)`; anything else goes through [`validate`], which also words the errors.
+fn valid_and_plain(b: &[u8]) -> bool {
+    if b.len() > MAX_BYTES {
+        return false;
+    }
+    let (mut count, mut i) = (0, 0);
+    loop {
+        let start = i;
+        while i < b.len() && TOKEN[b[i] as usize] && b[i] != b'%' {
+            i += 1;
+        }
+        if i == start || i == b.len() || b[i] != b'=' {
+            return false;
+        }
+        i += 1;
+        while i < b.len() && OCTET[b[i] as usize] && b[i] != b'%' {
+            i += 1;
+        }
+        count += 1;
+        if count > MAX_MEMBERS {
+            return false;
+        }
+        if i == b.len() {
+            return true;
+        }
+        if b[i] != b',' {
+            return false; // a property, an escape, white space or a bad byte
+        }
+        i += 1;
+        if i == b.len() {
+            return false; // an empty last member
+        }
+    }
 }
 
 /// Checks a whole baggage list; `Ok(true)` when it is already in normal form.
@@ -56,7 +114,7 @@ fn validate(value: &str) -> Result<bool, HeaderError> {
     let mut count = 0;
     let mut normalized = true;
     for (i, raw) in split_list(value, b',').enumerate() {
-        let member = raw.trim();
+        let member = trim_ows(raw);
         if member.len() != raw.len() || member.is_empty() {
             normalized = false;
         }
@@ -92,9 +150,7 @@ fn validate(value: &str) -> Result<bool, HeaderError> {
 }
 
 fn token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|c| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c))
+    !s.is_empty() && s.bytes().all(|c| TOKEN[c as usize])
 }
 
 impl Baggage {
@@ -105,19 +161,22 @@ impl Baggage {
         if validate(value)? {
             return Ok(Baggage(HeaderValue::from_str(value).ok()));
         }
-        Ok(Baggage(normal_form(value, str::trim)))
+        Ok(Baggage(normal_form(value, trim_ows)))
     }
 
     /// Parses one header line as received, keeping the caller's bytes when they are already
     /// in normal form.
     pub fn from_header(value: &HeaderValue) -> Result<Self, HeaderError> {
+        if valid_and_plain(value.as_bytes()) {
+            return Ok(Baggage(Some(value.clone())));
+        }
         let text = value
             .to_str()
             .map_err(|_| HeaderError::new("baggage", "not visible ASCII"))?;
         if validate(text)? {
             return Ok(Baggage(Some(value.clone())));
         }
-        Ok(Baggage(normal_form(text, str::trim)))
+        Ok(Baggage(normal_form(text, trim_ows)))
     }
 
     fn text(&self) -> &str {
@@ -157,5 +216,33 @@ impl Baggage {
     /// The value to send: the received bytes.
     pub(crate) fn header_value(&self) -> Option<HeaderValue> {
         self.0.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// The one-pass check never says yes where the full one does not.
+        #[test]
+        fn the_fast_path_is_never_wrong(s in "[a-zA-Z0-9=,;% !#'*+.^_|~-]{0,80}") {
+            if valid_and_plain(s.as_bytes()) {
+                prop_assert_eq!(validate(&s), Ok(true), "{:?}", s);
+            }
+        }
+
+        /// And it takes the plain lists services send.
+        #[test]
+        fn the_fast_path_takes_plain_lists(
+            members in proptest::collection::vec(("[a-zA-Z0-9_.-]{1,12}", "[a-zA-Z0-9_.:/-]{0,20}"), 1..8)
+        ) {
+            let text = members.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+            prop_assert!(valid_and_plain(text.as_bytes()), "{:?}", text);
+            prop_assert_eq!(validate(&text), Ok(true));
+        }
     }
 }

@@ -77,21 +77,36 @@ impl SpanId {
     }
 }
 
-/// Decodes lowercase hex only (the W3C grammar is `HEXDIGLC`).
+/// Each byte's value as a lowercase hex digit; 0x10 and above for anything else.
+const HEX_VALUE: [u8; 256] = {
+    let mut table = [0xffu8; 256];
+    let mut d = 0;
+    while d < 10 {
+        table[b'0' as usize + d] = d as u8;
+        d += 1;
+    }
+    let mut d = 0;
+    while d < 6 {
+        table[b'a' as usize + d] = 10 + d as u8;
+        d += 1;
+    }
+    table
+};
+
+/// Decodes lowercase hex only (the W3C grammar is `HEXDIGLC`): one table load per digit,
+/// and one check at the end.
 fn decode_hex(hex: &str, out: &mut [u8]) -> Option<()> {
     let digits = hex.as_bytes();
     if digits.len() != out.len() * 2 {
         return None;
     }
-    let value = |d: u8| match d {
-        b'0'..=b'9' => Some(d - b'0'),
-        b'a'..=b'f' => Some(d - b'a' + 10),
-        _ => None,
-    };
-    for (i, byte) in out.iter_mut().enumerate() {
-        *byte = value(digits[2 * i])? << 4 | value(digits[2 * i + 1])?;
+    let mut invalid = 0u8;
+    for (byte, pair) in out.iter_mut().zip(digits.chunks_exact(2)) {
+        let (high, low) = (HEX_VALUE[pair[0] as usize], HEX_VALUE[pair[1] as usize]);
+        invalid |= high | low;
+        *byte = (high << 4) | (low & 0x0f);
     }
-    Some(())
+    (invalid < 0x10).then_some(())
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";

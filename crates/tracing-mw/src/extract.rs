@@ -101,14 +101,24 @@ fn one<'a>(
     header: &'static HeaderName,
     refused: &mut Vec<HeaderError>,
 ) -> Option<&'a str> {
+    one_present(headers, header, refused)?
+}
+
+/// `None` when the header is absent; `Some(None)` when present but refused (sent more than
+/// once, too long, not visible ASCII). One look-up of the name either way.
+fn one_present<'a>(
+    headers: &'a HeaderMap,
+    header: &'static HeaderName,
+    refused: &mut Vec<HeaderError>,
+) -> Option<Option<&'a str>> {
     let name = header.as_str();
     let mut values = headers.get_all(header).iter();
     let first = values.next()?;
     if values.next().is_some() {
         refused.push(HeaderError::new(name, "sent more than once"));
-        return None;
+        return Some(None);
     }
-    text(first, name, refused)
+    Some(text(first, name, refused))
 }
 
 fn text<'a>(
@@ -145,10 +155,12 @@ fn list<T>(
     let mut values = headers.get_all(header).iter();
     let first = values.next()?;
     let result = match values.next() {
-        None => {
+        // `from_header` checks the bytes itself: only the length is checked here.
+        None if first.len() > MAX_HEADER_BYTES => {
             text(first, name, refused)?;
-            from_header(first)
+            return None;
         }
+        None => from_header(first),
         Some(second) => {
             let mut joined = text(first, name, refused)?.to_owned();
             for value in std::iter::once(second).chain(values) {
@@ -175,9 +187,14 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
     let mut out = Extracted::default();
     let refused = &mut out.refused;
     let mut decided = false;
-    if formats.w3c && headers.contains_key(&TRACEPARENT) {
+    let traceparent = if formats.w3c {
+        one_present(headers, &TRACEPARENT, refused)
+    } else {
+        None
+    };
+    if let Some(traceparent) = traceparent {
         decided = true;
-        if let Some(value) = one(headers, &TRACEPARENT, refused) {
+        if let Some(value) = traceparent {
             match TraceParent::parse(value) {
                 Ok(tp) => {
                     let trace_state = list(
@@ -327,10 +344,10 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
             flags: out.flags,
         };
         set(headers, &TRACEPARENT, &tp.to_header_bytes());
-        headers.remove(&TRACESTATE);
-        if let Some(value) = out.trace_state.header_value() {
-            headers.insert(TRACESTATE.clone(), value);
-        }
+        match out.trace_state.header_value() {
+            Some(value) => headers.insert(TRACESTATE.clone(), value),
+            None => headers.remove(&TRACESTATE),
+        };
     }
     if let Some(form) = formats.b3_inject {
         // A caller's B3 headers copied onto this request must not mix with ours.
@@ -366,17 +383,18 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
             }
         }
     }
-    // As for B3 above: a caller's headers copied onto this request are not passed on as ours.
+    // As for B3 above: a caller's headers copied onto this request are not passed on as ours
+    // (`insert` replaces every earlier value of the name).
     if formats.baggage {
-        headers.remove(&BAGGAGE);
-        if let Some(value) = out.baggage.header_value() {
-            headers.insert(BAGGAGE.clone(), value);
-        }
+        match out.baggage.header_value() {
+            Some(value) => headers.insert(BAGGAGE.clone(), value),
+            None => headers.remove(&BAGGAGE),
+        };
     }
     if formats.request_id {
-        headers.remove(&X_REQUEST_ID);
-        if let Some(id) = out.request_id {
-            headers.insert(X_REQUEST_ID.clone(), id.as_header().clone());
-        }
+        match out.request_id {
+            Some(id) => headers.insert(X_REQUEST_ID.clone(), id.as_header().clone()),
+            None => headers.remove(&X_REQUEST_ID),
+        };
     }
 }

@@ -32,6 +32,8 @@
 //! # Ok(()) }
 //! ```
 
+mod span_fields;
+
 use std::fmt;
 use std::io;
 
@@ -229,7 +231,7 @@ impl Telemetry {
                         .with_span_list(false),
                     json: true,
                 })
-                .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+                .fmt_fields(span_fields::AppendJsonFields)
                 .with_writer(self.writer)
                 .with_filter(filter)
                 .boxed(),

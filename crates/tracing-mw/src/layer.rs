@@ -48,9 +48,14 @@ impl RequestContext {
     /// subscriber), and in tasks spawned with `.instrument(span)` under its span when the
     /// OpenTelemetry layer is installed.
     pub fn current() -> Option<RequestContext> {
-        if let Some(served) = SERVED.with(|s| s.borrow().clone()) {
-            return Some(served);
+        if SERVED.is_set() {
+            return Some(SERVED.with(RequestContext::clone));
         }
+        Self::from_current_span()
+    }
+
+    /// The context found through the current span (tasks instrumented with a served span).
+    fn from_current_span() -> Option<RequestContext> {
         let span = tracing::Span::current();
         if span.is_disabled() {
             return None;
@@ -61,24 +66,16 @@ impl RequestContext {
     }
 }
 
-thread_local! {
-    /// The context of the request whose handler this thread is running right now.
-    static SERVED: std::cell::RefCell<Option<RequestContext>> =
-        const { std::cell::RefCell::new(None) };
+scoped_tls::scoped_thread_local! {
+    /// The context of the request whose handler this thread is running right now: lent for
+    /// the duration of a call or poll, so reading it copies nothing.
+    static SERVED: RequestContext
 }
 
-/// Runs `f` with `context` as the served one, restoring the previous one after (even on
+/// Runs `f` with `context` as the served one (the previous one comes back after, even on
 /// unwind).
 fn with_served<R>(context: &RequestContext, f: impl FnOnce() -> R) -> R {
-    struct Restore(Option<RequestContext>);
-    impl Drop for Restore {
-        fn drop(&mut self) {
-            let previous = self.0.take();
-            SERVED.with(|s| *s.borrow_mut() = previous);
-        }
-    }
-    let _restore = Restore(SERVED.with(|s| s.replace(Some(context.clone()))));
-    f()
+    SERVED.set(context, f)
 }
 
 pin_project_lite::pin_project! {
@@ -388,8 +385,6 @@ where
     }
 
     fn call(&mut self, mut request: Request<B>) -> Self::Future {
-        let served = RequestContext::current()
-            .or_else(|| request.extensions().get::<RequestContext>().cloned());
         let method = request.method().clone();
         let uri = request.uri();
         let span = tracing::info_span!(
@@ -411,31 +406,17 @@ where
         } else {
             span.context().span().span_context().clone()
         };
-        let empty_state = TraceState::default();
-        let empty_baggage = Baggage::default();
-        let (trace_state, baggage, request_id) = match &served {
-            Some(s) => (&s.trace_state, &s.baggage, Some(&s.request_id)),
-            None => (&empty_state, &empty_baggage, None),
-        };
-        // The callee's parent is this call's span when OpenTelemetry knows it (else the
-        // served request's span).
-        let ids = if current.is_valid() {
-            TraceId::from_bytes(current.trace_id().to_bytes())
-                .zip(SpanId::from_bytes(current.span_id().to_bytes()))
-                .map(|(t, s)| (t, s, TraceFlags::from_byte(current.trace_flags().to_u8())))
+        // The served request's context is read in place on this thread (no copy per call);
+        // elsewhere it is found through the span or the request's extensions.
+        let formats = &*self.formats;
+        if SERVED.is_set() {
+            SERVED.with(|served| {
+                write_context(request.headers_mut(), &current, Some(served), formats)
+            });
         } else {
-            served.as_ref().map(|s| (s.trace_id, s.span_id, s.flags))
-        };
-        if let Some((trace_id, span_id, flags)) = ids {
-            let outgoing = Outgoing {
-                trace_id,
-                span_id,
-                flags,
-                trace_state,
-                baggage,
-                request_id,
-            };
-            inject(request.headers_mut(), &outgoing, &self.formats);
+            let served = RequestContext::from_current_span()
+                .or_else(|| request.extensions().get::<RequestContext>().cloned());
+            write_context(request.headers_mut(), &current, served.as_ref(), formats);
         }
         let inner = {
             let _entered = span.enter();
@@ -443,6 +424,37 @@ where
         };
         ClientFuture { inner, span }
     }
+}
+
+/// Writes the callee's context: its parent is the call's span when OpenTelemetry knows it
+/// (else the served request's span); tracestate, baggage and request id are the served
+/// request's.
+fn write_context(
+    headers: &mut http::HeaderMap,
+    current: &SpanContext,
+    served: Option<&RequestContext>,
+    formats: &Formats,
+) {
+    let ids = if current.is_valid() {
+        TraceId::from_bytes(current.trace_id().to_bytes())
+            .zip(SpanId::from_bytes(current.span_id().to_bytes()))
+            .map(|(t, s)| (t, s, TraceFlags::from_byte(current.trace_flags().to_u8())))
+    } else {
+        served.map(|s| (s.trace_id, s.span_id, s.flags))
+    };
+    let Some((trace_id, span_id, flags)) = ids else {
+        return;
+    };
+    let (empty_state, empty_baggage) = (TraceState::default(), Baggage::default());
+    let outgoing = Outgoing {
+        trace_id,
+        span_id,
+        flags,
+        trace_state: served.map_or(&empty_state, |s| &s.trace_state),
+        baggage: served.map_or(&empty_baggage, |s| &s.baggage),
+        request_id: served.map(|s| &s.request_id),
+    };
+    inject(headers, &outgoing, formats);
 }
 
 pin_project_lite::pin_project! {

@@ -18,14 +18,32 @@ pub const MAX_HEADER_LEN: usize = 512;
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TraceState(Option<HeaderValue>);
 
+/// A table of the bytes a condition holds for: one load per byte in the hot loops below.
+macro_rules! byte_table {
+    (|$c:ident| $allowed:expr) => {{
+        let mut table = [false; 256];
+        let mut i = 0;
+        while i < 256 {
+            let $c = i as u8;
+            table[i] = $allowed;
+            i += 1;
+        }
+        table
+    }};
+}
+pub(crate) use byte_table;
+
+const KEY_CHAR: [bool; 256] = byte_table!(|c| {
+    c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/')
+});
+const VALUE_CHAR: [bool; 256] = byte_table!(|c| c >= 0x20 && c <= 0x7e && c != b',' && c != b'=');
+
 fn simple_key(key: &str) -> bool {
     let b = key.as_bytes();
     !b.is_empty()
         && b.len() <= 256
         && (b[0].is_ascii_lowercase() || b[0].is_ascii_digit())
-        && b.iter().all(|&c| {
-            c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'-' | b'*' | b'/')
-        })
+        && b.iter().all(|&c| KEY_CHAR[c as usize])
 }
 
 fn valid_key(key: &str) -> bool {
@@ -46,13 +64,14 @@ fn valid_value(value: &str) -> bool {
     let b = value.as_bytes();
     !b.is_empty()
         && b.len() <= 256
-        && b.iter()
-            .all(|&c| (0x20..=0x7e).contains(&c) && c != b',' && c != b'=')
+        && b.iter().all(|&c| VALUE_CHAR[c as usize])
         && b[b.len() - 1] != b' '
 }
 
-fn is_ows(c: char) -> bool {
-    c == ' ' || c == '\t'
+/// Trims optional white space (space and tab; a header value holds no other ASCII white
+/// space that `trim_ascii` would also take).
+pub(crate) fn trim_ows(member: &str) -> &str {
+    member.trim_ascii()
 }
 
 /// `s` split at the first `byte` (an ASCII byte, so both halves are `str`).
@@ -83,6 +102,72 @@ fn split_members(text: &str) -> impl Iterator<Item = (&str, &str)> {
     split_list(text, b',').filter_map(|m| split_at_byte(m, b'='))
 }
 
+/// One pass over a header already in normal form (no white space around members, no empty
+/// members): true only when [`validate`] would answer `Ok(true)`; false sends the header
+/// through [`validate`], which also words the errors. Works on bytes, so no separate
+/// visible-ASCII check is needed (every byte it accepts is visible ASCII or a space).
+fn valid_and_normal(b: &[u8]) -> bool {
+    let mut keys: [&[u8]; MAX_MEMBERS] = [&[]; MAX_MEMBERS];
+    let (mut count, mut i) = (0, 0);
+    loop {
+        let start = i;
+        let mut at = None;
+        while i < b.len() && b[i] != b'=' {
+            match b[i] {
+                b'@' if at.is_none() => at = Some(i),
+                c if KEY_CHAR[c as usize] => {}
+                _ => return false,
+            }
+            i += 1;
+        }
+        if i == b.len() {
+            return false;
+        }
+        let key = &b[start..i];
+        let first_ok = |part: &[u8]| {
+            part.first()
+                .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        };
+        let key_ok = match at {
+            Some(at) => {
+                let (tenant, system) = (&b[start..at], &b[at + 1..i]);
+                first_ok(tenant)
+                    && tenant.len() <= 241
+                    && system.first().is_some_and(u8::is_ascii_lowercase)
+                    && system.len() <= 14
+            }
+            None => first_ok(key) && key.len() <= 256,
+        };
+        i += 1;
+        let value_start = i;
+        while i < b.len() && b[i] != b',' {
+            if !VALUE_CHAR[b[i] as usize] {
+                return false;
+            }
+            i += 1;
+        }
+        let value = &b[value_start..i];
+        if !key_ok
+            || value.is_empty()
+            || value.len() > 256
+            || value.last() == Some(&b' ')
+            || count == MAX_MEMBERS
+            || keys[..count].contains(&key)
+        {
+            return false;
+        }
+        keys[count] = key;
+        count += 1;
+        if i == b.len() {
+            return true;
+        }
+        i += 1; // the ','
+        if i == b.len() {
+            return false; // an empty last member
+        }
+    }
+}
+
 /// Checks a whole tracestate list; `Ok(true)` when it is already in normal form.
 fn validate(value: &str) -> Result<bool, HeaderError> {
     let bad = |reason: String| Err(HeaderError::new("tracestate", reason));
@@ -90,7 +175,7 @@ fn validate(value: &str) -> Result<bool, HeaderError> {
     let mut count = 0;
     let mut normalized = true;
     for (i, raw) in split_list(value, b',').enumerate() {
-        let member = raw.trim_matches(is_ows);
+        let member = trim_ows(raw);
         if member.len() != raw.len() || member.is_empty() {
             normalized = false;
         }
@@ -133,10 +218,6 @@ pub(crate) fn normal_form(value: &str, trim: fn(&str) -> &str) -> Option<HeaderV
         .flatten()
 }
 
-fn trim_ows(member: &str) -> &str {
-    member.trim_matches(is_ows)
-}
-
 impl TraceState {
     /// Parses the header's value (several header lines are joined with `,` first). Empty
     /// members are allowed and skipped; anything else invalid refuses the whole header.
@@ -150,6 +231,9 @@ impl TraceState {
     /// Parses one header line as received, keeping the caller's bytes when they are already
     /// in normal form.
     pub fn from_header(value: &HeaderValue) -> Result<Self, HeaderError> {
+        if valid_and_normal(value.as_bytes()) {
+            return Ok(TraceState(Some(value.clone())));
+        }
         let text = value
             .to_str()
             .map_err(|_| HeaderError::new("tracestate", "not visible ASCII"))?;
@@ -236,5 +320,29 @@ impl TraceState {
             return Some(value.clone());
         }
         HeaderValue::from_str(&self.to_header()).ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(5000))]
+
+        /// The one-pass check says yes exactly when the full one says "valid, normal form".
+        #[test]
+        fn the_fast_path_agrees_with_validate(s in "[a-z0-9=,@ _*/~-]{0,80}") {
+            prop_assert_eq!(valid_and_normal(s.as_bytes()), validate(&s) == Ok(true), "{:?}", s);
+        }
+
+        #[test]
+        fn the_fast_path_takes_valid_lists(
+            members in proptest::collection::vec(("[a-z][a-z0-9_*/-]{0,12}(@[a-z][a-z0-9]{0,5})?", "[a-z0-9!#&*+./:;<>?_~-][a-z0-9 !#&*+./:;<>?_~-]{0,20}[a-z0-9!#&*+./:;<>?_~-]"), 1..5)
+        ) {
+            let text = members.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",");
+            prop_assert_eq!(valid_and_normal(text.as_bytes()), validate(&text) == Ok(true), "{:?}", text);
+        }
     }
 }

@@ -70,6 +70,53 @@ async fn json_lines_carry_ids_and_stay_one_object_per_line() {
 }
 
 #[tokio::test]
+async fn json_lines_carry_the_spans_fields_including_ones_recorded_later() {
+    let logs = Captured::default();
+    let (subscriber, guard) = telemetry(LogFormat::Json, &logs).build().unwrap();
+    tracing::subscriber::with_default(subscriber, || {
+        let span = tracing::info_span!(
+            "HTTP request",
+            http.request.method = "GET",
+            url.path = HOSTILE,
+            retries = 3u64,
+            cached = false,
+            r#type = ?Some(1.5),
+            http.response.status_code = tracing::field::Empty,
+            otel.status_code = tracing::field::Empty,
+        );
+        let _entered = span.enter();
+        tracing::info!("before");
+        span.record("http.response.status_code", 503u16);
+        span.record("otel.status_code", "ERROR");
+        tracing::info!("after");
+        let empty = tracing::info_span!("nothing at first", late = tracing::field::Empty);
+        let _inner = empty.enter();
+        empty.record("late", "value");
+        tracing::info!("in the empty one");
+    });
+    guard.shutdown().await.unwrap();
+    let text = logs.text();
+    let lines: Vec<serde_json::Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect();
+    assert_eq!(lines.len(), 3, "{text}");
+    let before = &lines[0]["span"];
+    assert_eq!(before["name"], "HTTP request", "{text}");
+    assert_eq!(before["http.request.method"], "GET");
+    assert_eq!(before["url.path"], HOSTILE, "escaped and intact");
+    assert_eq!(before["retries"], 3);
+    assert_eq!(before["cached"], false);
+    assert_eq!(before["type"], "Some(1.5)");
+    assert!(before.get("http.response.status_code").is_none());
+    let after = &lines[1]["span"];
+    assert_eq!(after["http.response.status_code"], 503, "{text}");
+    assert_eq!(after["otel.status_code"], "ERROR");
+    assert_eq!(after["url.path"], HOSTILE);
+    assert_eq!(lines[2]["span"]["late"], "value", "{text}");
+}
+
+#[tokio::test]
 async fn text_lines_end_with_ids_and_strip_terminal_escapes() {
     let logs = Captured::default();
     let (subscriber, guard) = telemetry(LogFormat::Text, &logs).build().unwrap();
