@@ -4,21 +4,25 @@
 //! - Several server URLs: a request goes to the last server that answered; a failing server is
 //!   quarantined and the next one tried (3 tries per request); once most servers are
 //!   quarantined the quarantine is lifted, as in Java's `RetryableEurekaHttpClient`.
+//! - Answers are read up to [`wire::MAX_DOCUMENT`] bytes; a longer one is refused while it
+//!   is read ([`ClientError::TooLarge`]).
+//! - App names and instance ids are percent-encoded in request paths.
 //! - Heartbeats every 30 s; a 404 answer (lease unknown or older than ours) registers again.
 //!   Failed heartbeats and fetches back off exponentially up to 10x their interval.
 //! - Fetches every 30 s: a full fetch first, then deltas applied locally and checked against
 //!   the server's `apps__hashcode`; a mismatch or a failed delta triggers a full fetch.
 //! - While every server is down, the last good registry keeps serving.
-//! - [`EurekaClient::instances`] gives UP instances only (by default), same zone first.
+//! - [`EurekaClient::instances`] gives UP instances only (by default), same zone first (the
+//!   configured zone, else that of this client's own instance).
 //! - [`EurekaClient::watch`] streams registry changes, for `tower::discover` adapters.
 //! - [`Running::shutdown`] cancels the registration before the process exits.
 
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full};
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
@@ -43,7 +47,9 @@ pub struct ClientConfig {
     pub request_timeout: Duration,
     /// Tries per request across servers (3).
     pub tries: usize,
-    /// This client's zone, for [`EurekaClient::instances`] (`None`: no preference).
+    /// This client's zone, for [`EurekaClient::instances`]. `None`: the zone of the client's
+    /// own instance ([`Instance::zone`]: Amazon's `availability-zone`, else metadata `zone`);
+    /// no preference when it has none.
     pub zone: Option<String>,
     /// Give only UP instances (on).
     pub filter_only_up: bool,
@@ -94,6 +100,17 @@ pub enum ClientError {
     /// A registry document could not be read.
     #[error("unreadable registry document: {0}")]
     Document(#[from] wire::WireError),
+    /// A server's answer was longer than a registry document may be; it was refused while
+    /// being read.
+    #[error(
+        "{url} answered more than {limit} bytes (the largest registry document accepted); answer refused"
+    )]
+    TooLarge {
+        /// The request's URL.
+        url: String,
+        /// The limit, [`wire::MAX_DOCUMENT`].
+        limit: usize,
+    },
     /// The operation needs an instance and the client registers none.
     #[error("this client registers no instance")]
     NoInstance,
@@ -201,6 +218,7 @@ impl Transport {
                     });
                 }
             };
+            let url = uri.to_string();
             let mut request = Request::builder()
                 .method(method.clone())
                 .uri(uri)
@@ -220,18 +238,38 @@ impl Transport {
                     .http
                     .request(request)
                     .await
-                    .map_err(|e| e.to_string())?;
+                    .map_err(|e| Failure::Transport(e.to_string()))?;
                 let status = response.status();
-                let bytes = response
-                    .into_body()
+                // Refuse an announced oversized answer before reading any of it, and cut
+                // an unannounced one off at the limit.
+                let announced = response
+                    .headers()
+                    .get(header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.trim().parse::<u64>().ok());
+                if announced.is_some_and(|n| n > wire::MAX_DOCUMENT as u64) {
+                    return Err(Failure::TooLarge);
+                }
+                let bytes = Limited::new(response.into_body(), wire::MAX_DOCUMENT)
                     .collect()
                     .await
-                    .map_err(|e| e.to_string())?
+                    .map_err(|e| {
+                        if e.downcast_ref::<LengthLimitError>().is_some() {
+                            Failure::TooLarge
+                        } else {
+                            Failure::Transport(e.to_string())
+                        }
+                    })?
                     .to_bytes();
-                Ok::<_, String>((status, bytes))
+                Ok((status, bytes))
             })
             .await
-            .unwrap_or_else(|_| Err(format!("no answer within {:?}", self.timeout)));
+            .unwrap_or_else(|_| {
+                Err(Failure::Transport(format!(
+                    "no answer within {:?}",
+                    self.timeout
+                )))
+            });
             match outcome {
                 Ok((status, bytes)) if !status.is_server_error() => {
                     let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
@@ -239,8 +277,17 @@ impl Transport {
                     state.1[i] = false;
                     return Ok((status, bytes));
                 }
+                // The server answered, but with more than any registry document: another
+                // server would not do better, and reading its answer too would double the cost.
+                Err(Failure::TooLarge) => {
+                    tracing::warn!(%url, limit = wire::MAX_DOCUMENT, "Eureka answer too large; refused");
+                    return Err(ClientError::TooLarge {
+                        url,
+                        limit: wire::MAX_DOCUMENT,
+                    });
+                }
                 Ok((status, _)) => errors.push(format!("{}: {status}", server.base)),
-                Err(e) => errors.push(format!("{}: {e}", server.base)),
+                Err(Failure::Transport(e)) => errors.push(format!("{}: {e}", server.base)),
             }
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             state.1[i] = true;
@@ -248,6 +295,14 @@ impl Transport {
         }
         Err(ClientError::Unavailable(errors.join("; ")))
     }
+}
+
+/// Why one try of a request failed.
+enum Failure {
+    /// Not connected, no (complete) answer, timed out.
+    Transport(String),
+    /// The answer is longer than [`wire::MAX_DOCUMENT`].
+    TooLarge,
 }
 
 fn percent_decode(s: &str) -> Vec<u8> {
@@ -342,7 +397,7 @@ impl EurekaClient {
 
     fn instance_path(&self) -> Result<String, ClientError> {
         let i = self.instance()?;
-        Ok(format!("apps/{}/{}", i.app, i.id()))
+        Ok(format!("apps/{}/{}", segment(&i.app), segment(i.id())))
     }
 
     fn expect(
@@ -366,7 +421,7 @@ impl EurekaClient {
     /// Registers this instance (POST; 204 expected).
     pub async fn register(&self) -> Result<(), ClientError> {
         let instance = self.instance()?;
-        let path = format!("apps/{}", instance.app);
+        let path = format!("apps/{}", segment(&instance.app));
         let body = wire::instance_document(&instance, wire::Format::Json);
         let (status, bytes) = self
             .inner
@@ -555,7 +610,7 @@ impl EurekaClient {
             .filter(|i| !self.inner.config.filter_only_up || i.status == Status::Up)
             .cloned()
             .collect();
-        if let Some(zone) = &self.inner.config.zone {
+        if let Some(zone) = self.zone() {
             let same: Vec<Instance> = all
                 .iter()
                 .filter(|i| i.zone() == Some(zone.as_str()))
@@ -566,6 +621,22 @@ impl EurekaClient {
             }
         }
         all
+    }
+
+    /// The zone preferred by [`EurekaClient::instances`]: the configured one, else that of
+    /// this client's own instance.
+    fn zone(&self) -> Option<String> {
+        if let Some(zone) = &self.inner.config.zone {
+            return Some(zone.clone());
+        }
+        self.inner
+            .instance
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .and_then(|i| i.zone())
+            .filter(|z| !z.is_empty())
+            .map(str::to_owned)
     }
 
     /// Starts the background work: registration and heartbeats (when there is an instance)
@@ -607,7 +678,9 @@ impl EurekaClient {
         self.renew().await.map(|_| ())
     }
 
-    /// Runs `work` now and then every `interval`, backing off up to the multiplier on errors.
+    /// Runs `work` now and then every `interval` (start to start, or at once when it took
+    /// longer), backing off on errors: each failure doubles the time to the next run, up to
+    /// `interval` times the multiplier; a success goes back to `interval`.
     async fn every(
         self,
         interval: Duration,
@@ -622,37 +695,65 @@ impl EurekaClient {
         if register_first && let Err(e) = self.register().await {
             tracing::warn!(error = %e, "registration failed; heartbeats will register again");
         }
-        let cap = interval * self.inner.config.max_backoff_multiplier.max(1);
-        let mut delay = Duration::ZERO;
+        let multiplier = self.inner.config.max_backoff_multiplier;
+        // The time from one run's start to the next one's; what is left of it is waited.
+        let mut period = interval;
+        let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
-                _ = tokio::time::sleep(delay) => {}
+                _ = tokio::time::sleep(wait) => {}
                 _ = stopped.wait_for(|s| *s) => return,
             }
-            let started = Instant::now();
-            delay = match work(self.clone()).await {
-                Ok(()) => interval,
-                Err(e) => {
-                    let next = (delay.max(interval) * 2).min(cap);
-                    tracing::warn!(error = %e, retry_in = ?next, "Eureka request failed; the last good registry keeps serving");
-                    next
-                }
-            };
-            delay = delay.saturating_sub(started.elapsed().min(delay));
+            let started = tokio::time::Instant::now();
+            let outcome = work(self.clone()).await;
+            period = next_period(period, interval, multiplier, outcome.is_ok());
+            if let Err(e) = outcome {
+                tracing::warn!(error = %e, retry_in = ?period, "Eureka request failed; the last good registry keeps serving");
+            }
+            wait = period.saturating_sub(started.elapsed());
         }
     }
 }
 
+/// The period after a run: `interval` after a success; after a failure, twice the last
+/// period, at least `interval` and at most `interval` times `multiplier` (1 at least).
+fn next_period(last: Duration, interval: Duration, multiplier: u32, ok: bool) -> Duration {
+    if ok {
+        return interval;
+    }
+    let cap = interval
+        .checked_mul(multiplier.max(1))
+        .unwrap_or(Duration::MAX);
+    last.checked_mul(2)
+        .unwrap_or(Duration::MAX)
+        .min(cap)
+        .max(interval)
+}
+
+/// Percent-encodes one path segment: everything but RFC 3986's unreserved characters and
+/// `:` and `@` (allowed in segments and common in instance ids), so `/`, `?`, `#`, `%`, `;`,
+/// spaces and non-ASCII stay inside the segment.
+fn segment(s: &str) -> String {
+    encode_keeping(s, b":@")
+}
+
+/// Percent-encodes a query component: everything but RFC 3986's unreserved characters.
 fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
+    encode_keeping(s, b"")
+}
+
+fn encode_keeping(s: &str, keep: &[u8]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep.contains(&b)
+        {
+            out.push(b as char);
+        } else {
+            let _ = write!(out, "%{b:02X}");
+        }
+    }
+    out
 }
 
 /// The client's background work. [`Running::shutdown`] stops it and cancels the
@@ -679,5 +780,121 @@ impl Running {
             Err(ClientError::NoInstance) => Ok(()),
             other => other,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    #[test]
+    fn back_off_doubles_up_to_the_multiplier_and_resets_on_success() {
+        let mut period = S;
+        let mut periods = Vec::new();
+        for _ in 0..6 {
+            period = next_period(period, S, 10, false);
+            periods.push(period.as_secs());
+        }
+        assert_eq!(periods, [2, 4, 8, 10, 10, 10]);
+        assert_eq!(next_period(period, S, 10, true), S, "a success resets it");
+        assert_eq!(next_period(S, S, 1, false), S, "multiplier 1: no back-off");
+        assert_eq!(next_period(S, S, 0, false), S, "multiplier 0 counts as 1");
+        assert_eq!(
+            next_period(Duration::ZERO, S, 10, false),
+            S,
+            "never below the interval"
+        );
+        let huge = Duration::MAX / 2 + S;
+        assert_eq!(
+            next_period(huge, huge, u32::MAX, false),
+            Duration::MAX,
+            "no overflow"
+        );
+    }
+
+    fn client(multiplier: u32) -> EurekaClient {
+        let config = ClientConfig {
+            service_urls: vec!["http://127.0.0.1:9/eureka/".into()],
+            max_backoff_multiplier: multiplier,
+            ..ClientConfig::default()
+        };
+        EurekaClient::new(config, None).unwrap()
+    }
+
+    /// Runs `every` (interval 1 s) for `run_for` of paused time with work that takes `takes`
+    /// and fails on the runs `outcome` says; gives the runs' start times in seconds.
+    async fn starts(takes: Duration, outcome: fn(usize) -> bool, run_for: Duration) -> Vec<f64> {
+        let origin = tokio::time::Instant::now();
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (stop, stopped) = watch::channel(false);
+        let task = {
+            let log = log.clone();
+            tokio::spawn(client(10).every(S, stopped, false, move |_| {
+                let log = log.clone();
+                Box::pin(async move {
+                    let n = {
+                        let mut log = log.lock().unwrap();
+                        log.push(origin.elapsed().as_secs_f64());
+                        log.len() - 1
+                    };
+                    tokio::time::sleep(takes).await;
+                    if outcome(n) {
+                        Ok(())
+                    } else {
+                        Err(ClientError::Unavailable("test".into()))
+                    }
+                })
+            }))
+        };
+        tokio::time::sleep(run_for).await;
+        stop.send(true).unwrap();
+        task.await.unwrap();
+        Arc::try_unwrap(log).unwrap().into_inner().unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn failures_back_off_exponentially_to_ten_intervals_and_success_resets() {
+        // Runs 0-5 fail, 6-7 succeed, 8 fails, then success.
+        let starts = starts(
+            Duration::ZERO,
+            |n| (6..8).contains(&n) || n > 8,
+            Duration::from_millis(49_500),
+        )
+        .await;
+        //         fail:+2  +4   +8    +10   +10   +10 ok:+1 ok:+1 fail:+2 ok:+1
+        let expected = [
+            0.0, 2.0, 6.0, 14.0, 24.0, 34.0, 44.0, 45.0, 46.0, 48.0, 49.0,
+        ];
+        assert_eq!(starts, expected);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn slow_failures_still_back_off() {
+        // Every run takes 3 s (a timeout, say) and fails: the back-off must still grow, from
+        // start to start 3 s (2 s was due), 4, 8, 10, 10.
+        let starts = starts(3 * S, |_| false, Duration::from_millis(36_500)).await;
+        assert_eq!(starts, [0.0, 3.0, 7.0, 15.0, 25.0, 35.0]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_interval_is_kept_from_start_to_start() {
+        let starts = starts(
+            Duration::from_millis(300),
+            |_| true,
+            Duration::from_millis(3_500),
+        )
+        .await;
+        assert_eq!(starts, [0.0, 1.0, 2.0, 3.0]);
+    }
+
+    #[test]
+    fn path_segments_are_percent_encoded() {
+        assert_eq!(segment("host:svc/1 a"), "host:svc%2F1%20a");
+        assert_eq!(segment("a?b#c%d;e+f&g=h"), "a%3Fb%23c%25d%3Be%2Bf%26g%3Dh");
+        assert_eq!(segment("ü"), "%C3%BC");
+        assert_eq!(segment("ORDERS-1.a_b~c@d"), "ORDERS-1.a_b~c@d");
+        assert_eq!(encode("a:b@c"), "a%3Ab%40c");
     }
 }

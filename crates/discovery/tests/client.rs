@@ -3,14 +3,15 @@
 //! auth, and cancelling on shutdown.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use breakwater_discovery::client::{ClientConfig, EurekaClient, Renewal};
+use breakwater_discovery::client::{ClientConfig, ClientError, EurekaClient, Renewal};
 use breakwater_discovery::registry::{Registry, RegistryConfig};
-use breakwater_discovery::wire::{Instance, Port, Status};
+use breakwater_discovery::wire::{Instance, MAX_DOCUMENT, Port, Status};
 
 struct Eureka {
     registry: Arc<Registry>,
@@ -346,4 +347,275 @@ async fn prefers_its_zone_and_sends_basic_auth_from_the_url() {
     let error = anonymous.fetch().await.unwrap_err();
     assert!(error.to_string().contains("401"), "{error}");
     assert!(EurekaClient::new(fast(vec!["https://x/eureka".into()]), None).is_err());
+}
+
+/// A stand-in Eureka server that counts requests and answers an empty registry while
+/// healthy, 503 otherwise.
+struct Counting {
+    url: String,
+    hits: Arc<AtomicUsize>,
+    healthy: Arc<AtomicBool>,
+}
+
+impl Counting {
+    fn hits(&self) -> usize {
+        self.hits.load(Ordering::SeqCst)
+    }
+
+    fn set_healthy(&self, healthy: bool) {
+        self.healthy.store(healthy, Ordering::SeqCst);
+    }
+}
+
+async fn counting(healthy: bool) -> Counting {
+    let hits = Arc::new(AtomicUsize::new(0));
+    let up = Arc::new(AtomicBool::new(healthy));
+    let router = {
+        let (hits, up) = (hits.clone(), up.clone());
+        axum::Router::new().fallback(move || async move {
+            hits.fetch_add(1, Ordering::SeqCst);
+            if up.load(Ordering::SeqCst) {
+                (
+                    [(http::header::CONTENT_TYPE, "application/json")],
+                    r#"{"applications":{"versions__delta":"1","apps__hashcode":"","application":[]}}"#,
+                )
+                    .into_response()
+            } else {
+                (http::StatusCode::SERVICE_UNAVAILABLE, "down").into_response()
+            }
+        })
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/eureka/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    Counting {
+        url,
+        hits,
+        healthy: up,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failing_servers_are_quarantined_until_most_of_them_are() {
+    let servers = [
+        counting(false).await,
+        counting(true).await,
+        counting(true).await,
+        counting(true).await,
+    ];
+    let [a, b, c, d] = &servers;
+    let config = ClientConfig {
+        tries: 4,
+        ..fast(servers.iter().map(|s| s.url.clone()).collect())
+    };
+    let client = EurekaClient::new(config, None).unwrap();
+    let hits = || servers.iter().map(Counting::hits).collect::<Vec<_>>();
+
+    // A fails and is quarantined; B answers and becomes the preferred server.
+    client.fetch_full().await.unwrap();
+    assert_eq!(hits(), [1, 1, 0, 0]);
+    client.fetch_full().await.unwrap();
+    assert_eq!(hits(), [1, 2, 0, 0], "the server that answered is kept");
+
+    // A recovers but stays quarantined (1 of 4): B, C and D fail, A is not tried.
+    a.set_healthy(true);
+    for s in [b, c, d] {
+        s.set_healthy(false);
+    }
+    let error = client.fetch_full().await.unwrap_err();
+    assert!(
+        error.to_string().contains("no Eureka server answered"),
+        "{error}"
+    );
+    assert_eq!(hits(), [1, 3, 1, 1], "the quarantined server is skipped");
+
+    // Now all four are quarantined: the quarantine is lifted and A is tried again.
+    client.fetch_full().await.unwrap();
+    assert_eq!(hits(), [2, 4, 2, 2], "the quarantine is lifted");
+    // A answered: it is preferred and no longer quarantined.
+    client.fetch_full().await.unwrap();
+    assert_eq!(hits(), [3, 4, 2, 2]);
+
+    // Three of four quarantined is "most": the next request lifts the quarantine as well.
+    let config = ClientConfig {
+        tries: 4,
+        ..fast(servers.iter().map(|s| s.url.clone()).collect())
+    };
+    for s in &servers {
+        s.set_healthy(false);
+    }
+    d.set_healthy(true);
+    let client = EurekaClient::new(config, None).unwrap();
+    client.fetch_full().await.unwrap(); // A, B, C fail (quarantined); D answers.
+    assert_eq!(hits(), [4, 5, 3, 3]);
+    d.set_healthy(false);
+    a.set_healthy(true);
+    client.fetch_full().await.unwrap(); // lifted: D fails, then A answers.
+    assert_eq!(hits(), [5, 5, 3, 4]);
+}
+
+/// A server that answers 200 with a body of more than `wire::MAX_DOCUMENT` bytes, either
+/// announced by `Content-Length` or streamed in chunks, and then holds the connection open.
+async fn oversized(announced: bool) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/eureka/", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut request = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => request.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let chunk = vec![b' '; 1 << 20];
+                let total = MAX_DOCUMENT / chunk.len() + 16;
+                if announced {
+                    let head = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                        total * chunk.len()
+                    );
+                    let _ = socket.write_all(head.as_bytes()).await;
+                    let _ = socket.write_all(b"{\"applications\":").await;
+                } else {
+                    let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ntransfer-encoding: chunked\r\n\r\n";
+                    if socket.write_all(head.as_bytes()).await.is_err() {
+                        return;
+                    }
+                    for _ in 0..total {
+                        let frame =
+                            [format!("{:x}\r\n", chunk.len()).as_bytes(), &chunk, b"\r\n"].concat();
+                        if socket.write_all(&frame).await.is_err() {
+                            return;
+                        }
+                    }
+                }
+                // Never finish the answer.
+                tokio::time::sleep(Duration::from_secs(120)).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_answers_are_refused_while_reading() {
+    for announced in [true, false] {
+        let url = oversized(announced).await;
+        let config = ClientConfig {
+            request_timeout: Duration::from_secs(60),
+            ..fast(vec![url])
+        };
+        let client = EurekaClient::new(config, None).unwrap();
+        let started = Instant::now();
+        let error = client.fetch_full().await.unwrap_err();
+        assert!(
+            matches!(error, ClientError::TooLarge { limit, .. } if limit == MAX_DOCUMENT),
+            "announced {announced}: {error:?}"
+        );
+        assert!(
+            error.to_string().contains(&MAX_DOCUMENT.to_string()),
+            "the message names the limit: {error}"
+        );
+        assert!(
+            started.elapsed() < Duration::from_secs(50),
+            "refused while reading, not after the timeout"
+        );
+        assert!(client.applications().is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ids_with_reserved_characters_are_percent_encoded_in_paths() {
+    let server = eureka().await;
+    // Decoys where a wrongly split path would land.
+    server
+        .registry
+        .register(me("orders", "host:svc", "a"), now());
+    server.registry.register(me("orders", "a", "a"), now());
+    for id in ["host:svc/1 a", "a?b=c#d", "50%25 off", "x;y+z&w", "ünï"] {
+        let client =
+            EurekaClient::new(fast(vec![server.url.clone()]), Some(me("orders", id, "a"))).unwrap();
+        client.register().await.unwrap();
+        let on_server = || server.registry.instance(Some("ORDERS"), id);
+        assert!(on_server().is_some(), "{id:?} registered");
+        assert_eq!(client.renew().await.unwrap(), Renewal::Renewed, "{id:?}");
+
+        client
+            .set_status_override(Status::OutOfService)
+            .await
+            .unwrap();
+        assert_eq!(on_server().unwrap().status, Status::OutOfService, "{id:?}");
+        client.remove_status_override().await.unwrap();
+        assert_eq!(on_server().unwrap().status, Status::Up, "{id:?}");
+
+        client.update_metadata(&[("k", "v")]).await.unwrap();
+        assert_eq!(on_server().unwrap().metadata["k"], "v", "{id:?}");
+
+        client.cancel().await.unwrap();
+        assert!(on_server().is_none(), "{id:?} cancelled");
+        for decoy in ["host:svc", "a"] {
+            let decoy = server.registry.instance(Some("ORDERS"), decoy).unwrap();
+            assert_eq!(decoy.status, Status::Up);
+            assert!(!decoy.metadata.contains_key("k"));
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_zone_defaults_to_the_clients_own_instance() {
+    let server = eureka().await;
+    for (id, zone) in [("o-1", "eu-1a"), ("o-2", "eu-1b"), ("o-3", "eu-1a")] {
+        server.registry.register(me("orders", id, zone), now());
+    }
+    let ids = |client: &EurekaClient| -> Vec<String> {
+        client
+            .instances("orders")
+            .iter()
+            .map(|i| i.id().to_owned())
+            .collect()
+    };
+
+    // From the metadata "zone" of the client's own instance.
+    let client = EurekaClient::new(
+        fast(vec![server.url.clone()]),
+        Some(me("web", "w-1", "eu-1b")),
+    )
+    .unwrap();
+    client.fetch().await.unwrap();
+    assert_eq!(ids(&client), ["o-2"]);
+
+    // From Amazon's availability-zone.
+    let mut amazon = me("web", "w-2", "");
+    amazon.metadata.clear();
+    amazon.data_center_info.class = breakwater_discovery::wire::AMAZON_CLASS.into();
+    amazon.data_center_info.name = "Amazon".into();
+    amazon
+        .data_center_info
+        .metadata
+        .insert("availability-zone".into(), "eu-1a".into());
+    let client = EurekaClient::new(fast(vec![server.url.clone()]), Some(amazon)).unwrap();
+    client.fetch().await.unwrap();
+    assert_eq!(ids(&client), ["o-1", "o-3"]);
+
+    // The configured zone wins over the instance's.
+    let config = ClientConfig {
+        zone: Some("eu-1a".into()),
+        ..fast(vec![server.url.clone()])
+    };
+    let client = EurekaClient::new(config, Some(me("web", "w-3", "eu-1b"))).unwrap();
+    client.fetch().await.unwrap();
+    assert_eq!(ids(&client), ["o-1", "o-3"]);
+
+    // No zone anywhere: no preference.
+    let mut nowhere = me("web", "w-4", "");
+    nowhere.metadata.clear();
+    let client = EurekaClient::new(fast(vec![server.url.clone()]), Some(nowhere)).unwrap();
+    client.fetch().await.unwrap();
+    assert_eq!(ids(&client).len(), 3);
 }
