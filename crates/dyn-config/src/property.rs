@@ -26,6 +26,35 @@ struct Inner<T> {
     last_error: Mutex<Option<InvalidValue>>,
     /// Serialises applying changes: read the text, compare, store, announce.
     applying: Mutex<()>,
+    /// Hands new values to the callbacks, one delivery at a time (see [`Dispatch`]).
+    dispatch: Mutex<Dispatch<T>>,
+}
+
+/// The callbacks' mailbox: at most one thread delivers at a time, and it keeps delivering
+/// until no newer value is waiting, so callbacks always end on the latest value (a value
+/// overtaken before its turn is skipped).
+struct Dispatch<T> {
+    /// The newest value not delivered yet.
+    pending: Option<Arc<T>>,
+    /// A thread is delivering (it will pick up `pending`).
+    running: bool,
+}
+
+/// Clears `running` if a callback panics, so later changes are still delivered.
+struct Delivering<'a, T> {
+    dispatch: &'a Mutex<Dispatch<T>>,
+    armed: bool,
+}
+
+impl<T> Drop for Delivering<'_, T> {
+    fn drop(&mut self) {
+        if self.armed {
+            self.dispatch
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .running = false;
+        }
+    }
 }
 
 /// A typed setting with a default. Reading it is a lock-free load ([`arc_swap`]); when a
@@ -119,6 +148,10 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
                 sender,
                 last_error: Mutex::new(None),
                 applying: Mutex::new(()),
+                dispatch: Mutex::new(Dispatch {
+                    pending: None,
+                    running: false,
+                }),
             }),
         }
     }
@@ -172,7 +205,15 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
         &self.inner.key
     }
 
-    /// Calls `callback` with each new value (on the thread that applied the change).
+    /// Calls `callback` with new values, in order, on the thread that applied the change.
+    ///
+    /// When changes are applied concurrently, one thread at a time runs the callbacks and
+    /// it keeps going until it has delivered the latest value: a change made meanwhile on
+    /// another thread is delivered by the thread already running them (that other thread
+    /// returns at once), and a value already replaced by a newer one may be skipped. So
+    /// callbacks always end on the value [`get`](Self::get) returns. A callback may read or
+    /// change config, this property included (its new value is delivered after the
+    /// callbacks return).
     pub fn on_change(&self, callback: impl Fn(&T) + Send + Sync + 'static) {
         self.inner
             .callbacks
@@ -211,7 +252,7 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
 
 impl<T: FromConfig + Clone + PartialEq> Watcher for Inner<T> {
     fn changed(&self, config: &Config, key: &str) {
-        let next = {
+        {
             let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
             // Read under the lock: whichever change applies last applies the latest text.
             let effective = config.effective(key);
@@ -247,17 +288,50 @@ impl<T: FromConfig + Clone + PartialEq> Watcher for Inner<T> {
             self.value.store(next.clone());
             self.bits.store(next.pack(), Ordering::Release);
             self.sender.send_replace(next.clone());
-            next
+            tracing::info!(key = %self.key, "config value changed");
+            // Still under `applying`: the mailbox gets values in the order they were stored.
+            let mut dispatch = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+            dispatch.pending = Some(next);
+            if dispatch.running {
+                return; // the thread delivering will deliver this one too
+            }
+            dispatch.running = true;
+        }
+        self.deliver();
+    }
+}
+
+impl<T> Inner<T> {
+    /// Runs the callbacks with each pending value until none is left. Outside every lock,
+    /// so a callback may read or change config itself.
+    fn deliver(&self) {
+        let mut delivering = Delivering {
+            dispatch: &self.dispatch,
+            armed: true,
         };
-        tracing::info!(key = %self.key, "config value changed");
-        // Outside every lock, so a callback may read or change config itself.
-        let callbacks: Vec<Callback<T>> = self
-            .callbacks
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        for callback in callbacks {
-            callback(&next);
+        loop {
+            let value = {
+                let mut dispatch = self.dispatch.lock().unwrap_or_else(|p| p.into_inner());
+                match dispatch.pending.take() {
+                    Some(value) => value,
+                    None => {
+                        // Under the same lock as the check for a pending value, so a value
+                        // that arrives now finds `running` false and is delivered by its
+                        // own thread.
+                        dispatch.running = false;
+                        delivering.armed = false;
+                        return;
+                    }
+                }
+            };
+            let callbacks: Vec<Callback<T>> = self
+                .callbacks
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .clone();
+            for callback in callbacks {
+                callback(&value);
+            }
         }
     }
 }

@@ -232,3 +232,63 @@ fn an_unreachable_endpoint_is_an_error_not_a_panic() {
         "{stderr}"
     );
 }
+
+/// `breakwater-config list | head -0`: the reader is gone before anything is written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_stdout_ends_quietly_and_json_errors_are_json() {
+    let moto = Moto::start().await;
+    ok(&cli(&moto, &["init"]));
+    ok(&cli(&moto, &["set", "orders.timeoutMs", "800"]));
+    for args in [
+        &["list"][..],
+        &["--output", "json", "get", "orders.timeoutMs"],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_breakwater-config"))
+            .args(args)
+            .env("BREAKWATER_CONFIG_TABLE", "ops")
+            .env("AWS_ENDPOINT_URL_DYNAMODB", &moto.url)
+            .env("AWS_REGION", "us-east-1")
+            .env("AWS_ACCESS_KEY_ID", "test")
+            .env("AWS_SECRET_ACCESS_KEY", "test")
+            .env_remove("AWS_PROFILE")
+            .env_remove("BREAKWATER_CONFIG_OUTPUT")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // Close the read end before the CLI has its answer from DynamoDB.
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {stderr}");
+        assert!(stderr.is_empty(), "{args:?}: quiet, got {stderr}");
+    }
+
+    // Errors with --output json: one JSON object on stderr, a non-zero status.
+    let missing = cli(&moto, &["--output", "json", "get", "orders.unknown"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(missing.stdout.is_empty());
+    let error: Value = serde_json::from_slice(&missing.stderr).expect("a JSON error");
+    assert!(
+        error["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("orders.unknown") && e.contains("not set")),
+        "{error}"
+    );
+    assert_eq!(error.as_object().unwrap().len(), 1, "{error}");
+    let refused = cli(
+        &moto,
+        &[
+            "--output",
+            "json",
+            "set",
+            "orders.timeoutMs",
+            "1",
+            "--expect-version",
+            "7",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let error: Value = serde_json::from_slice(&refused.stderr).expect("a JSON error");
+    assert!(error["error"].is_string(), "{error}");
+}

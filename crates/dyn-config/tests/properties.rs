@@ -198,7 +198,23 @@ fn concurrent_changes_end_with_the_latest_value() {
     let config = Config::new();
     let n = config.property("n", 0u64);
     let text = config.property("s", String::new());
-    for round in 0..50u64 {
+    // The last value each callback saw. The yield widens the window in which another thread's
+    // newer change could be delivered first (and then overwritten by this older one).
+    let n_seen = Arc::new(Mutex::new(n.get()));
+    let s_seen = Arc::new(Mutex::new(text.get()));
+    {
+        let n_seen = n_seen.clone();
+        n.on_change(move |v| {
+            std::thread::yield_now();
+            *n_seen.lock().unwrap() = *v;
+        });
+        let s_seen = s_seen.clone();
+        text.on_change(move |v| {
+            std::thread::yield_now();
+            *s_seen.lock().unwrap() = v.clone();
+        });
+    }
+    for round in 0..200u64 {
         std::thread::scope(|s| {
             for t in 0..4u64 {
                 let config = &config;
@@ -213,6 +229,17 @@ fn concurrent_changes_end_with_the_latest_value() {
         assert_eq!(n.get().to_string(), effective, "round {round}");
         assert_eq!(**n.load(), n.get());
         assert_eq!(text.get(), config.effective("s").unwrap().value);
+        // Every thread has returned: callbacks ended on the latest value.
+        assert_eq!(
+            *n_seen.lock().unwrap(),
+            n.get(),
+            "callback of n, round {round}"
+        );
+        assert_eq!(
+            *s_seen.lock().unwrap(),
+            text.get(),
+            "callback of s, round {round}"
+        );
     }
 }
 
@@ -257,4 +284,24 @@ fn buckets_are_stable_across_releases_and_flags_agree_with_them() {
     assert!(!flag.is_enabled_for("user-42"));
     config.set_override("feature.newCheckout", "41.58%");
     assert!(!flag.is_enabled_for("tenant-2"), "4158 is not below 4158");
+}
+
+#[test]
+fn a_panicking_callback_does_not_stop_later_deliveries() {
+    let config = Config::new();
+    let n = config.property("n", 0u32);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    {
+        let seen = seen.clone();
+        n.on_change(move |v| {
+            assert_ne!(*v, 1, "a callback that panics on 1");
+            seen.lock().unwrap().push(*v);
+        });
+    }
+    let panicked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        config.set_override("n", "1")
+    }));
+    assert!(panicked.is_err());
+    config.set_override("n", "2");
+    assert_eq!(*seen.lock().unwrap(), vec![2]);
 }

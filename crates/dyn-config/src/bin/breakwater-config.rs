@@ -4,7 +4,12 @@
 //! AWS with the standard credentials chain. Writes are conditional on the version read (or
 //! `--expect-version`), so two operators never overwrite each other silently; each write
 //! records who, when and the previous value, and goes into the key's history.
+//!
+//! Results go to stdout; a closed stdout (`| head`) ends the command quietly with status 0.
+//! Errors go to stderr (as `{"error": "..."}` with `--output json`) with status 1.
 
+use std::fmt::Write as _;
+use std::io::{self, Write as _};
 use std::process::ExitCode;
 
 use breakwater_dyn_config::Scope;
@@ -194,14 +199,17 @@ async fn client(cli: &Cli) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&loader.load().await)
 }
 
-async fn run(cli: Cli) -> Result<(), String> {
-    let admin = Admin::new(client(&cli).await, &cli.table);
+/// Runs the command; returns what to print on stdout.
+async fn run(cli: &Cli) -> Result<String, String> {
+    let admin = Admin::new(client(cli).await, &cli.table);
     let json = matches!(cli.output, Output::Json);
-    let show_row = |row: &Row| {
+    let mut out = String::new();
+    // Writing to a String cannot fail.
+    let show_row = |out: &mut String, row: &Row| {
         if json {
-            println!("{}", row_json(row));
+            let _ = writeln!(out, "{}", row_json(row));
         } else {
-            println!("{}", row_text(row));
+            let _ = writeln!(out, "{}", row_text(row));
         }
     };
     let err = |e: WriteError| e.to_string();
@@ -209,18 +217,22 @@ async fn run(cli: Cli) -> Result<(), String> {
         Command::Init { streams } => {
             admin.create_tables(*streams).await.map_err(err)?;
             if json {
-                println!("{}", json!({"created": [cli.table, admin.history_table()]}));
+                let _ = writeln!(
+                    out,
+                    "{}",
+                    json!({"created": [cli.table, admin.history_table()]})
+                );
             } else {
-                println!("created {} and {}", cli.table, admin.history_table());
+                let _ = writeln!(out, "created {} and {}", cli.table, admin.history_table());
             }
         }
         Command::Get { key, scope } => match admin.get(key, &scope.scope()).await.map_err(err)? {
-            Some(row) if row.value.is_some() => show_row(&row),
+            Some(row) if row.value.is_some() => show_row(&mut out, &row),
             _ => return Err(format!("`{key}` ({}) is not set", scope.scope().id())),
         },
         Command::Resolve { key, scope } => {
             match admin.resolve(key, &scope.scope()).await.map_err(err)? {
-                Some(row) => show_row(&row),
+                Some(row) => show_row(&mut out, &row),
                 None => {
                     return Err(format!(
                         "no row of `{key}` applies to {}: its other layers or default do",
@@ -238,13 +250,14 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .filter(|r| r.key.starts_with(prefix.as_str()))
                 .collect();
             if json {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{}",
                     serde_json::Value::from(rows.iter().map(row_json).collect::<Vec<_>>())
                 );
             } else {
                 for row in &rows {
-                    println!("{}", row_text(row));
+                    show_row(&mut out, row);
                 }
             }
         }
@@ -264,25 +277,27 @@ async fn run(cli: Cli) -> Result<(), String> {
                 )
                 .await
                 .map_err(err)?;
-            show_row(&row);
+            show_row(&mut out, &row);
         }
         Command::Delete { key, scope, write } => {
             let row = admin
                 .write(key, &scope.scope(), None, &write.who, write.expect_version)
                 .await
                 .map_err(err)?;
-            show_row(&row);
+            show_row(&mut out, &row);
         }
         Command::History { key, scope } => {
             let entries = admin.history(key, &scope.scope()).await.map_err(err)?;
             if json {
-                println!(
+                let _ = writeln!(
+                    out,
                     "{}",
                     serde_json::Value::from(entries.iter().map(history_json).collect::<Vec<_>>())
                 );
             } else {
                 for e in &entries {
-                    println!(
+                    let _ = writeln!(
+                        out,
                         "v{}  {}  by {} at {}  (was {})",
                         e.version,
                         e.value.as_deref().unwrap_or("<deleted>"),
@@ -303,19 +318,41 @@ async fn run(cli: Cli) -> Result<(), String> {
                 .rollback(key, &scope.scope(), *to, &write.who, write.expect_version)
                 .await
                 .map_err(err)?;
-            show_row(&row);
+            show_row(&mut out, &row);
         }
     }
-    Ok(())
+    Ok(out)
+}
+
+/// Writes `text` to stdout (locked) and flushes it.
+fn print(text: &str) -> io::Result<()> {
+    let mut stdout = io::stdout().lock();
+    stdout.write_all(text.as_bytes())?;
+    stdout.flush()
+}
+
+/// Reports an error on stderr (ignoring a closed stderr: there is nowhere else to say it).
+fn report(output: Output, message: &str) {
+    let mut stderr = io::stderr().lock();
+    let _ = match output {
+        Output::Json => writeln!(stderr, "{}", json!({ "error": message })),
+        Output::Text => writeln!(stderr, "breakwater-config: {message}"),
+    };
 }
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    match run(cli).await {
+    let result = run(&cli).await.and_then(|text| match print(&text) {
+        Ok(()) => Ok(()),
+        // The reader went away (`| head`): it has what it wanted.
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(format!("cannot write the output: {e}")),
+    });
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
-            eprintln!("breakwater-config: {message}");
+            report(cli.output, &message);
             ExitCode::FAILURE
         }
     }

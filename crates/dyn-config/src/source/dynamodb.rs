@@ -7,10 +7,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::Client;
-use aws_sdk_dynamodb::error::DisplayErrorContext;
+use aws_sdk_dynamodb::config::http::HttpResponse;
+use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
+use aws_sdk_dynamodb::operation::query::QueryError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 
-use super::streams::StreamFollower;
+use super::streams::{StreamError, StreamFollower};
 use crate::config::{Config, Layer, Sourced};
 use crate::error::{Origin, SourceError};
 use crate::metrics::{POLL_ERRORS_TOTAL, RELOADS_TOTAL, STALENESS_SECONDS, STREAM_ERRORS_TOTAL};
@@ -31,7 +33,16 @@ use crate::table::{GLOBAL_SCOPE, INTERNAL_PREFIX, Row, Scope, VERSION_ITEM_KEY};
 ///
 /// When DynamoDB cannot be reached the last values stay, polls back off (doubling with
 /// jitter, up to 10x the interval) and the gauge `breakwater_config_staleness_seconds` says
-/// how old the values are.
+/// how old the values are: the age of the last successful read of the table (a poll's
+/// `GetItem` of the version item or scan, or a stream read whose changed keys were all read
+/// again), updated every second while the source runs. A stream read that found no change
+/// does not read the table, so with Streams and a long poll interval the gauge also climbs up
+/// to about the poll interval in quiet times; alert on more than that.
+///
+/// A throttled stream read (`LimitExceededException`, `ProvisionedThroughputExceeded`, ...)
+/// backs off and reads again from the same positions; any other stream error (trimmed data,
+/// an expired iterator, the stream gone, DynamoDB unreachable) opens the stream again from
+/// its end and reloads the whole table once to cover the gap.
 ///
 /// ```no_run
 /// use std::time::Duration;
@@ -68,18 +79,24 @@ struct Started {
     follower: Option<(StreamFollower, aws_sdk_dynamodbstreams::Client, String)>,
 }
 
-/// State shared by the poller and the stream reader.
+/// How often the staleness gauge is set from the age of the last successful read.
+const STALENESS_TICK: Duration = Duration::from_secs(1);
+
+/// State shared by the poller, the stream reader and the staleness ticker.
 struct Shared {
+    /// When the table was last read successfully.
     last_ok: Mutex<Instant>,
     staleness: metrics::Gauge,
 }
 
 impl Shared {
+    /// The table was just read successfully.
     fn ok(&self) {
         *self.last_ok.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
         self.staleness.set(0.0);
     }
 
+    /// The age of the last successful read, also published on the gauge.
     fn stale_for(&self) -> Duration {
         let age = self
             .last_ok
@@ -88,6 +105,17 @@ impl Shared {
             .elapsed();
         self.staleness.set(age.as_secs_f64());
         age
+    }
+
+    /// Publishes the age every `period`, forever: run it inside the source's task (not a
+    /// task of its own), so it stops when that task ends or is aborted.
+    async fn publish_staleness(&self, period: Duration) {
+        let mut tick = tokio::time::interval(period);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tick.tick().await;
+            self.stale_for();
+        }
     }
 }
 
@@ -244,6 +272,18 @@ impl DynamoDbSource {
     /// Reads every row of one key (one `Query`, paginated) and updates that key of the
     /// DynamoDB layer.
     pub async fn load_key(&self, config: &Config, key: &str) -> Result<(), SourceError> {
+        self.query_key(config, key)
+            .await
+            .map_err(|e| self.error(DisplayErrorContext(e)))
+    }
+
+    /// [`load_key`](Self::load_key) with the SDK's error, so the stream reader can tell
+    /// throttling from other failures.
+    async fn query_key(
+        &self,
+        config: &Config,
+        key: &str,
+    ) -> Result<(), SdkError<QueryError, HttpResponse>> {
         let _loading = self.loading.lock().await;
         let mut best: HashMap<String, Row> = HashMap::new();
         let mut start: Option<HashMap<String, AttributeValue>> = None;
@@ -258,8 +298,7 @@ impl DynamoDbSource {
                 .consistent_read(true)
                 .set_exclusive_start_key(start.take())
                 .send()
-                .await
-                .map_err(|e| self.error(DisplayErrorContext(e)))?;
+                .await?;
             for item in out.items() {
                 self.consider(&mut best, item);
             }
@@ -284,7 +323,12 @@ impl DynamoDbSource {
         let started = self.connect(&config).await?;
         shared.ok();
         Ok(tokio::spawn(async move {
-            self.run(config, started, shared).await
+            let ticker = shared.clone();
+            // Both loop until the task is aborted, which drops them together.
+            tokio::select! {
+                () = self.run(config, started, shared) => {}
+                () = ticker.publish_staleness(STALENESS_TICK) => {}
+            }
         }))
     }
 
@@ -302,8 +346,9 @@ impl DynamoDbSource {
     /// # }
     /// ```
     pub fn spawn(self, config: Config) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
-            let shared = Arc::new(self.shared());
+        let shared = Arc::new(self.shared());
+        let ticker = shared.clone();
+        let work = async move {
             let errors = metrics::counter!(
                 POLL_ERRORS_TOTAL,
                 "source" => "dynamodb",
@@ -324,6 +369,13 @@ impl DynamoDbSource {
             };
             shared.ok();
             self.run(config, started, shared).await
+        };
+        tokio::spawn(async move {
+            // Both loop until the task is aborted, which drops them together.
+            tokio::select! {
+                () = work => {}
+                () = ticker.publish_staleness(STALENESS_TICK) => {}
+            }
         })
     }
 
@@ -372,7 +424,7 @@ impl DynamoDbSource {
             (Some(client), Some(arn)) => Some((
                 StreamFollower::open(client.clone(), arn.clone())
                     .await
-                    .map_err(|e| self.error(format!("its stream: {e}")))?,
+                    .map_err(|e| self.error(format!("its stream: {}", e.message)))?,
                 client.clone(),
                 arn,
             )),
@@ -449,40 +501,58 @@ impl DynamoDbSource {
     ) {
         let errors = metrics::counter!(STREAM_ERRORS_TOTAL, "table" => self.table.clone());
         let mut failures: u32 = 0;
-        // After an error the stream is opened again from its end: reload everything once to
-        // cover what was written in between.
+        // After an error that loses the stream positions the stream is opened again from its
+        // end: reload everything once to cover what was written in between. A throttled read
+        // keeps its positions (and the keys it had found) and is simply retried later.
         let mut reload_all = false;
         loop {
             tokio::time::sleep(backoff(self.stream_interval, failures)).await;
-            let result: Result<(), String> = async {
+            let result: Result<(), StreamError> = async {
                 if reload_all {
                     follower = StreamFollower::open(client.clone(), arn.clone()).await?;
-                    self.load(config).await.map_err(|e| e.to_string())?;
+                    self.load(config)
+                        .await
+                        .map_err(|e| StreamError::lost(e.to_string()))?;
+                    shared.ok();
                     self.reloaded("stream");
                     reload_all = false;
                 }
-                for key in follower.changed_keys().await? {
-                    if key.starts_with(INTERNAL_PREFIX) {
-                        continue;
+                let keys: Vec<String> = follower
+                    .changed_keys()
+                    .await?
+                    .into_iter()
+                    .filter(|key| !key.starts_with(INTERNAL_PREFIX))
+                    .collect();
+                for (i, key) in keys.iter().enumerate() {
+                    if let Err(error) = self.query_key(config, key).await {
+                        // Not read yet: read them again next time.
+                        follower.requeue(keys[i..].iter().cloned());
+                        return Err(StreamError::from_sdk(
+                            &error,
+                            self.error(DisplayErrorContext(&error)).to_string(),
+                        ));
                     }
-                    self.load_key(config, &key)
-                        .await
-                        .map_err(|e| e.to_string())?;
                     self.reloaded("stream");
+                }
+                // A stream read that found nothing did not read the table: it says nothing
+                // about whether the table can be read.
+                if !keys.is_empty() {
+                    shared.ok();
                 }
                 Ok(())
             }
             .await;
             match result {
-                Ok(()) => {
-                    failures = 0;
-                    shared.ok();
-                }
+                Ok(()) => failures = 0,
                 Err(error) => {
                     failures = (failures + 1).min(4);
-                    reload_all = true;
                     errors.increment(1);
-                    tracing::warn!(table = %self.table, %error, "reading the table's stream failed; polling continues");
+                    if error.throttled() {
+                        tracing::warn!(table = %self.table, error = %error.message, "reading the table's stream was throttled; backing off");
+                    } else {
+                        reload_all = true;
+                        tracing::warn!(table = %self.table, error = %error.message, "reading the table's stream failed; polling continues");
+                    }
                 }
             }
         }
