@@ -25,6 +25,13 @@ impl Captured {
     }
 }
 
+/// Each line as JSON; a line that is not JSON fails the test.
+fn json_lines(text: &str) -> Vec<serde_json::Value> {
+    text.lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
+        .collect()
+}
+
 fn telemetry(format: LogFormat, logs: &Captured) -> Telemetry {
     let logs = logs.clone();
     Telemetry::new()
@@ -55,10 +62,7 @@ async fn json_lines_carry_ids_and_stay_one_object_per_line() {
     guard.shutdown().await.unwrap();
 
     let text = logs.text();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect();
+    let lines = json_lines(&text);
     assert_eq!(lines.len(), 2, "{text}");
     assert_eq!(lines[0]["message"], "outside any span");
     assert!(lines[0].get("trace_id").is_none(), "no ids outside spans");
@@ -96,10 +100,7 @@ async fn json_lines_carry_the_spans_fields_including_ones_recorded_later() {
     });
     guard.shutdown().await.unwrap();
     let text = logs.text();
-    let lines: Vec<serde_json::Value> = text
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {l:?}: {e}")))
-        .collect();
+    let lines = json_lines(&text);
     assert_eq!(lines.len(), 3, "{text}");
     let before = &lines[0]["span"];
     assert_eq!(before["name"], "HTTP request", "{text}");

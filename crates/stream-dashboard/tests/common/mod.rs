@@ -85,55 +85,52 @@ pub async fn get(url: &str, headers: &[(&str, &str)]) -> Open {
 }
 
 impl Open {
-    /// Reads until `done` says the text so far is enough, or panics after `within`.
-    pub async fn read_until(&mut self, within: Duration, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + within;
-        let mut text = Vec::new();
+    /// The next data chunk before `deadline`, or `None` once it passes; panics when the
+    /// stream fails or ends (`text` is what was read so far, for the message).
+    async fn next_data(&mut self, deadline: Instant, text: &[u8]) -> Option<Bytes> {
         loop {
-            if done(&String::from_utf8_lossy(&text)) {
-                return String::from_utf8_lossy(&text).into_owned();
-            }
             let left = deadline.saturating_duration_since(Instant::now());
             match tokio::time::timeout(left, self.body.frame()).await {
                 Ok(Some(Ok(frame))) => {
                     if let Ok(data) = frame.into_data() {
-                        text.extend_from_slice(&data);
+                        return Some(data);
                     }
                 }
                 Ok(Some(Err(e))) => panic!("stream failed: {e}"),
                 Ok(None) => panic!(
                     "stream ended early; read so far: {}",
-                    String::from_utf8_lossy(&text)
+                    String::from_utf8_lossy(text)
                 ),
-                Err(_) => panic!(
+                Err(_) => return None,
+            }
+        }
+    }
+
+    /// Reads until `done` says the text so far is enough, or panics after `within`.
+    pub async fn read_until(&mut self, within: Duration, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + within;
+        let mut text = Vec::new();
+        while !done(&String::from_utf8_lossy(&text)) {
+            let Some(data) = self.next_data(deadline, &text).await else {
+                panic!(
                     "timed out after {within:?}; read so far ({} bytes): {}",
                     text.len(),
                     String::from_utf8_lossy(&text[..text.len().min(2000)])
-                ),
-            }
+                );
+            };
+            text.extend_from_slice(&data);
         }
+        String::from_utf8_lossy(&text).into_owned()
     }
 
     /// Reads whatever arrives for `within` (the stream staying open), and returns it.
     pub async fn read_for(&mut self, within: Duration) -> String {
         let deadline = Instant::now() + within;
         let mut text = Vec::new();
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            match tokio::time::timeout(left, self.body.frame()).await {
-                Ok(Some(Ok(frame))) => {
-                    if let Ok(data) = frame.into_data() {
-                        text.extend_from_slice(&data);
-                    }
-                }
-                Ok(Some(Err(e))) => panic!("stream failed: {e}"),
-                Ok(None) => panic!(
-                    "stream ended early; read so far: {}",
-                    String::from_utf8_lossy(&text)
-                ),
-                Err(_) => return String::from_utf8_lossy(&text).into_owned(),
-            }
+        while let Some(data) = self.next_data(deadline, &text).await {
+            text.extend_from_slice(&data);
         }
+        String::from_utf8_lossy(&text).into_owned()
     }
 
     /// Reads until `needle` has been seen `n` times (counted as bytes arrive, so cheap on big
