@@ -76,14 +76,26 @@ async fn staleness_grows_between_polls_and_stops_with_the_task() {
     );
 
     drop(moto);
-    // Both readings during the outage, 4 s apart; each reads what the ticker (every second)
-    // set last. Stream reads fail throughout; no poll runs.
+    // Two windows during the outage, 5 s apart, each 2 s long (the ticker sets the gauge every
+    // second, so each window sees at least one setting even on a loaded machine); the largest
+    // value seen in each is compared. Stream reads fail throughout; no poll runs.
+    async fn window(snapshotter: &Snapshotter, length: Duration) -> HashMap<String, f64> {
+        let mut most: HashMap<String, f64> = HashMap::new();
+        let end = std::time::Instant::now() + length;
+        while std::time::Instant::now() < end {
+            for (table, v) in staleness(snapshotter) {
+                let m = most.entry(table).or_insert(0.0);
+                *m = m.max(v);
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        most
+    }
     tokio::time::sleep(Duration::from_millis(1500)).await;
     staleness(&snapshotter);
-    tokio::time::sleep(Duration::from_millis(1200)).await;
-    let first = staleness(&snapshotter);
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    let second = staleness(&snapshotter);
+    let first = window(&snapshotter, Duration::from_secs(2)).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let second = window(&snapshotter, Duration::from_secs(2)).await;
     for table in ["polled", "pushed"] {
         let (a, b) = (
             first.get(table).copied().unwrap_or(0.0),
