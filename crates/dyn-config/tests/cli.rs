@@ -8,9 +8,10 @@ use std::process::{Command, Output};
 use common::Moto;
 use serde_json::Value;
 
-/// Runs the CLI with its settings from the environment (no flags), as in a shell profile.
-fn cli(moto: &Moto, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_breakwater-config"))
+/// The CLI with its settings from the environment (no flags), as in a shell profile.
+fn command(moto: &Moto, args: &[&str]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_breakwater-config"));
+    command
         .args(args)
         .env("BREAKWATER_CONFIG_TABLE", "ops")
         .env("AWS_ENDPOINT_URL_DYNAMODB", &moto.url)
@@ -19,9 +20,13 @@ fn cli(moto: &Moto, args: &[&str]) -> Output {
         .env("AWS_SECRET_ACCESS_KEY", "test")
         .env("USER", "operator")
         .env_remove("AWS_PROFILE")
-        .env_remove("BREAKWATER_CONFIG_OUTPUT")
-        .output()
-        .expect("the CLI runs")
+        .env_remove("BREAKWATER_CONFIG_OUTPUT");
+    command
+}
+
+/// Runs the CLI (see [`command`]) to the end.
+fn cli(moto: &Moto, args: &[&str]) -> Output {
+    command(moto, args).output().expect("the CLI runs")
 }
 
 fn ok(out: &Output) -> String {
@@ -243,15 +248,7 @@ async fn a_closed_stdout_ends_quietly_and_json_errors_are_json() {
         &["list"][..],
         &["--output", "json", "get", "orders.timeoutMs"],
     ] {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_breakwater-config"))
-            .args(args)
-            .env("BREAKWATER_CONFIG_TABLE", "ops")
-            .env("AWS_ENDPOINT_URL_DYNAMODB", &moto.url)
-            .env("AWS_REGION", "us-east-1")
-            .env("AWS_ACCESS_KEY_ID", "test")
-            .env("AWS_SECRET_ACCESS_KEY", "test")
-            .env_remove("AWS_PROFILE")
-            .env_remove("BREAKWATER_CONFIG_OUTPUT")
+        let mut child = command(&moto, args)
             .stdout(std::process::Stdio::piped())
             .stderr(std::process::Stdio::piped())
             .spawn()
