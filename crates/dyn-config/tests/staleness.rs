@@ -8,15 +8,11 @@ use std::time::Duration;
 use breakwater_dyn_config::admin::Admin;
 use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
 use common::Moto;
-use metrics_util::debugging::{DebugValue, DebuggingRecorder};
+use metrics_util::debugging::DebugValue;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staleness_is_exposed_while_dynamodb_is_down() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = common::debugging_recorder();
 
     let moto = Moto::start().await;
     let admin = Admin::new(moto.client(), "stale");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use breakwater_dyn_config::admin::Admin;
 use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
 use common::{ARRIVAL, Moto, eventually};
-use metrics_util::debugging::{DebugValue, DebuggingRecorder, Snapshotter};
+use metrics_util::debugging::{DebugValue, Snapshotter};
 
 /// The staleness gauge of each table as last set since the previous snapshot (the debugging
 /// recorder hands a gauge's value out once, then reads 0 until it is set again).
@@ -34,11 +34,7 @@ fn staleness(snapshotter: &Snapshotter) -> HashMap<String, f64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staleness_grows_between_polls_and_stops_with_the_task() {
-    let recorder = DebuggingRecorder::new();
-    let snapshotter = recorder.snapshotter();
-    recorder
-        .install()
-        .expect("the only recorder of this test binary");
+    let snapshotter = common::debugging_recorder();
 
     let moto = Moto::start().await;
     for (table, streams) in [("polled", false), ("pushed", true)] {

@@ -120,3 +120,14 @@ pub async fn eventually(limit: Duration, mut check: impl FnMut() -> bool) -> Opt
     }
     None
 }
+
+/// Installs metrics-util's debugging recorder as this test binary's recorder (one per binary:
+/// a test that reads metrics has a binary of its own) and returns what reads it back.
+pub fn debugging_recorder() -> metrics_util::debugging::Snapshotter {
+    let recorder = metrics_util::debugging::DebuggingRecorder::new();
+    let snapshotter = recorder.snapshotter();
+    recorder
+        .install()
+        .expect("the only recorder of this test binary");
+    snapshotter
+}
