@@ -105,6 +105,22 @@ struct Sample {
     cpu_ticks: u64,
     sys_ticks: u64,
     rss_kib: u64,
+    /// Frame files (memfds) the server holds open: their pages are memory too, outside RSS.
+    memfd_kib: u64,
+}
+
+fn memfd_kib(pid: u32) -> u64 {
+    let Ok(fds) = std::fs::read_dir(format!("/proc/{pid}/fd")) else {
+        return 0;
+    };
+    fds.filter_map(Result::ok)
+        .filter(|fd| {
+            std::fs::read_link(fd.path())
+                .is_ok_and(|target| target.to_string_lossy().starts_with("/memfd:"))
+        })
+        .filter_map(|fd| std::fs::metadata(fd.path()).ok())
+        .map(|meta| meta.len().div_ceil(1024))
+        .sum()
 }
 
 fn sample(pid: u32) -> Sample {
@@ -126,6 +142,7 @@ fn sample(pid: u32) -> Sample {
         cpu_ticks: utime + stime,
         sys_ticks: stime,
         rss_kib,
+        memfd_kib: memfd_kib(pid),
     }
 }
 
@@ -146,6 +163,7 @@ struct Phase {
     rss_start_kib: u64,
     rss_end_kib: u64,
     rss_max_kib: u64,
+    memfd_max_kib: u64,
     frames_per_client_per_sec: f64,
     mib_per_sec: f64,
 }
@@ -167,6 +185,7 @@ fn watch(
     );
     let mut last = sample(pid);
     let mut rss_max = first.rss_kib;
+    let mut memfd_max = first.memfd_kib;
     println!("  {name}:");
     while first.at.elapsed() < length {
         std::thread::sleep(Duration::from_secs(5).min(length));
@@ -176,11 +195,13 @@ fn watch(
             / now.at.duration_since(last.at).as_secs_f64()
             * 100.0;
         rss_max = rss_max.max(now.rss_kib);
+        memfd_max = memfd_max.max(now.memfd_kib);
         println!(
-            "    t={:>4.0}s  cpu {:>5.1}% of one core  rss {:>7} KiB",
+            "    t={:>4.0}s  cpu {:>5.1}% of one core  rss {:>7} KiB  frame files {:>6} KiB",
             now.at.duration_since(first.at).as_secs_f64(),
             cpu,
-            now.rss_kib
+            now.rss_kib,
+            now.memfd_kib
         );
         last = now;
     }
@@ -194,6 +215,7 @@ fn watch(
         rss_start_kib: first.rss_kib,
         rss_end_kib: last.rss_kib,
         rss_max_kib: rss_max,
+        memfd_max_kib: memfd_max,
         frames_per_client_per_sec: if clients == 0 {
             0.0
         } else {
@@ -312,12 +334,12 @@ fn driver(length: Duration) {
     let baseline = phases[0].cpu_percent;
     println!();
     println!(
-        "| phase | server CPU (% of one core) | of which kernel | dashboard share (minus baseline) | RSS start → end (max), MiB | frames/s per client | MiB/s sent |"
+        "| phase | server CPU (% of one core) | of which kernel | dashboard share (minus baseline) | RSS start → end (max), MiB | frame files max, MiB | frames/s per client | MiB/s sent |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for p in &phases {
         println!(
-            "| {} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} ({:.1}) | {:.2} | {:.1} |",
+            "| {} | {:.1} | {:.1} | {:.1} | {:.1} → {:.1} ({:.1}) | {:.1} | {:.2} | {:.1} |",
             p.name,
             p.cpu_percent,
             p.sys_percent,
@@ -325,6 +347,7 @@ fn driver(length: Duration) {
             p.rss_start_kib as f64 / 1024.0,
             p.rss_end_kib as f64 / 1024.0,
             p.rss_max_kib as f64 / 1024.0,
+            p.memfd_max_kib as f64 / 1024.0,
             p.frames_per_client_per_sec,
             p.mib_per_sec
         );

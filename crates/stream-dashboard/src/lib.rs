@@ -41,6 +41,8 @@ pub mod proxy;
 pub mod serve;
 pub mod sse;
 pub mod stream;
+#[cfg(target_os = "linux")]
+mod zero_copy;
 
 pub use aggregate::Aggregator;
 pub use dashboard::Dashboard;

@@ -72,6 +72,9 @@ pub async fn serve(
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
             let builder = auto::Builder::new(TokioExecutor::new());
+            // Stream frames are sent from memory files without a copy per client (Linux).
+            #[cfg(target_os = "linux")]
+            let stream = crate::zero_copy::ZeroCopyStream::new(stream);
             let connection = builder.serve_connection_with_upgrades(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
             tokio::select! {

@@ -162,11 +162,20 @@ impl Streamer {
             return frame.clone();
         }
         let built = Instant::now();
-        let mut out = Vec::with_capacity(slot.as_ref().map_or(4096, |f| f.plain.len() + 1024));
+        let capacity = slot.as_ref().map_or(4096, |f| f.plain.len() + 1024);
+        #[cfg(target_os = "linux")]
+        let mut out = crate::zero_copy::frame_buffer(capacity);
+        #[cfg(not(target_os = "linux"))]
+        let mut out = Vec::with_capacity(capacity);
         self.source.write_frame(&mut out);
+        // Large frames go out with sendfile from a memory file (Linux, under `serve`).
+        #[cfg(target_os = "linux")]
+        let plain = crate::zero_copy::frame_bytes(out);
+        #[cfg(not(target_os = "linux"))]
+        let plain = Bytes::from(out);
         let frame = Arc::new(Frame {
             built,
-            plain: Bytes::from(out),
+            plain,
             gzip: OnceLock::new(),
         });
         *slot = Some(frame.clone());
