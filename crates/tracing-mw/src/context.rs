@@ -96,7 +96,10 @@ const HEX_VALUE: [u8; 256] = {
 /// Decodes lowercase hex only (the W3C grammar is `HEXDIGLC`): one table load per digit,
 /// and one check at the end.
 fn decode_hex(hex: &str, out: &mut [u8]) -> Option<()> {
-    let digits = hex.as_bytes();
+    decode_hex_bytes(hex.as_bytes(), out)
+}
+
+fn decode_hex_bytes(digits: &[u8], out: &mut [u8]) -> Option<()> {
     if digits.len() != out.len() * 2 {
         return None;
     }
@@ -246,6 +249,26 @@ impl TraceParent {
         Ok(TraceParent {
             trace_id,
             parent_id,
+            flags: TraceFlags::from_byte(flags[0]),
+        })
+    }
+
+    /// The common case, a version-00 value, read straight from the header's bytes (no UTF-8
+    /// or visible-ASCII pass first: every byte is checked as a hex digit or `-`). `None`
+    /// for anything else, which [`TraceParent::parse`] then reads (and words the error).
+    pub(crate) fn parse_version_00(b: &[u8]) -> Option<Self> {
+        if b.len() != VERSION_00_LEN || b[..3] != *b"00-" || b[35] != b'-' || b[52] != b'-' {
+            return None;
+        }
+        let mut trace_id = [0u8; 16];
+        let mut parent_id = [0u8; 8];
+        let mut flags = [0u8; 1];
+        decode_hex_bytes(&b[3..35], &mut trace_id)?;
+        decode_hex_bytes(&b[36..52], &mut parent_id)?;
+        decode_hex_bytes(&b[53..55], &mut flags)?;
+        Some(TraceParent {
+            trace_id: TraceId::from_bytes(trace_id)?,
+            parent_id: SpanId::from_bytes(parent_id)?,
             flags: TraceFlags::from_byte(flags[0]),
         })
     }

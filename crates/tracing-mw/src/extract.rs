@@ -20,7 +20,6 @@ static X_B3_SPANID: HeaderName = HeaderName::from_static("x-b3-spanid");
 static X_B3_PARENTSPANID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
 static X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
 static X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
-static X_AMZN_TRACE_ID: HeaderName = HeaderName::from_static("x-amzn-trace-id");
 
 /// The longest header value read; longer ones are ignored (and reported).
 pub const MAX_HEADER_BYTES: usize = 8192;
@@ -96,29 +95,73 @@ pub struct Extracted {
     pub sampled: Option<bool>,
 }
 
-fn one<'a>(
-    headers: &'a HeaderMap,
-    header: &'static HeaderName,
-    refused: &mut Vec<HeaderError>,
-) -> Option<&'a str> {
-    one_present(headers, header, refused)?
+/// How often a header came, and its value when once.
+#[derive(Debug, Default, Clone, Copy)]
+enum Lines<'a> {
+    #[default]
+    Absent,
+    One(&'a HeaderValue),
+    Many,
 }
 
-/// `None` when the header is absent; `Some(None)` when present but refused (sent more than
-/// once, too long, not visible ASCII). One look-up of the name either way.
-fn one_present<'a>(
-    headers: &'a HeaderMap,
-    header: &'static HeaderName,
-    refused: &mut Vec<HeaderError>,
-) -> Option<Option<&'a str>> {
-    let name = header.as_str();
-    let mut values = headers.get_all(header).iter();
-    let first = values.next()?;
-    if values.next().is_some() {
-        refused.push(HeaderError::new(name, "sent more than once"));
-        return Some(None);
+/// Every header read here, found in one pass over the map: a look-up per name would hash
+/// each name (present or not) and probe the table, four to ten times per request.
+#[derive(Debug, Default)]
+struct Found<'a> {
+    traceparent: Lines<'a>,
+    tracestate: Lines<'a>,
+    baggage: Lines<'a>,
+    request_id: Lines<'a>,
+    b3: Lines<'a>,
+    b3_trace_id: Lines<'a>,
+    b3_span_id: Lines<'a>,
+    b3_parent_span_id: Lines<'a>,
+    b3_sampled: Lines<'a>,
+    b3_flags: Lines<'a>,
+    amzn: Lines<'a>,
+}
+
+impl<'a> Found<'a> {
+    fn scan(headers: &'a HeaderMap) -> Self {
+        let mut found = Found::default();
+        for (name, value) in headers {
+            let lines = match name.as_str() {
+                "traceparent" => &mut found.traceparent,
+                "tracestate" => &mut found.tracestate,
+                "baggage" => &mut found.baggage,
+                "x-request-id" => &mut found.request_id,
+                "b3" => &mut found.b3,
+                "x-b3-traceid" => &mut found.b3_trace_id,
+                "x-b3-spanid" => &mut found.b3_span_id,
+                "x-b3-parentspanid" => &mut found.b3_parent_span_id,
+                "x-b3-sampled" => &mut found.b3_sampled,
+                "x-b3-flags" => &mut found.b3_flags,
+                "x-amzn-trace-id" => &mut found.amzn,
+                _ => continue,
+            };
+            *lines = match *lines {
+                Lines::Absent => Lines::One(value),
+                _ => Lines::Many,
+            };
+        }
+        found
     }
-    Some(text(first, name, refused))
+}
+
+/// The value of a header that may come once; `None` when absent or refused.
+fn one<'a>(
+    lines: Lines<'a>,
+    name: &'static str,
+    refused: &mut Vec<HeaderError>,
+) -> Option<&'a str> {
+    match lines {
+        Lines::Absent => None,
+        Lines::One(value) => text(value, name, refused),
+        Lines::Many => {
+            refused.push(HeaderError::new(name, "sent more than once"));
+            None
+        }
+    }
 }
 
 fn text<'a>(
@@ -146,25 +189,27 @@ fn text<'a>(
 /// lines joined with `,` first. `None` when absent or unreadable (reported in `refused`).
 fn list<T>(
     headers: &HeaderMap,
+    lines: Lines<'_>,
     header: &'static HeaderName,
     refused: &mut Vec<HeaderError>,
     from_header: fn(&HeaderValue) -> Result<T, HeaderError>,
     parse: fn(&str) -> Result<T, HeaderError>,
 ) -> Option<T> {
     let name = header.as_str();
-    let mut values = headers.get_all(header).iter();
-    let first = values.next()?;
-    let result = match values.next() {
+    let result = match lines {
+        Lines::Absent => return None,
         // `from_header` checks the bytes itself: only the length is checked here.
-        None if first.len() > MAX_HEADER_BYTES => {
-            text(first, name, refused)?;
+        Lines::One(value) if value.len() > MAX_HEADER_BYTES => {
+            text(value, name, refused)?;
             return None;
         }
-        None => from_header(first),
-        Some(second) => {
-            let mut joined = text(first, name, refused)?.to_owned();
-            for value in std::iter::once(second).chain(values) {
-                joined.push(',');
+        Lines::One(value) => from_header(value),
+        Lines::Many => {
+            let mut joined = String::new();
+            for value in headers.get_all(header) {
+                if !joined.is_empty() {
+                    joined.push(',');
+                }
                 joined.push_str(text(value, name, refused)?);
                 if joined.len() > MAX_HEADER_BYTES {
                     refused.push(HeaderError::new(
@@ -180,55 +225,70 @@ fn list<T>(
     result.map_err(|e| refused.push(e)).ok()
 }
 
+/// The `traceparent` header parsed, when there is exactly one readable line of it.
+fn traceparent(
+    lines: Lines<'_>,
+    refused: &mut Vec<HeaderError>,
+) -> Option<Result<TraceParent, HeaderError>> {
+    let value = match lines {
+        Lines::Absent => return None,
+        Lines::One(value) => value,
+        Lines::Many => {
+            refused.push(HeaderError::new("traceparent", "sent more than once"));
+            return None;
+        }
+    };
+    // The common form straight from the bytes; anything else the long way, which also says
+    // what is wrong.
+    match TraceParent::parse_version_00(value.as_bytes()) {
+        Some(tp) => Some(Ok(tp)),
+        None => text(value, "traceparent", refused).map(TraceParent::parse),
+    }
+}
+
 /// Reads the request's context in the configured formats. Precedence: `traceparent`, then
 /// `b3`, then `X-B3-*`, then `X-Amzn-Trace-Id`. An invalid `traceparent` starts a new trace
 /// (later formats are not consulted for it) and its `tracestate` is dropped.
 pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
+    let found = Found::scan(headers);
     let mut out = Extracted::default();
     let refused = &mut out.refused;
     let mut decided = false;
-    let traceparent = if formats.w3c {
-        one_present(headers, &TRACEPARENT, refused)
-    } else {
-        None
-    };
-    if let Some(traceparent) = traceparent {
+    if formats.w3c && !matches!(found.traceparent, Lines::Absent) {
         decided = true;
-        if let Some(value) = traceparent {
-            match TraceParent::parse(value) {
-                Ok(tp) => {
-                    let trace_state = list(
-                        headers,
-                        &TRACESTATE,
-                        refused,
-                        TraceState::from_header,
-                        TraceState::parse,
-                    )
-                    .unwrap_or_default();
-                    out.parent = Some(RemoteParent {
-                        trace_id: tp.trace_id,
-                        span_id: tp.parent_id,
-                        flags: tp.flags,
-                        trace_state,
-                        source: "traceparent",
-                    });
-                }
-                Err(e) => refused.push(e),
+        match traceparent(found.traceparent, refused) {
+            Some(Ok(tp)) => {
+                let trace_state = list(
+                    headers,
+                    found.tracestate,
+                    &TRACESTATE,
+                    refused,
+                    TraceState::from_header,
+                    TraceState::parse,
+                )
+                .unwrap_or_default();
+                out.parent = Some(RemoteParent {
+                    trace_id: tp.trace_id,
+                    span_id: tp.parent_id,
+                    flags: tp.flags,
+                    trace_state,
+                    source: "traceparent",
+                });
             }
+            Some(Err(e)) => refused.push(e),
+            None => {}
         }
     }
     if !decided && formats.b3 {
-        let single = one(headers, &B3_SINGLE, refused).map(B3::parse_single);
+        let single = one(found.b3, "b3", refused).map(B3::parse_single);
         let b3 = match single {
             Some(result) => Some(result),
             None => {
-                let get = |n: &'static HeaderName, r: &mut Vec<HeaderError>| one(headers, n, r);
-                let (t, s) = (get(&X_B3_TRACEID, refused), get(&X_B3_SPANID, refused));
-                let (p, sampled, f) = (
-                    get(&X_B3_PARENTSPANID, refused),
-                    get(&X_B3_SAMPLED, refused),
-                    get(&X_B3_FLAGS, refused),
-                );
+                let t = one(found.b3_trace_id, "x-b3-traceid", refused);
+                let s = one(found.b3_span_id, "x-b3-spanid", refused);
+                let p = one(found.b3_parent_span_id, "x-b3-parentspanid", refused);
+                let sampled = one(found.b3_sampled, "x-b3-sampled", refused);
+                let f = one(found.b3_flags, "x-b3-flags", refused);
                 (t.is_some() || s.is_some() || sampled.is_some() || f.is_some())
                     .then(|| B3::parse_multi(t, s, p, sampled, f))
             }
@@ -262,31 +322,30 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
     }
     if !decided
         && formats.amzn
-        && let Some(value) = one(headers, &X_AMZN_TRACE_ID, refused)
+        && let Some(value) = one(found.amzn, "x-amzn-trace-id", refused)
     {
-        {
-            match AmznTraceId::parse(value) {
-                Ok(AmznTraceId {
+        match AmznTraceId::parse(value) {
+            Ok(AmznTraceId {
+                trace_id,
+                parent_id: Some(span_id),
+                sampled,
+            }) => {
+                out.parent = Some(RemoteParent {
                     trace_id,
-                    parent_id: Some(span_id),
-                    sampled,
-                }) => {
-                    out.parent = Some(RemoteParent {
-                        trace_id,
-                        span_id,
-                        flags: TraceFlags::default().with_sampled(sampled.unwrap_or(false)),
-                        trace_state: TraceState::default(),
-                        source: "x-amzn-trace-id",
-                    });
-                }
-                Ok(_) => {}
-                Err(e) => refused.push(e),
+                    span_id,
+                    flags: TraceFlags::default().with_sampled(sampled.unwrap_or(false)),
+                    trace_state: TraceState::default(),
+                    source: "x-amzn-trace-id",
+                });
             }
+            Ok(_) => {}
+            Err(e) => refused.push(e),
         }
     }
     if formats.baggage
         && let Some(baggage) = list(
             headers,
+            found.baggage,
             &BAGGAGE,
             refused,
             Baggage::from_header,
@@ -296,16 +355,13 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
         out.baggage = baggage;
     }
     if formats.request_id {
-        let mut values = headers.get_all(&X_REQUEST_ID).iter();
-        match (values.next(), values.next()) {
-            (Some(value), None) => match RequestId::from_header(value) {
+        match found.request_id {
+            Lines::One(value) => match RequestId::from_header(value) {
                 Ok(id) => out.request_id = Some(id),
                 Err(e) => refused.push(e),
             },
-            (Some(_), Some(_)) => {
-                refused.push(HeaderError::new("x-request-id", "sent more than once"))
-            }
-            (None, _) => {}
+            Lines::Many => refused.push(HeaderError::new("x-request-id", "sent more than once")),
+            Lines::Absent => {}
         }
     }
     out
@@ -343,7 +399,11 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
             parent_id: out.span_id,
             flags: out.flags,
         };
-        set(headers, &TRACEPARENT, &tp.to_header_bytes());
+        // SAFETY: `to_header_bytes` writes lowercase hex digits and `-` only, all valid in a
+        // header value (debug builds check it again inside `from_maybe_shared_unchecked`).
+        // This skips a byte-by-byte validation on every outgoing call.
+        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(tp.to_header_bytes()) };
+        headers.insert(TRACEPARENT.clone(), value);
         match out.trace_state.header_value() {
             Some(value) => headers.insert(TRACESTATE.clone(), value),
             None => headers.remove(&TRACESTATE),

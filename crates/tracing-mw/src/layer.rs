@@ -198,6 +198,12 @@ where
             tracing::debug!(header = refused.header, reason = %refused.reason, "propagation header refused");
         }
         let request_id = extracted.request_id.unwrap_or_else(RequestId::generate);
+        // Header values are reference-counted: each clone and drop is an atomic operation,
+        // so the values below are moved where they can be, not cloned.
+        let echo = self
+            .formats
+            .request_id
+            .then(|| request_id.as_header().clone());
         let method = request.method().clone();
         let span = tracing::info_span!(
             "HTTP request",
@@ -260,14 +266,18 @@ where
                 fallback()
             }
         };
+        let (parent_span_id, trace_state) = match extracted.parent {
+            Some(p) => (Some(p.span_id), p.trace_state),
+            None => (None, TraceState::default()),
+        };
         let context = RequestContext {
             trace_id,
             span_id,
-            parent_span_id: parent.map(|p| p.span_id),
+            parent_span_id,
             flags,
-            trace_state: parent.map(|p| p.trace_state.clone()).unwrap_or_default(),
+            trace_state,
             baggage: extracted.baggage,
-            request_id: request_id.clone(),
+            request_id,
         };
         // Children of the span (and tasks instrumented with it) find the context there.
         if let Some(slot) = slot {
@@ -285,10 +295,7 @@ where
         ServerFuture {
             inner: future,
             span,
-            echo: self
-                .formats
-                .request_id
-                .then(|| request_id.as_header().clone()),
+            echo,
         }
     }
 }

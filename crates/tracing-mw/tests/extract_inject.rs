@@ -147,6 +147,47 @@ fn a_repeated_traceparent_starts_a_new_trace() {
     );
 }
 
+#[test]
+fn repeated_list_headers_are_joined_in_order_and_repeated_ids_refused() {
+    // Lines of one name between other headers, as proxies append them.
+    let map = headers(&[
+        ("tracestate", "a=1"),
+        ("host", "example"),
+        ("traceparent", TP),
+        ("baggage", "k1=v1"),
+        ("tracestate", "b=2,c=3"),
+        ("x-request-id", "first"),
+        ("user-agent", "test"),
+        ("baggage", "k2=v2"),
+        ("x-request-id", "second"),
+        ("x-b3-traceid", TRACE),
+        ("x-b3-traceid", TRACE),
+    ]);
+    let read = extract(&map, &Formats::default());
+    let parent = read.parent.expect("traceparent read");
+    assert_eq!(parent.source, "traceparent");
+    let members: Vec<_> = parent.trace_state.members().collect();
+    assert_eq!(members, [("a", "1"), ("b", "2"), ("c", "3")]);
+    assert_eq!(read.baggage.to_header(), "k1=v1,k2=v2");
+    assert!(read.request_id.is_none());
+    let reasons: Vec<String> = read.refused.iter().map(|e| e.to_string()).collect();
+    assert_eq!(reasons.len(), 1, "{reasons:?}");
+    assert!(reasons[0].contains("x-request-id") && reasons[0].contains("more than once"));
+
+    // Without traceparent, repeated B3 ids are refused by name and start a new trace.
+    let map = headers(&[
+        ("x-b3-traceid", TRACE),
+        ("x-b3-spanid", SPAN),
+        ("x-b3-traceid", TRACE),
+    ]);
+    let read = extract(&map, &Formats::default());
+    assert!(read.parent.is_none());
+    assert!(read.refused.iter().any(|e| {
+        let e = e.to_string();
+        e.contains("x-b3-traceid") && e.contains("more than once")
+    }));
+}
+
 const NAMES: &[&str] = &[
     "traceparent",
     "tracestate",
