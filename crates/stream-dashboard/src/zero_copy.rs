@@ -107,7 +107,7 @@ pub(crate) fn frame_buffer(capacity: usize) -> Vec<u8> {
         && let Some(mut buffer) = spare().pop()
     {
         buffer.clear();
-        buffer.reserve(capacity);
+        buffer.reserve_exact(capacity);
         return buffer;
     }
     Vec::with_capacity(capacity)

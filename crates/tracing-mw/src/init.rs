@@ -218,8 +218,13 @@ impl Telemetry {
         let filter = env_filter(self.filter.as_deref())?;
         // The filter chooses log lines; spans at info and above are always exported (and so
         // carry ids), whatever RUST_LOG says about logging.
+        // No thread or busy/idle-time attributes: a request's task moves between threads, and
+        // neither is an OpenTelemetry HTTP convention; timing them reads the clock on every
+        // enter and exit of every span.
         let otel = tracing_opentelemetry::layer()
             .with_tracer(tracer)
+            .with_threads(false)
+            .with_tracked_inactivity(false)
             .with_filter(tracing_subscriber::filter::LevelFilter::INFO);
         let logs = match self.log_format {
             LogFormat::Json => tracing_subscriber::fmt::layer()
