@@ -110,6 +110,18 @@ fn deflate_segment(plain: &[u8]) -> Bytes {
     Bytes::from(std::mem::take(encoder.get_mut()))
 }
 
+/// Runs `f` on the blocking pool; a panic in it goes on in the caller, as if run there.
+/// `None` when the runtime is shutting down (and no stream is served any more).
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
+    match tokio::task::spawn_blocking(f).await {
+        Ok(value) => Some(value),
+        Err(error) => match error.try_into_panic() {
+            Ok(panic) => std::panic::resume_unwind(panic),
+            Err(_cancelled) => None,
+        },
+    }
+}
+
 /// A stream endpoint: one source, its frame cache and the shared connection cap.
 #[derive(Clone)]
 pub(crate) struct Streamer {
@@ -153,33 +165,55 @@ impl Streamer {
     }
 
     /// The frame built at or after `not_before`, building it if needed (one builder at a time;
-    /// the others wait and share it).
-    async fn frame(&self, not_before: Instant) -> Arc<Frame> {
+    /// the others wait and share it), compressed too when `gzip` is asked.
+    ///
+    /// Building and compressing run on tokio's blocking pool: a frame of 1,000 breakers takes
+    /// milliseconds to write and longer to compress, which must not hold up the service's own
+    /// tasks on the runtime's workers. (It also keeps the frames' large allocations on a
+    /// thread or two instead of spreading them over every worker's allocator arena.)
+    async fn frame(&self, not_before: Instant, gzip: bool) -> Option<Arc<Frame>> {
         let mut slot = self.cache.lock().await;
-        if let Some(frame) = slot.as_ref()
-            && frame.built >= not_before
-        {
-            return frame.clone();
+        let frame = match slot.as_ref() {
+            Some(frame) if frame.built >= not_before => frame.clone(),
+            previous => {
+                let capacity = previous.map_or(4096, |f| f.plain.len() + 1024);
+                let source = self.source.clone();
+                let frame = blocking(move || {
+                    let built = Instant::now();
+                    #[cfg(target_os = "linux")]
+                    let mut out = crate::zero_copy::frame_buffer(capacity);
+                    #[cfg(not(target_os = "linux"))]
+                    let mut out = Vec::with_capacity(capacity);
+                    source.write_frame(&mut out);
+                    // Large frames go out with sendfile from a memory file (Linux, under
+                    // `serve`).
+                    #[cfg(target_os = "linux")]
+                    let plain = crate::zero_copy::frame_bytes(out);
+                    #[cfg(not(target_os = "linux"))]
+                    let plain = Bytes::from(out);
+                    let frame = Frame {
+                        built,
+                        plain,
+                        gzip: OnceLock::new(),
+                    };
+                    if gzip {
+                        frame.gzip();
+                    }
+                    Arc::new(frame)
+                })
+                .await?;
+                *slot = Some(frame.clone());
+                frame
+            }
+        };
+        if gzip && frame.gzip.get().is_none() {
+            let compress = frame.clone();
+            blocking(move || {
+                compress.gzip();
+            })
+            .await?;
         }
-        let built = Instant::now();
-        let capacity = slot.as_ref().map_or(4096, |f| f.plain.len() + 1024);
-        #[cfg(target_os = "linux")]
-        let mut out = crate::zero_copy::frame_buffer(capacity);
-        #[cfg(not(target_os = "linux"))]
-        let mut out = Vec::with_capacity(capacity);
-        self.source.write_frame(&mut out);
-        // Large frames go out with sendfile from a memory file (Linux, under `serve`).
-        #[cfg(target_os = "linux")]
-        let plain = crate::zero_copy::frame_bytes(out);
-        #[cfg(not(target_os = "linux"))]
-        let plain = Bytes::from(out);
-        let frame = Arc::new(Frame {
-            built,
-            plain,
-            gzip: OnceLock::new(),
-        });
-        *slot = Some(frame.clone());
-        frame
+        Some(frame)
     }
 
     /// Parses `?delay=` (milliseconds), as Hystrix's servlet does.
@@ -272,7 +306,9 @@ async fn pump(
         .unwrap_or_else(Instant::now);
     let mut stalled_since: Option<Instant> = None;
     loop {
-        let frame = streamer.frame(not_before).await;
+        let Some(frame) = streamer.frame(not_before, gzip).await else {
+            return;
+        };
         let bytes = if gzip {
             frame.gzip()
         } else {
