@@ -4,6 +4,11 @@
 //! hyper then waits on the socket and never polls the response body again. [`serve`] keeps a
 //! [`ConnectionHandle`] per connection in the request's extensions; the stream endpoints use
 //! it to drop such connections.
+//!
+//! On Linux it also sends large stream frames without a copy per client: a frame is written
+//! once into a sealed memory file, and every connection's write of it becomes a `sendfile`
+//! from that file (a hundred plain watchers of 1,000 breakers are 370 MB/s that the process
+//! no longer copies into socket buffers itself).
 
 use std::convert::Infallible;
 use std::future::Future;

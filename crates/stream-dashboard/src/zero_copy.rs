@@ -310,7 +310,7 @@ mod tests {
 
     #[test]
     fn writes_of_a_frame_map_onto_its_file() {
-        let _serial = SERIAL.blocking_lock();
+        let _serial = serial();
         let bytes = frame_bytes(frame(100_000, 1));
         let header = b"186A0\r\n".to_vec();
         let head = b"HTTP/1.1 200 OK\r\n\r\n".to_vec();
@@ -347,12 +347,18 @@ mod tests {
         assert!(plan(&[IoSlice::new(&plain)]).is_none());
     }
 
-    /// The tests that count sent bytes or spare buffers run one at a time.
-    static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    /// The tests that count sent bytes or spare buffers run one at a time (and a test's
+    /// runtime is gone, with every frame it held, before the next one starts).
+    static SERIAL: Mutex<()> = Mutex::new(());
+
+    fn serial() -> std::sync::MutexGuard<'static, ()> {
+        SERIAL.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 
     #[test]
     fn small_frames_and_dropped_frames_are_not_registered() {
-        let _serial = SERIAL.blocking_lock();
+        let _serial = serial();
+        spare().clear();
         let small = frame_bytes(frame(1000, 3));
         assert!(plan(&[IoSlice::new(&small)]).is_none());
         let big = frame_bytes(frame(MIN_BYTES, 4));
@@ -371,9 +377,19 @@ mod tests {
         assert!(next.is_empty());
     }
 
-    #[tokio::test]
-    async fn frames_arrive_intact_through_sendfile() {
-        let _serial = SERIAL.lock().await;
+    #[test]
+    fn frames_arrive_intact_through_sendfile() {
+        let _serial = serial();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(send_frames());
+        // Dropping the runtime waits for its tasks and blocking threads, frames and all.
+        drop(runtime);
+    }
+
+    async fn send_frames() {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let frames: Vec<Bytes> = (0..3).map(|i| frame_bytes(frame(700_000, i))).collect();
