@@ -18,6 +18,7 @@
 use std::fs::File;
 use std::io::{self, IoSlice, Write as _};
 use std::pin::Pin;
+#[cfg(test)]
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, ready};
@@ -52,7 +53,8 @@ impl Region {
 
 static REGIONS: Mutex<Vec<Region>> = Mutex::new(Vec::new());
 
-/// Bytes sent with `sendfile` since the process started (for tests and diagnostics).
+/// Bytes sent with `sendfile` since the process started: counted for tests only.
+#[cfg(test)]
 static SENT: AtomicU64 = AtomicU64::new(0);
 
 /// Bytes sent from frame files so far.
@@ -89,8 +91,8 @@ impl Drop for Owner {
 }
 
 /// Frame buffers kept for the next frames. Frames are built on one thread and freed on
-/// another; reusing their buffers keeps the allocator from spreading megabyte blocks over
-/// every thread's arena (memory stays flat).
+/// another; reusing their buffers spares the allocator a megabyte-sized allocation and free
+/// per tick, which it would otherwise place in whichever thread's arena is at hand.
 static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
 
 /// A frame is replaced every tick and freed once its clients have sent it: two spare buffers
@@ -235,6 +237,7 @@ impl ZeroCopyStream {
                 // The file always holds the range asked for: no progress means a broken file.
                 Ok(0) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                 Ok(n) => {
+                    #[cfg(test)]
                     SENT.fetch_add(n as u64, Ordering::Relaxed);
                     return Poll::Ready(Ok(n));
                 }

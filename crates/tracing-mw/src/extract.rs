@@ -9,17 +9,32 @@ use crate::error::HeaderError;
 use crate::request_id::{AmznTraceId, RequestId};
 use crate::tracestate::TraceState;
 
+/// The names of the headers read and written here, spelled once.
+mod name {
+    pub const TRACEPARENT: &str = "traceparent";
+    pub const TRACESTATE: &str = "tracestate";
+    pub const BAGGAGE: &str = "baggage";
+    pub const X_REQUEST_ID: &str = "x-request-id";
+    pub const B3: &str = "b3";
+    pub const X_B3_TRACEID: &str = "x-b3-traceid";
+    pub const X_B3_SPANID: &str = "x-b3-spanid";
+    pub const X_B3_PARENTSPANID: &str = "x-b3-parentspanid";
+    pub const X_B3_SAMPLED: &str = "x-b3-sampled";
+    pub const X_B3_FLAGS: &str = "x-b3-flags";
+    pub const X_AMZN_TRACE_ID: &str = "x-amzn-trace-id";
+}
+
 // Header names built once: looking up by `&str` parses the name on every call.
-static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
-static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
-static BAGGAGE: HeaderName = HeaderName::from_static("baggage");
-static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-static B3_SINGLE: HeaderName = HeaderName::from_static("b3");
-static X_B3_TRACEID: HeaderName = HeaderName::from_static("x-b3-traceid");
-static X_B3_SPANID: HeaderName = HeaderName::from_static("x-b3-spanid");
-static X_B3_PARENTSPANID: HeaderName = HeaderName::from_static("x-b3-parentspanid");
-static X_B3_SAMPLED: HeaderName = HeaderName::from_static("x-b3-sampled");
-static X_B3_FLAGS: HeaderName = HeaderName::from_static("x-b3-flags");
+static TRACEPARENT: HeaderName = HeaderName::from_static(name::TRACEPARENT);
+static TRACESTATE: HeaderName = HeaderName::from_static(name::TRACESTATE);
+static BAGGAGE: HeaderName = HeaderName::from_static(name::BAGGAGE);
+static X_REQUEST_ID: HeaderName = HeaderName::from_static(name::X_REQUEST_ID);
+static B3_SINGLE: HeaderName = HeaderName::from_static(name::B3);
+static X_B3_TRACEID: HeaderName = HeaderName::from_static(name::X_B3_TRACEID);
+static X_B3_SPANID: HeaderName = HeaderName::from_static(name::X_B3_SPANID);
+static X_B3_PARENTSPANID: HeaderName = HeaderName::from_static(name::X_B3_PARENTSPANID);
+static X_B3_SAMPLED: HeaderName = HeaderName::from_static(name::X_B3_SAMPLED);
+static X_B3_FLAGS: HeaderName = HeaderName::from_static(name::X_B3_FLAGS);
 
 /// The longest header value read; longer ones are ignored (and reported).
 pub const MAX_HEADER_BYTES: usize = 8192;
@@ -104,6 +119,21 @@ enum Lines<'a> {
     Many,
 }
 
+impl<'a> Lines<'a> {
+    /// The value of a header that may come once; `None` when absent, and when sent more
+    /// than once (refused, by `name`).
+    fn once(self, name: &'static str, refused: &mut Vec<HeaderError>) -> Option<&'a HeaderValue> {
+        match self {
+            Lines::Absent => None,
+            Lines::One(value) => Some(value),
+            Lines::Many => {
+                refused.push(HeaderError::new(name, "sent more than once"));
+                None
+            }
+        }
+    }
+}
+
 /// Every header read here, found in one pass over the map: a look-up per name would hash
 /// each name (present or not) and probe the table, four to ten times per request.
 #[derive(Debug, Default)]
@@ -126,17 +156,17 @@ impl<'a> Found<'a> {
         let mut found = Found::default();
         for (name, value) in headers {
             let lines = match name.as_str() {
-                "traceparent" => &mut found.traceparent,
-                "tracestate" => &mut found.tracestate,
-                "baggage" => &mut found.baggage,
-                "x-request-id" => &mut found.request_id,
-                "b3" => &mut found.b3,
-                "x-b3-traceid" => &mut found.b3_trace_id,
-                "x-b3-spanid" => &mut found.b3_span_id,
-                "x-b3-parentspanid" => &mut found.b3_parent_span_id,
-                "x-b3-sampled" => &mut found.b3_sampled,
-                "x-b3-flags" => &mut found.b3_flags,
-                "x-amzn-trace-id" => &mut found.amzn,
+                name::TRACEPARENT => &mut found.traceparent,
+                name::TRACESTATE => &mut found.tracestate,
+                name::BAGGAGE => &mut found.baggage,
+                name::X_REQUEST_ID => &mut found.request_id,
+                name::B3 => &mut found.b3,
+                name::X_B3_TRACEID => &mut found.b3_trace_id,
+                name::X_B3_SPANID => &mut found.b3_span_id,
+                name::X_B3_PARENTSPANID => &mut found.b3_parent_span_id,
+                name::X_B3_SAMPLED => &mut found.b3_sampled,
+                name::X_B3_FLAGS => &mut found.b3_flags,
+                name::X_AMZN_TRACE_ID => &mut found.amzn,
                 _ => continue,
             };
             *lines = match *lines {
@@ -148,20 +178,14 @@ impl<'a> Found<'a> {
     }
 }
 
-/// The value of a header that may come once; `None` when absent or refused.
+/// The text of a header that may come once; `None` when absent or refused.
 fn one<'a>(
     lines: Lines<'a>,
     name: &'static str,
     refused: &mut Vec<HeaderError>,
 ) -> Option<&'a str> {
-    match lines {
-        Lines::Absent => None,
-        Lines::One(value) => text(value, name, refused),
-        Lines::Many => {
-            refused.push(HeaderError::new(name, "sent more than once"));
-            None
-        }
-    }
+    let value = lines.once(name, refused)?;
+    text(value, name, refused)
 }
 
 fn text<'a>(
@@ -230,19 +254,12 @@ fn traceparent(
     lines: Lines<'_>,
     refused: &mut Vec<HeaderError>,
 ) -> Option<Result<TraceParent, HeaderError>> {
-    let value = match lines {
-        Lines::Absent => return None,
-        Lines::One(value) => value,
-        Lines::Many => {
-            refused.push(HeaderError::new("traceparent", "sent more than once"));
-            return None;
-        }
-    };
+    let value = lines.once(name::TRACEPARENT, refused)?;
     // The common form straight from the bytes; anything else the long way, which also says
     // what is wrong.
     match TraceParent::parse_version_00(value.as_bytes()) {
         Some(tp) => Some(Ok(tp)),
-        None => text(value, "traceparent", refused).map(TraceParent::parse),
+        None => text(value, name::TRACEPARENT, refused).map(TraceParent::parse),
     }
 }
 
@@ -276,19 +293,20 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
                 });
             }
             Some(Err(e)) => refused.push(e),
+            // Sent more than once: refused above.
             None => {}
         }
     }
     if !decided && formats.b3 {
-        let single = one(found.b3, "b3", refused).map(B3::parse_single);
+        let single = one(found.b3, name::B3, refused).map(B3::parse_single);
         let b3 = match single {
             Some(result) => Some(result),
             None => {
-                let t = one(found.b3_trace_id, "x-b3-traceid", refused);
-                let s = one(found.b3_span_id, "x-b3-spanid", refused);
-                let p = one(found.b3_parent_span_id, "x-b3-parentspanid", refused);
-                let sampled = one(found.b3_sampled, "x-b3-sampled", refused);
-                let f = one(found.b3_flags, "x-b3-flags", refused);
+                let t = one(found.b3_trace_id, name::X_B3_TRACEID, refused);
+                let s = one(found.b3_span_id, name::X_B3_SPANID, refused);
+                let p = one(found.b3_parent_span_id, name::X_B3_PARENTSPANID, refused);
+                let sampled = one(found.b3_sampled, name::X_B3_SAMPLED, refused);
+                let f = one(found.b3_flags, name::X_B3_FLAGS, refused);
                 (t.is_some() || s.is_some() || sampled.is_some() || f.is_some())
                     .then(|| B3::parse_multi(t, s, p, sampled, f))
             }
@@ -322,7 +340,7 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
     }
     if !decided
         && formats.amzn
-        && let Some(value) = one(found.amzn, "x-amzn-trace-id", refused)
+        && let Some(value) = one(found.amzn, name::X_AMZN_TRACE_ID, refused)
     {
         match AmznTraceId::parse(value) {
             Ok(AmznTraceId {
@@ -354,14 +372,12 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
     {
         out.baggage = baggage;
     }
-    if formats.request_id {
-        match found.request_id {
-            Lines::One(value) => match RequestId::from_header(value) {
-                Ok(id) => out.request_id = Some(id),
-                Err(e) => refused.push(e),
-            },
-            Lines::Many => refused.push(HeaderError::new("x-request-id", "sent more than once")),
-            Lines::Absent => {}
+    if formats.request_id
+        && let Some(value) = found.request_id.once(name::X_REQUEST_ID, refused)
+    {
+        match RequestId::from_header(value) {
+            Ok(id) => out.request_id = Some(id),
+            Err(e) => refused.push(e),
         }
     }
     out
