@@ -8,7 +8,22 @@
 //! | `stream-dashboard` | [`stream_dashboard`] | `breakwater-stream-dashboard`: `/hystrix.stream`, Turbine-style aggregation, the live page |
 //! | `discovery` | [`discovery`] | `breakwater-discovery`: Eureka client and embedded Eureka-compatible registry |
 //! | `tracing-mw` | [`tracing_mw`] | `breakwater-tracing-mw`: trace-context propagation layers, OTLP export and log correlation |
-//! | `dyn-config` | [`dyn_config`] | `breakwater-dyn-config`: typed dynamic properties over DynamoDB/env/file, feature flags, Hystrix binding |
+//! | `dyn-config` | [`dyn_config`] | `breakwater-dyn-config`: typed dynamic properties over override/env/file, feature flags, Hystrix binding |
+//!
+//! Heavy parts have features of their own, also on by default:
+//!
+//! | feature | adds |
+//! |---|---|
+//! | `eureka-server` | the embedded Eureka registry and its REST API (`discovery::registry`, `discovery::server`; axum, tower-http) |
+//! | `otlp` | `tracing_mw::init`: the subscriber, the OpenTelemetry SDK and OTLP export (tonic, hyper) |
+//! | `dynamodb` | the DynamoDB layer and admin API (`dyn_config::DynamoDbSource`, `dyn_config::admin`; the AWS SDK) |
+//! | `cli` | the `breakwater-eureka`, `breakwater-dashboard` and `breakwater-config` binaries |
+//!
+//! A program that needs only some of it depends on the crates themselves, each of which is
+//! light by default (`breakwater-dyn-config` without `dynamodb` compiles no AWS SDK), or on
+//! this package with `default-features = false` and the features it wants.
+
+#![forbid(unsafe_code)]
 
 #[cfg(feature = "circuit-breaker")]
 pub use breakwater_circuit_breaker as circuit_breaker;

@@ -6,10 +6,22 @@
 //! - [`registry`]: the state of an embedded Eureka registry (leases, overrides, delta queue,
 //!   eviction, self-preservation).
 //! - [`server`]: that registry's REST API, under `/eureka/apps` and `/eureka/v2/apps`.
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `server` | off | the embedded registry: [`registry`] (leases, eviction, delta queue) and [`server`] (its REST API as an axum `Router`; pulls in axum and tower-http) |
+//! | `cli` | off | the `breakwater-eureka` binary (implies `server`; adds clap and tracing-subscriber) |
+//!
+//! The client alone needs neither: `breakwater-discovery = "0.1"` is the client and the wire model.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod client;
+#[cfg(feature = "server")]
 pub mod registry;
+#[cfg(feature = "server")]
 pub mod server;
 pub mod wire;

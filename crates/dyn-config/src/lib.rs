@@ -35,6 +35,7 @@
 
 #![warn(missing_docs)]
 
+#[cfg(feature = "dynamodb")]
 pub mod admin;
 pub mod config;
 pub mod error;
@@ -51,6 +52,7 @@ pub use config::{Config, Layer, Sourced};
 pub use error::{InvalidValue, Origin, SourceError};
 pub use flag::{FeatureFlag, Rollout};
 pub use property::{CachedProperty, Property};
+#[cfg(feature = "dynamodb")]
 pub use source::dynamodb::DynamoDbSource;
 pub use table::Scope;
 pub use value::FromConfig;

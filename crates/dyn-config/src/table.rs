@@ -11,9 +11,11 @@
 //! Every write also adds 1 to the `version` of the item with key [`VERSION_ITEM_KEY`]: a
 //! poller reads that one item and scans only when it moved.
 
+#[cfg(feature = "dynamodb")]
 use std::collections::HashMap;
 use std::fmt;
 
+#[cfg(feature = "dynamodb")]
 use aws_sdk_dynamodb::types::AttributeValue;
 
 /// Keys starting with this are bookkeeping, not settings.
@@ -63,6 +65,7 @@ impl Scope {
         ]
     }
 
+    #[cfg(feature = "dynamodb")]
     fn parts_mut(&mut self) -> [&mut Option<String>; 5] {
         [
             &mut self.environment,
@@ -161,6 +164,7 @@ pub struct Row {
     pub previous_value: Option<String>,
 }
 
+#[cfg(feature = "dynamodb")]
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     match item.get(name) {
         Some(AttributeValue::S(s)) => Some(s.clone()),
@@ -170,6 +174,7 @@ fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     }
 }
 
+#[cfg(feature = "dynamodb")]
 impl Row {
     /// Reads an item; the error names what is missing or malformed.
     pub fn from_item(item: &HashMap<String, AttributeValue>) -> Result<Row, String> {

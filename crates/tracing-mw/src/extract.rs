@@ -415,11 +415,7 @@ pub fn inject(headers: &mut HeaderMap, out: &Outgoing<'_>, formats: &Formats) {
             parent_id: out.span_id,
             flags: out.flags,
         };
-        // SAFETY: `to_header_bytes` writes lowercase hex digits and `-` only, all valid in a
-        // header value (debug builds check it again inside `from_maybe_shared_unchecked`).
-        // This skips a byte-by-byte validation on every outgoing call.
-        let value = unsafe { HeaderValue::from_maybe_shared_unchecked(tp.to_header_bytes()) };
-        headers.insert(TRACEPARENT.clone(), value);
+        set(headers, &TRACEPARENT, &tp.to_header_bytes());
         match out.trace_state.header_value() {
             Some(value) => headers.insert(TRACESTATE.clone(), value),
             None => headers.remove(&TRACESTATE),

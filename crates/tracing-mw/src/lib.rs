@@ -6,9 +6,9 @@
 //!   [`RequestContext::current`] anywhere under the span, spawned instrumented tasks included).
 //! - [`ClientLayer`] opens a client span for each outgoing call and writes the context into it
 //!   (W3C `traceparent`/`tracestate`, `baggage`, optionally B3, and `x-request-id`).
-//! - [`init`] sets up `tracing-subscriber` + `tracing-opentelemetry` + `opentelemetry-otlp`
-//!   (gRPC or HTTP) from the standard `OTEL_*` variables, with JSON log lines that carry
-//!   `trace_id` and `span_id`.
+//! - `init` (feature `otlp`) sets up `tracing-subscriber` + `tracing-opentelemetry` +
+//!   `opentelemetry-otlp` (gRPC or HTTP) from the standard `OTEL_*` variables, with JSON log
+//!   lines that carry `trace_id` and `span_id`.
 //!
 //! The header parsers apply the specifications strictly (the OpenTelemetry SDK's own
 //! `traceparent` parser accepts malformed ids; these do not), each refusing bad input with a
@@ -55,13 +55,22 @@
 //! # }
 //! ```
 
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `otlp` | off | `init`: the subscriber, the OpenTelemetry SDK and OTLP export (tonic, hyper). Without it the crate needs only `opentelemetry`'s API and `tracing-opentelemetry`: the layers still set OpenTelemetry parents, for whichever subscriber the program installs. |
+
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod b3;
 pub mod baggage;
 pub mod context;
 pub mod error;
 pub mod extract;
+#[cfg(feature = "otlp")]
 pub mod init;
 pub mod layer;
 pub mod request_id;
@@ -72,6 +81,7 @@ pub use baggage::Baggage;
 pub use context::{SpanId, TraceFlags, TraceId, TraceParent};
 pub use error::HeaderError;
 pub use extract::{B3Form, Extracted, Formats, Outgoing, RemoteParent, extract, inject};
+#[cfg(feature = "otlp")]
 pub use init::{TelemetryGuard, init};
 pub use layer::{
     ClientFuture, ClientLayer, ClientService, RequestContext, ServerFuture, ServerLayer,

@@ -2,7 +2,9 @@
 //! properties file, and a DynamoDB table (polled, or pushed by its DynamoDB Stream).
 //! Runtime overrides need no source: [`Config::set_override`](crate::Config::set_override).
 
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod env;
 pub mod file;
+#[cfg(feature = "dynamodb")]
 mod streams;
