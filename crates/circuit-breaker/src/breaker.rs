@@ -95,19 +95,6 @@ pub(crate) fn should_trip(config: &Config, t: &stats::Totals) -> bool {
 
 struct Transitions {
     consecutive_trips: u32,
-    rng: u64,
-}
-
-impl Transitions {
-    /// A uniform number in [0, 1) for jitter (splitmix64; no need for a crypto generator).
-    fn unit(&mut self) -> f64 {
-        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.rng;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 pub(crate) struct Inner {
@@ -245,7 +232,6 @@ impl Builder {
             open_until: AtomicU64::new(0),
             transitions: Mutex::new(Transitions {
                 consecutive_trips: 0,
-                rng: now ^ 0x5851_f42d_4c95_7f2d,
             }),
             stats: Stats::new(now, stats_buckets(&config), percentile_buckets(&config)),
             count_window: ArcSwapOption::from(match config.window {
@@ -709,8 +695,7 @@ impl CircuitBreaker {
             return;
         }
         t.consecutive_trips = t.consecutive_trips.saturating_add(1);
-        let unit = t.unit();
-        let sleep = inner.config.load().sleep_for(t.consecutive_trips, unit);
+        let sleep = inner.config.load().sleep_for(t.consecutive_trips);
         inner
             .open_until
             .store(now.saturating_add(nanos(sleep)), Ordering::Release);

@@ -111,26 +111,8 @@ pub struct SlowCalls {
 
 /// Sleep windows that grow on repeated trips: the n-th consecutive trip (counting from 1)
 /// sleeps `sleep_window * multiplier^(n-1)`, capped at `max`, then spread by `jitter`.
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub struct Backoff {
-    /// Growth factor per consecutive trip, at least 1.
-    pub multiplier: f64,
-    /// Longest sleep window.
-    pub max: Duration,
-    /// Random spread as a fraction (0.0..=1.0): a sleep `s` becomes uniform in
-    /// `[s * (1 - jitter), s * (1 + jitter)]`, still capped at `max`.
-    pub jitter: f64,
-}
-
-impl Default for Backoff {
-    fn default() -> Self {
-        Backoff {
-            multiplier: 2.0,
-            max: Duration::from_secs(60),
-            jitter: 0.2,
-        }
-    }
-}
+/// The schedule every back-off of Breakwater follows ([`breakwater_backoff`]).
+pub use breakwater_backoff::Backoff;
 
 /// Every setting of one breaker. `Config::default()` is Hystrix's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -242,28 +224,15 @@ impl Config {
         }
         check_at_most_a_day("sleep_window", self.sleep_window)?;
         if let Some(backoff) = self.backoff {
-            if !backoff.multiplier.is_finite() || backoff.multiplier < 1.0 {
-                return Err(ConfigError::new(
-                    "backoff.multiplier",
-                    format!("{} must be a finite number >= 1", backoff.multiplier),
-                ));
-            }
             check_at_most_a_day("backoff.max", backoff.max)?;
-            if backoff.max < self.sleep_window {
-                return Err(ConfigError::new(
-                    "backoff.max",
-                    format!(
-                        "{:?} is shorter than sleep_window {:?}",
-                        backoff.max, self.sleep_window
-                    ),
-                ));
-            }
-            if !(0.0..=1.0).contains(&backoff.jitter) {
-                return Err(ConfigError::new(
-                    "backoff.jitter",
-                    format!("{} is outside 0.0..=1.0", backoff.jitter),
-                ));
-            }
+            backoff.check(self.sleep_window).map_err(|e| {
+                let field = match e.field {
+                    "multiplier" => "backoff.multiplier",
+                    "max" => "backoff.max",
+                    _ => "backoff.jitter",
+                };
+                ConfigError::new(field, e.reason)
+            })?;
         }
         if self.half_open_trial_calls == 0 || self.half_open_trial_calls > MAX_TRIAL_CALLS {
             return Err(ConfigError::new(
@@ -313,17 +282,12 @@ impl Config {
         }
     }
 
-    /// The sleep window of the `trips`-th consecutive trip (1-based), before jitter.
-    pub(crate) fn sleep_for(&self, trips: u32, random_unit: f64) -> Duration {
-        let Some(backoff) = self.backoff else {
-            return self.sleep_window;
-        };
-        let exponent = trips.saturating_sub(1).min(64) as i32;
-        let base = self.sleep_window.as_secs_f64() * backoff.multiplier.powi(exponent);
-        let spread = 1.0 + backoff.jitter * (2.0 * random_unit - 1.0);
-        let secs = (base.min(backoff.max.as_secs_f64()) * spread).min(backoff.max.as_secs_f64());
-        // Validation bounds every input, but never let arithmetic turn into a panic.
-        Duration::try_from_secs_f64(secs.max(0.0)).unwrap_or(backoff.max)
+    /// The sleep window of the `trips`-th consecutive trip (1-based), jitter drawn.
+    pub(crate) fn sleep_for(&self, trips: u32) -> Duration {
+        match self.backoff {
+            Some(backoff) => backoff.delay(self.sleep_window, trips.saturating_sub(1)),
+            None => self.sleep_window,
+        }
     }
 }
 
@@ -510,11 +474,11 @@ mod tests {
             }),
             ..Config::default()
         };
-        assert_eq!(c.sleep_for(1, 0.5), Duration::from_secs(5));
-        assert_eq!(c.sleep_for(2, 0.5), Duration::from_secs(10));
-        assert_eq!(c.sleep_for(3, 0.5), Duration::from_secs(20));
-        assert_eq!(c.sleep_for(4, 0.5), Duration::from_secs(30));
-        assert_eq!(c.sleep_for(40, 0.5), Duration::from_secs(30));
+        assert_eq!(c.sleep_for(1), Duration::from_secs(5));
+        assert_eq!(c.sleep_for(2), Duration::from_secs(10));
+        assert_eq!(c.sleep_for(3), Duration::from_secs(20));
+        assert_eq!(c.sleep_for(4), Duration::from_secs(30));
+        assert_eq!(c.sleep_for(40), Duration::from_secs(30));
         let j = Config {
             backoff: Some(Backoff {
                 multiplier: 1.0,
@@ -523,7 +487,10 @@ mod tests {
             }),
             ..Config::default()
         };
-        assert_eq!(j.sleep_for(1, 0.0), Duration::from_secs_f64(2.5));
-        assert_eq!(j.sleep_for(1, 1.0), Duration::from_secs_f64(7.5));
+        for _ in 0..50 {
+            let sleep = j.sleep_for(1);
+            assert!(sleep >= Duration::from_secs_f64(2.5), "{sleep:?}");
+            assert!(sleep <= Duration::from_secs_f64(7.5), "{sleep:?}");
+        }
     }
 }

@@ -66,6 +66,7 @@
 //!   changes, also logged through `tracing`.
 //! * [`metrics::MetricsPublisher`]: Prometheus-friendly series through the `metrics` crate.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod breaker;

@@ -210,9 +210,9 @@ fn validate_registration(doc: &Value, app: &str) -> Result<(), String> {
 }
 
 async fn register(State(r): Shared, Path(app): Path<String>, body: Body) -> Response {
-    let bytes = match axum::body::to_bytes(body, MAX_BODY).await {
+    let bytes = match breakwater_server::read_body(body, MAX_BODY).await {
         Ok(bytes) => bytes,
-        Err(_) => return bad_request(format!("request body is larger than {MAX_BODY} bytes")),
+        Err(refused) => return refused.into_response(),
     };
     match parse_registration(&bytes, &app) {
         Ok(instance) => {

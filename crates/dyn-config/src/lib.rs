@@ -33,6 +33,7 @@
 //! assert!(retries.last_error().unwrap().to_string().contains("orders.retries"));
 //! ```
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 #[cfg(feature = "dynamodb")]

@@ -4,15 +4,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{Query, Request, State};
-use axum::middleware::{self, Next};
+use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
 use breakwater_circuit_breaker::Registry;
-use http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
+use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::json;
-use tokio::sync::Semaphore;
+use breakwater_server::ConnectionLimit;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::aggregate::Aggregator;
@@ -60,7 +59,8 @@ struct Followed {
 struct AppState {
     local: Option<Streamer>,
     aggregator: Option<Followed>,
-    proxy: Streamer,
+    connections: ConnectionLimit,
+    settings: Arc<StreamSettings>,
     proxy_allow: OriginAllowList,
     client: HttpClient,
 }
@@ -106,7 +106,7 @@ impl Dashboard {
     /// The router. Starts following the instances, if any, so call it within a Tokio runtime.
     pub fn router(self) -> Router {
         let settings = Arc::new(self.settings);
-        let connections = Arc::new(Semaphore::new(settings.max_connections));
+        let connections = ConnectionLimit::new(settings.max_connections);
         let local = self.registry.map(|registry| {
             let source = move |out: &mut Vec<u8>| {
                 let commands = registry.snapshot();
@@ -147,16 +147,11 @@ impl Dashboard {
                 each,
             }
         });
-        // The proxy relays bytes; it uses the streamer only for the connection cap.
-        let proxy = Streamer::new(
-            Arc::new(|out: &mut Vec<u8>| out.extend_from_slice(b"ping: \n\n")),
-            settings.clone(),
-            connections.clone(),
-        );
         let state = Arc::new(AppState {
             local,
             aggregator,
-            proxy,
+            connections,
+            settings,
             proxy_allow,
             client: proxy::http_client(),
         });
@@ -171,11 +166,7 @@ impl Dashboard {
             .route("/proxy.stream", get(proxy_stream))
             .with_state(state);
         if let Some(token) = self.token {
-            let token: Arc<str> = token.into();
-            router = router.layer(middleware::from_fn(move |request: Request, next: Next| {
-                let token = token.clone();
-                async move { authorize(&token, request, next).await }
-            }));
+            router = breakwater_server::require_token(router, token, &PUBLIC_PATHS);
         }
         router.layer(
             CorsLayer::new()
@@ -262,7 +253,8 @@ async fn proxy_stream(
     proxy::relay(
         &state.client,
         &state.proxy_allow,
-        &state.proxy,
+        &state.connections,
+        state.settings.stall_timeout,
         query,
         connection,
     )
@@ -306,42 +298,3 @@ async fn instances(State(state): State<Arc<AppState>>) -> Json<serde_json::Value
 /// The page's script and style hold no data; the browser loads them without the token (a
 /// `<script src>` cannot carry it), so they are public.
 const PUBLIC_PATHS: [&str; 2] = ["/dashboard/app.js", "/dashboard/app.css"];
-
-async fn authorize(token: &str, request: Request, next: Next) -> Response {
-    if PUBLIC_PATHS.contains(&request.uri().path()) {
-        return next.run(request).await;
-    }
-    let from_header = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    let from_query = request.uri().query().and_then(|q| {
-        q.split('&')
-            .filter_map(|pair| pair.split_once('='))
-            .find(|(k, _)| *k == "access_token")
-            .map(|(_, v)| v)
-    });
-    let presented = from_header.or(from_query).unwrap_or("");
-    if constant_time_eq(presented.as_bytes(), token.as_bytes()) {
-        return next.run(request).await;
-    }
-    let mut response = (
-        StatusCode::UNAUTHORIZED,
-        "a bearer token is required: `Authorization: Bearer <token>` or `?access_token=<token>`\n",
-    )
-        .into_response();
-    response
-        .headers_mut()
-        .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
-    response
-}
-
-// Compares without returning early, so the time taken does not tell how much matched.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    if a.len() != b.len() {
-        return false;
-    }
-    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}

@@ -31,6 +31,7 @@
 //! The router is a plain [`axum::Router`], so it can be merged into an existing service
 //! instead; [`serve`] adds the ability to cut off stalled stream clients.
 
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod aggregate;

@@ -16,7 +16,9 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 
 use crate::serve::ConnectionHandle;
-use crate::stream::{Refusal, Streamer};
+use breakwater_server::ConnectionLimit;
+
+use crate::stream::Refusal;
 
 /// How long the upstream gets to answer with its headers.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
@@ -166,7 +168,8 @@ fn form_urlencoded_byte_serialize(value: &str) -> impl Iterator<Item = char> + '
 pub(crate) async fn relay(
     client: &HttpClient,
     allow: &OriginAllowList,
-    streamer: &Streamer,
+    connections: &ConnectionLimit,
+    stall_timeout: Duration,
     query: HashMap<String, String>,
     connection: Option<ConnectionHandle>,
 ) -> Response {
@@ -185,7 +188,7 @@ pub(crate) async fn relay(
         )
         .into_response();
     }
-    let permit = match streamer.admit() {
+    let permit = match crate::stream::admit(connections) {
         Ok(permit) => permit,
         Err(refusal) => return refusal.into_response(),
     };
@@ -240,7 +243,6 @@ pub(crate) async fn relay(
     // its slot and the upstream connection (an upstream that never cuts off slow readers,
     // as Java Hystrix's servlet, would otherwise keep both for good).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(RELAY_QUEUE);
-    let stall_timeout = streamer.stall_timeout();
     tokio::spawn(async move {
         let _permit = permit;
         loop {

@@ -20,7 +20,8 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore, mpsc};
+use breakwater_server::{ConnectionLimit, ConnectionPermit};
+use tokio::sync::{Mutex, mpsc};
 
 use crate::serve::ConnectionHandle;
 
@@ -128,7 +129,7 @@ pub(crate) struct Streamer {
     source: Arc<dyn FrameSource>,
     cache: Arc<Mutex<Option<Arc<Frame>>>>,
     settings: Arc<StreamSettings>,
-    connections: Arc<Semaphore>,
+    connections: ConnectionLimit,
 }
 
 // Clients of one interval wake together on multiples of it from this instant.
@@ -149,7 +150,7 @@ impl Streamer {
     pub(crate) fn new(
         source: Arc<dyn FrameSource>,
         settings: Arc<StreamSettings>,
-        connections: Arc<Semaphore>,
+        connections: ConnectionLimit,
     ) -> Self {
         Streamer {
             source,
@@ -157,11 +158,6 @@ impl Streamer {
             settings,
             connections,
         }
-    }
-
-    /// How long a client may stop reading before it is cut off.
-    pub(crate) fn stall_timeout(&self) -> Duration {
-        self.settings.stall_timeout
     }
 
     /// The frame built at or after `not_before`, building it if needed (one builder at a time;
@@ -237,20 +233,8 @@ impl Streamer {
     }
 
     /// Takes a connection slot, or answers 503 as Hystrix does past its cap.
-    pub(crate) fn admit(&self) -> Result<OwnedSemaphorePermit, Refusal> {
-        self.connections.clone().try_acquire_owned().map_err(|_| {
-            tracing::warn!(
-                max = self.settings.max_connections,
-                "stream connection refused: too many connections"
-            );
-            (
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "MaxConcurrentConnections reached: {}\n",
-                    self.settings.max_connections
-                ),
-            )
-        })
+    pub(crate) fn admit(&self) -> Result<ConnectionPermit, Refusal> {
+        admit(&self.connections)
     }
 
     /// The streaming response for one client.
@@ -258,7 +242,7 @@ impl Streamer {
         &self,
         request_headers: &HeaderMap,
         interval: Duration,
-        permit: OwnedSemaphorePermit,
+        permit: ConnectionPermit,
         connection: Option<ConnectionHandle>,
     ) -> Response {
         let gzip = self.settings.gzip && accepts_gzip(request_headers);
@@ -288,13 +272,27 @@ impl Streamer {
     }
 }
 
+/// Takes a place under the stream connection cap, or answers 503 as Hystrix does past it.
+pub(crate) fn admit(connections: &ConnectionLimit) -> Result<ConnectionPermit, Refusal> {
+    connections.try_acquire().ok_or_else(|| {
+        tracing::warn!(
+            max = connections.max(),
+            "stream connection refused: too many connections"
+        );
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("MaxConcurrentConnections reached: {}\n", connections.max()),
+        )
+    })
+}
+
 /// Feeds one client until it goes, stalls or the server stops.
 async fn pump(
     streamer: Streamer,
     tx: mpsc::Sender<Bytes>,
     interval: Duration,
     gzip: bool,
-    _permit: OwnedSemaphorePermit,
+    _permit: ConnectionPermit,
     connection: Option<ConnectionHandle>,
 ) {
     if gzip && tx.send(Bytes::from_static(&GZIP_HEADER)).await.is_err() {

@@ -2,6 +2,8 @@
 //! local development and tests. Every flag has a matching environment variable; it binds to
 //! 127.0.0.1 unless told otherwise and stops gracefully on SIGTERM or Ctrl-C.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,6 +22,14 @@ struct Args {
     /// Turn self-preservation off (evict expired leases even when many stop renewing).
     #[arg(long, env = "BREAKWATER_EUREKA_NO_SELF_PRESERVATION")]
     no_self_preservation: bool,
+    /// Require this token on every request: the password of basic auth (what Eureka clients
+    /// send for `http://user:TOKEN@host:8761/eureka/`) or `Authorization: Bearer`. Needed to
+    /// listen beyond loopback.
+    #[arg(long, env = "BREAKWATER_EUREKA_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Most connections open at once.
+    #[arg(long, env = "BREAKWATER_EUREKA_MAX_CONNECTIONS", default_value_t = 1024)]
+    max_connections: usize,
 }
 
 #[tokio::main]
@@ -30,6 +40,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
+    breakwater_server::check_exposure(args.bind, args.token.as_deref())?;
     let registry = Arc::new(Registry::new(RegistryConfig {
         self_preservation: !args.no_self_preservation,
         ..RegistryConfig::default()
@@ -40,31 +51,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "Eureka registry on http://{}/eureka/",
         listener.local_addr()?
     );
-    axum::serve(listener, breakwater_discovery::server::router(registry))
-        .with_graceful_shutdown(shutdown_signal())
+    let mut router = breakwater_discovery::server::router(registry);
+    if let Some(token) = args.token.filter(|t| !t.is_empty()) {
+        router = breakwater_server::require_token(router, token, &[]);
+    }
+    let config = breakwater_server::ServeConfig {
+        max_connections: args.max_connections,
+        ..breakwater_server::ServeConfig::default()
+    };
+    breakwater_server::serve(listener, router, breakwater_server::shutdown_signal(), config)
         .await?;
     eviction.abort();
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }

@@ -8,6 +8,8 @@
 //! Results go to stdout; a closed stdout (`| head`) ends the command quietly with status 0.
 //! Errors go to stderr (as `{"error": "..."}` with `--output json`) with status 1.
 
+#![forbid(unsafe_code)]
+
 use std::fmt::Write as _;
 use std::io::{self, Write as _};
 use std::process::ExitCode;

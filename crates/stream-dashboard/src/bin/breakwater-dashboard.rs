@@ -4,6 +4,8 @@
 //! Every flag has a matching environment variable; it binds to 127.0.0.1 unless told
 //! otherwise and stops gracefully on SIGTERM or Ctrl-C.
 
+#![forbid(unsafe_code)]
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
@@ -38,7 +40,7 @@ struct Args {
         value_delimiter = ','
     )]
     proxy_allow: Vec<String>,
-    /// Require this bearer token on every route.
+    /// Require this bearer token on every route (needed to listen beyond loopback).
     #[arg(long, env = "BREAKWATER_DASHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Most stream connections at once.
@@ -61,6 +63,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
+    breakwater_server::check_exposure(args.bind, args.token.as_deref())?;
     let mut allow = OriginAllowList::new();
     for entry in &args.proxy_allow {
         allow = allow.allow(entry)?;
@@ -79,28 +82,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     tracing::info!("dashboard on http://{}/", listener.local_addr()?);
-    breakwater_stream_dashboard::serve(listener, dashboard.router(), shutdown_signal()).await?;
+    breakwater_stream_dashboard::serve(
+        listener,
+        dashboard.router(),
+        breakwater_server::shutdown_signal(),
+    )
+    .await?;
     Ok(())
-}
-
-async fn shutdown_signal() {
-    let ctrl_c = async {
-        let _ = tokio::signal::ctrl_c().await;
-    };
-    #[cfg(unix)]
-    let term = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(_) => std::future::pending().await,
-        }
-    };
-    #[cfg(not(unix))]
-    let term = std::future::pending::<()>();
-    tokio::select! {
-        _ = ctrl_c => {},
-        _ = term => {},
-    }
-    tracing::info!("shutting down");
 }
