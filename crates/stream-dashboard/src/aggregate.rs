@@ -18,6 +18,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use breakwater_backoff::Backoff;
 use bytes::Bytes;
 use http::{StatusCode, Uri, header};
 use http_body_util::{BodyExt, Empty};
@@ -33,8 +34,9 @@ pub const MAX_EVENTS_PER_INSTANCE: usize = 20_000;
 /// An upstream that sends nothing (not even a ping) for this long is reconnected.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKOFF_START: Duration = Duration::from_millis(500);
-const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// The first wait before reconnecting to a lost instance; it doubles up to `RECONNECT_MAX`.
+const RECONNECT_START: Duration = Duration::from_millis(500);
+const RECONNECT_MAX: Duration = Duration::from_secs(30);
 
 type Event = Arc<Map<String, Value>>;
 
@@ -265,9 +267,12 @@ fn parse_event(data: &str) -> Result<ParsedEvent, String> {
 
 /// Follows one instance's stream for as long as the aggregator lives.
 async fn follow(instance: Arc<Instance>, client: HttpClient) {
-    let mut backoff = BACKOFF_START;
+    // Jitter, so that a dashboard following many instances of one that restarted does not
+    // reconnect to all of them in step.
+    let backoff = Backoff::exponential(RECONNECT_MAX).with_jitter(0.2);
+    let mut failures = 0u32;
     loop {
-        let error = match read_stream(&instance, &client, &mut backoff).await {
+        let error = match read_stream(&instance, &client, &mut failures).await {
             Ok(()) => "stream ended".to_owned(),
             Err(error) => error,
         };
@@ -281,15 +286,15 @@ async fn follow(instance: Arc<Instance>, client: HttpClient) {
             state.events.clear();
             state.last_error = Some(error);
         }
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(BACKOFF_MAX);
+        tokio::time::sleep(backoff.delay(RECONNECT_START, failures)).await;
+        failures = failures.saturating_add(1);
     }
 }
 
 async fn read_stream(
     instance: &Instance,
     client: &HttpClient,
-    backoff: &mut Duration,
+    failures: &mut u32,
 ) -> Result<(), String> {
     let request = http::Request::get(instance.url.clone())
         .header(header::ACCEPT, "text/event-stream")
@@ -307,7 +312,7 @@ async fn read_stream(
         state.connected = true;
         state.last_error = None;
     }
-    *backoff = BACKOFF_START;
+    *failures = 0;
     tracing::info!(instance = %instance.url, "following instance stream");
     let mut body = response.into_body();
     let mut parser = SseParser::new();

@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use breakwater_backoff::Backoff;
+
 use aws_sdk_dynamodb::Client;
 use aws_sdk_dynamodb::config::http::HttpResponse;
 use aws_sdk_dynamodb::error::{DisplayErrorContext, SdkError};
@@ -122,12 +124,9 @@ impl Shared {
 /// `base` doubled per failure (up to 10x), with +-20% jitter so a fleet does not retry in
 /// step.
 fn backoff(base: Duration, failures: u32) -> Duration {
-    use std::hash::{BuildHasher, RandomState};
-    let factor = 2u32.saturating_pow(failures).min(10);
-    let jitter = RandomState::new().hash_one(Instant::now()) % 41; // 0..=40
-    let scaled = base.saturating_mul(factor).as_secs_f64() * (0.8 + jitter as f64 / 100.0);
-    // A huge interval (e.g. Duration::MAX for "never poll") saturates instead of panicking.
-    Duration::try_from_secs_f64(scaled).unwrap_or(Duration::MAX)
+    Backoff::exponential(base.saturating_mul(10))
+        .with_jitter(0.2)
+        .delay(base, failures)
 }
 
 impl DynamoDbSource {
@@ -578,7 +577,7 @@ mod tests {
             for _ in 0..50 {
                 let d = backoff(base, failures).as_secs_f64();
                 assert!(
-                    d >= 0.8 * factor - 1e-9 && d <= 1.2 * factor + 1e-9,
+                    d >= 0.8 * factor - 1e-9 && d <= (1.2 * factor).min(10.0) + 1e-9,
                     "{failures} failures: {d} s"
                 );
             }

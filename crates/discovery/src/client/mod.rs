@@ -20,15 +20,16 @@
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use breakwater_backoff::Backoff;
 use bytes::Bytes;
-use http::{Method, Request, StatusCode, Uri, header};
-use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use tokio::sync::watch;
 
 use crate::wire::{self, Applications, Instance, Status};
+
+mod transport;
+
+use transport::{Transport, encode, segment};
 
 /// Settings of a client (Java client defaults).
 #[derive(Debug, Clone)]
@@ -114,215 +115,6 @@ pub enum ClientError {
     /// The operation needs an instance and the client registers none.
     #[error("this client registers no instance")]
     NoInstance,
-}
-
-struct Server {
-    base: Uri,
-    authorization: Option<String>,
-}
-
-struct Transport {
-    servers: Vec<Server>,
-    http: Client<HttpConnector, Full<Bytes>>,
-    state: Mutex<(usize, Vec<bool>)>, // (preferred server, quarantined)
-    timeout: Duration,
-    tries: usize,
-}
-
-impl Transport {
-    fn new(config: &ClientConfig) -> Result<Self, ClientError> {
-        use base64::Engine as _;
-        let mut servers = Vec::new();
-        for url in &config.service_urls {
-            let bad = |reason: &str| ClientError::BadUrl {
-                url: url.clone(),
-                reason: reason.to_owned(),
-            };
-            let uri: Uri = url
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-            if uri.scheme_str() != Some("http") {
-                return Err(bad("only http:// is supported"));
-            }
-            let authority = uri.authority().ok_or_else(|| bad("no host"))?.as_str();
-            let (userinfo, host) = match authority.rsplit_once('@') {
-                Some((userinfo, host)) => (Some(userinfo), host),
-                None => (None, authority),
-            };
-            let authorization = userinfo.map(|u| {
-                let decoded = percent_decode(u);
-                format!(
-                    "Basic {}",
-                    base64::engine::general_purpose::STANDARD.encode(decoded)
-                )
-            });
-            let mut path = uri.path().to_owned();
-            if !path.ends_with('/') {
-                path.push('/');
-            }
-            let base: Uri = format!("http://{host}{path}")
-                .parse()
-                .map_err(|e: http::uri::InvalidUri| bad(&e.to_string()))?;
-            servers.push(Server {
-                base,
-                authorization,
-            });
-        }
-        if servers.is_empty() {
-            return Err(ClientError::BadUrl {
-                url: String::new(),
-                reason: "no service URL given".to_owned(),
-            });
-        }
-        let mut connector = HttpConnector::new();
-        connector.set_connect_timeout(Some(config.request_timeout));
-        let n = servers.len();
-        Ok(Transport {
-            servers,
-            http: Client::builder(TokioExecutor::new()).build(connector),
-            state: Mutex::new((0, vec![false; n])),
-            timeout: config.request_timeout,
-            tries: config.tries.max(1),
-        })
-    }
-
-    /// Sends to the preferred server, failing over to others. 5xx and transport errors move
-    /// on; any other answer is returned.
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        body: Option<String>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
-        let order: Vec<usize> = {
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            let n = self.servers.len();
-            // Lift the quarantine once most servers are in it.
-            if state.1.iter().filter(|q| **q).count() * 3 >= n * 2 {
-                state.1.iter_mut().for_each(|q| *q = false);
-            }
-            (0..n)
-                .map(|k| (state.0 + k) % n)
-                .filter(|&i| !state.1[i])
-                .collect()
-        };
-        let mut errors = Vec::new();
-        for &i in order.iter().take(self.tries) {
-            let server = &self.servers[i];
-            let uri: Uri = match format!("{}{}", server.base, path).parse() {
-                Ok(uri) => uri,
-                Err(e) => {
-                    return Err(ClientError::BadUrl {
-                        url: path.to_owned(),
-                        reason: format!("{e}"),
-                    });
-                }
-            };
-            let url = uri.to_string();
-            let mut request = Request::builder()
-                .method(method.clone())
-                .uri(uri)
-                .header(header::ACCEPT, "application/json");
-            if let Some(auth) = &server.authorization {
-                request = request.header(header::AUTHORIZATION, auth);
-            }
-            let request = match &body {
-                Some(b) => request
-                    .header(header::CONTENT_TYPE, "application/json")
-                    .body(Full::new(Bytes::from(b.clone()))),
-                None => request.body(Full::new(Bytes::new())),
-            }
-            .expect("a request of valid parts");
-            let outcome = tokio::time::timeout(self.timeout, async {
-                let response = self
-                    .http
-                    .request(request)
-                    .await
-                    .map_err(|e| Failure::Transport(e.to_string()))?;
-                let status = response.status();
-                // Refuse an announced oversized answer before reading any of it, and cut
-                // an unannounced one off at the limit.
-                let announced = response
-                    .headers()
-                    .get(header::CONTENT_LENGTH)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| v.trim().parse::<u64>().ok());
-                if announced.is_some_and(|n| n > wire::MAX_DOCUMENT as u64) {
-                    return Err(Failure::TooLarge);
-                }
-                let bytes = Limited::new(response.into_body(), wire::MAX_DOCUMENT)
-                    .collect()
-                    .await
-                    .map_err(|e| {
-                        if e.downcast_ref::<LengthLimitError>().is_some() {
-                            Failure::TooLarge
-                        } else {
-                            Failure::Transport(e.to_string())
-                        }
-                    })?
-                    .to_bytes();
-                Ok((status, bytes))
-            })
-            .await
-            .unwrap_or_else(|_| {
-                Err(Failure::Transport(format!(
-                    "no answer within {:?}",
-                    self.timeout
-                )))
-            });
-            match outcome {
-                Ok((status, bytes)) if !status.is_server_error() => {
-                    let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-                    state.0 = i;
-                    state.1[i] = false;
-                    return Ok((status, bytes));
-                }
-                // The server answered, but with more than any registry document: another
-                // server would not do better, and reading its answer too would double the cost.
-                Err(Failure::TooLarge) => {
-                    tracing::warn!(%url, limit = wire::MAX_DOCUMENT, "Eureka answer too large; refused");
-                    return Err(ClientError::TooLarge {
-                        url,
-                        limit: wire::MAX_DOCUMENT,
-                    });
-                }
-                Ok((status, _)) => errors.push(format!("{}: {status}", server.base)),
-                Err(Failure::Transport(e)) => errors.push(format!("{}: {e}", server.base)),
-            }
-            let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-            state.1[i] = true;
-            tracing::warn!(server = %server.base, error = %errors.last().map_or("", |e| e), "Eureka server quarantined");
-        }
-        Err(ClientError::Unavailable(errors.join("; ")))
-    }
-}
-
-/// Why one try of a request failed.
-enum Failure {
-    /// Not connected, no (complete) answer, timed out.
-    Transport(String),
-    /// The answer is longer than [`wire::MAX_DOCUMENT`].
-    TooLarge,
-}
-
-fn percent_decode(s: &str) -> Vec<u8> {
-    let bytes = s.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && i + 2 < bytes.len()
-            && let Ok(b) =
-                u8::from_str_radix(std::str::from_utf8(&bytes[i + 1..i + 3]).unwrap_or(""), 16)
-        {
-            out.push(b);
-            i += 3;
-        } else {
-            out.push(bytes[i]);
-            i += 1;
-        }
-    }
-    out
 }
 
 struct Inner {
@@ -679,8 +471,8 @@ impl EurekaClient {
     }
 
     /// Runs `work` now and then every `interval` (start to start, or at once when it took
-    /// longer), backing off on errors: each failure doubles the time to the next run, up to
-    /// `interval` times the multiplier; a success goes back to `interval`.
+    /// longer), backing off on errors: each failure in a row doubles the time to the next
+    /// run, up to `interval` times the multiplier; a success goes back to `interval`.
     async fn every(
         self,
         interval: Duration,
@@ -695,9 +487,11 @@ impl EurekaClient {
         if register_first && let Err(e) = self.register().await {
             tracing::warn!(error = %e, "registration failed; heartbeats will register again");
         }
-        let multiplier = self.inner.config.max_backoff_multiplier;
+        let backoff = Backoff::exponential(
+            interval.saturating_mul(self.inner.config.max_backoff_multiplier.max(1)),
+        );
         // The time from one run's start to the next one's; what is left of it is waited.
-        let mut period = interval;
+        let mut failures = 0u32;
         let mut wait = Duration::ZERO;
         loop {
             tokio::select! {
@@ -706,54 +500,14 @@ impl EurekaClient {
             }
             let started = tokio::time::Instant::now();
             let outcome = work(self.clone()).await;
-            period = next_period(period, interval, multiplier, outcome.is_ok());
+            failures = if outcome.is_ok() { 0 } else { failures.saturating_add(1) };
+            let period = backoff.delay(interval, failures);
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, retry_in = ?period, "Eureka request failed; the last good registry keeps serving");
             }
             wait = period.saturating_sub(started.elapsed());
         }
     }
-}
-
-/// The period after a run: `interval` after a success; after a failure, twice the last
-/// period, at least `interval` and at most `interval` times `multiplier` (1 at least).
-fn next_period(last: Duration, interval: Duration, multiplier: u32, ok: bool) -> Duration {
-    if ok {
-        return interval;
-    }
-    let cap = interval
-        .checked_mul(multiplier.max(1))
-        .unwrap_or(Duration::MAX);
-    last.checked_mul(2)
-        .unwrap_or(Duration::MAX)
-        .min(cap)
-        .max(interval)
-}
-
-/// Percent-encodes one path segment: everything but RFC 3986's unreserved characters and
-/// `:` and `@` (allowed in segments and common in instance ids), so `/`, `?`, `#`, `%`, `;`,
-/// spaces and non-ASCII stay inside the segment.
-fn segment(s: &str) -> String {
-    encode_keeping(s, b":@")
-}
-
-/// Percent-encodes a query component: everything but RFC 3986's unreserved characters.
-fn encode(s: &str) -> String {
-    encode_keeping(s, b"")
-}
-
-fn encode_keeping(s: &str, keep: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') || keep.contains(&b)
-        {
-            out.push(b as char);
-        } else {
-            let _ = write!(out, "%{b:02X}");
-        }
-    }
-    out
 }
 
 /// The client's background work. [`Running::shutdown`] stops it and cancels the
@@ -789,31 +543,6 @@ mod tests {
 
     const S: Duration = Duration::from_secs(1);
 
-    #[test]
-    fn back_off_doubles_up_to_the_multiplier_and_resets_on_success() {
-        let mut period = S;
-        let mut periods = Vec::new();
-        for _ in 0..6 {
-            period = next_period(period, S, 10, false);
-            periods.push(period.as_secs());
-        }
-        assert_eq!(periods, [2, 4, 8, 10, 10, 10]);
-        assert_eq!(next_period(period, S, 10, true), S, "a success resets it");
-        assert_eq!(next_period(S, S, 1, false), S, "multiplier 1: no back-off");
-        assert_eq!(next_period(S, S, 0, false), S, "multiplier 0 counts as 1");
-        assert_eq!(
-            next_period(Duration::ZERO, S, 10, false),
-            S,
-            "never below the interval"
-        );
-        let huge = Duration::MAX / 2 + S;
-        assert_eq!(
-            next_period(huge, huge, u32::MAX, false),
-            Duration::MAX,
-            "no overflow"
-        );
-    }
-
     fn client(multiplier: u32) -> EurekaClient {
         let config = ClientConfig {
             service_urls: vec!["http://127.0.0.1:9/eureka/".into()],
@@ -826,12 +555,21 @@ mod tests {
     /// Runs `every` (interval 1 s) for `run_for` of paused time with work that takes `takes`
     /// and fails on the runs `outcome` says; gives the runs' start times in seconds.
     async fn starts(takes: Duration, outcome: fn(usize) -> bool, run_for: Duration) -> Vec<f64> {
+        starts_with(10, takes, outcome, run_for).await
+    }
+
+    async fn starts_with(
+        multiplier: u32,
+        takes: Duration,
+        outcome: fn(usize) -> bool,
+        run_for: Duration,
+    ) -> Vec<f64> {
         let origin = tokio::time::Instant::now();
         let log = Arc::new(Mutex::new(Vec::new()));
         let (stop, stopped) = watch::channel(false);
         let task = {
             let log = log.clone();
-            tokio::spawn(client(10).every(S, stopped, false, move |_| {
+            tokio::spawn(client(multiplier).every(S, stopped, false, move |_| {
                 let log = log.clone();
                 Box::pin(async move {
                     let n = {
@@ -871,6 +609,14 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
+    async fn a_multiplier_of_one_or_zero_means_no_back_off() {
+        for multiplier in [0, 1] {
+            let starts = starts_with(multiplier, Duration::ZERO, |_| false, Duration::from_millis(3_500)).await;
+            assert_eq!(starts, [0.0, 1.0, 2.0, 3.0], "multiplier {multiplier}");
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn slow_failures_still_back_off() {
         // Every run takes 3 s (a timeout, say) and fails: the back-off must still grow, from
         // start to start 3 s (2 s was due), 4, 8, 10, 10.
@@ -887,14 +633,5 @@ mod tests {
         )
         .await;
         assert_eq!(starts, [0.0, 1.0, 2.0, 3.0]);
-    }
-
-    #[test]
-    fn path_segments_are_percent_encoded() {
-        assert_eq!(segment("host:svc/1 a"), "host:svc%2F1%20a");
-        assert_eq!(segment("a?b#c%d;e+f&g=h"), "a%3Fb%23c%25d%3Be%2Bf%26g%3Dh");
-        assert_eq!(segment("ü"), "%C3%BC");
-        assert_eq!(segment("ORDERS-1.a_b~c@d"), "ORDERS-1.a_b~c@d");
-        assert_eq!(encode("a:b@c"), "a%3Ab%40c");
     }
 }
