@@ -117,7 +117,11 @@ impl Backoff {
 
     /// The delay after `failures` failures in a row (0: `base`), with random jitter.
     pub fn delay(&self, base: Duration, failures: u32) -> Duration {
-        let unit = if self.jitter > 0.0 { fastrand::f64() } else { 0.5 };
+        let unit = if self.jitter > 0.0 {
+            fastrand::f64()
+        } else {
+            0.5
+        };
         self.delay_at(base, failures, unit)
     }
 
@@ -188,7 +192,11 @@ mod tests {
         assert_eq!(bad.check(S).unwrap_err().field, "multiplier");
         assert_eq!(Backoff::default().check(S * 61).unwrap_err().field, "max");
         assert_eq!(
-            Backoff::default().with_jitter(1.5).check(S).unwrap_err().field,
+            Backoff::default()
+                .with_jitter(1.5)
+                .check(S)
+                .unwrap_err()
+                .field,
             "jitter"
         );
         assert!(Backoff::default().check(S * 5).is_ok());

@@ -198,28 +198,22 @@ impl Admin {
     /// applies, the instance's lower layers or default do.
     pub async fn resolve(&self, key: &str, reader: &Scope) -> Result<Option<Row>, WriteError> {
         let mut best: Option<Row> = None;
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#k = :k")
-                .expression_attribute_names("#k", "key")
-                .expression_attribute_values(":k", s(key))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(dynamo)?;
-            for row in out.items().iter().filter_map(|i| Row::from_item(i).ok()) {
-                if reader.prefers(&row, best.as_ref()) {
-                    best = Some(row);
-                }
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#k = :k")
+            .expression_attribute_names("#k", "key")
+            .expression_attribute_values(":k", s(key))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.try_next().await.map_err(dynamo)? {
+            if let Ok(row) = Row::from_item(&item)
+                && reader.prefers(&row, best.as_ref())
+            {
+                best = Some(row);
             }
         }
         Ok(best)
@@ -228,25 +222,19 @@ impl Admin {
     /// Every row (tombstones and the version item left out), sorted by key and scope.
     pub async fn list(&self) -> Result<Vec<Row>, WriteError> {
         let mut rows = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(dynamo)?;
-            rows.extend(
-                out.items()
-                    .iter()
-                    .filter_map(|i| Row::from_item(i).ok())
-                    .filter(|r| r.value.is_some() && r.key != VERSION_ITEM_KEY),
-            );
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
+        let mut items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.try_next().await.map_err(dynamo)? {
+            if let Ok(row) = Row::from_item(&item)
+                && row.value.is_some()
+                && row.key != VERSION_ITEM_KEY
+            {
+                rows.push(row);
             }
         }
         rows.sort_by(|a, b| (&a.key, a.scope.id()).cmp(&(&b.key, b.scope.id())));
@@ -378,40 +366,32 @@ impl Admin {
     /// The key's writes, oldest first.
     pub async fn history(&self, key: &str, scope: &Scope) -> Result<Vec<HistoryEntry>, WriteError> {
         let mut entries = Vec::new();
-        let mut start = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.history)
-                .key_condition_expression("id = :id")
-                .expression_attribute_values(":id", s(format!("{key}|{}", scope.id())))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(dynamo)?;
-            for item in out.items() {
-                let text = |n: &str| match item.get(n) {
-                    Some(AttributeValue::S(v)) => Some(v.clone()),
-                    _ => None,
-                };
-                let version = match item.get("version") {
-                    Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
-                    _ => 0,
-                };
-                entries.push(HistoryEntry {
-                    version,
-                    value: text("value"),
-                    previous_value: text("previous_value"),
-                    updated_by: text("updated_by").unwrap_or_default(),
-                    updated_at: text("updated_at").unwrap_or_default(),
-                });
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.history)
+            .key_condition_expression("id = :id")
+            .expression_attribute_values(":id", s(format!("{key}|{}", scope.id())))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.try_next().await.map_err(dynamo)? {
+            let text = |n: &str| match item.get(n) {
+                Some(AttributeValue::S(v)) => Some(v.clone()),
+                _ => None,
+            };
+            let version = match item.get("version") {
+                Some(AttributeValue::N(n)) => n.parse().unwrap_or(0),
+                _ => 0,
+            };
+            entries.push(HistoryEntry {
+                version,
+                value: text("value"),
+                previous_value: text("previous_value"),
+                updated_by: text("updated_by").unwrap_or_default(),
+                updated_at: text("updated_at").unwrap_or_default(),
+            });
         }
         entries.sort_by_key(|e| e.version);
         Ok(entries)

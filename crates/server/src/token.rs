@@ -48,10 +48,9 @@ pub fn require_token(
                  token as password, or `?access_token=<token>`\n",
             )
                 .into_response();
-            response.headers_mut().insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static("Bearer"),
-            );
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
             response
         }
     }))
@@ -69,8 +68,7 @@ fn presents(request: &Request, token: &str) -> bool {
             return constant_time_eq(bearer.trim().as_bytes(), token.as_bytes());
         }
         if let Some(basic) = value.strip_prefix("Basic ") {
-            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim())
-            else {
+            let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else {
                 return false;
             };
             let password = match decoded.iter().position(|&b| b == b':') {

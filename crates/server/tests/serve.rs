@@ -34,10 +34,12 @@ fn router() -> Router {
         )
         .route(
             "/close",
-            get(|Extension(handle): Extension<ConnectionHandle>| async move {
-                handle.close();
-                "closing"
-            }),
+            get(
+                |Extension(handle): Extension<ConnectionHandle>| async move {
+                    handle.close();
+                    "closing"
+                },
+            ),
         )
 }
 
@@ -101,7 +103,10 @@ async fn a_client_that_sends_nothing_is_cut_off() {
     let mut silent = TcpStream::connect(server.addr).await.unwrap();
     let started = Instant::now();
     let answer = read_to_close(&mut silent).await;
-    assert!(answer.is_some(), "a silent connection was kept open for 5 s");
+    assert!(
+        answer.is_some(),
+        "a silent connection was kept open for 5 s"
+    );
     assert!(started.elapsed() < Duration::from_secs(3));
     // The server still answers others.
     assert!(get_once(server.addr, "/").await.contains("hello"));
@@ -111,7 +116,9 @@ async fn a_client_that_sends_nothing_is_cut_off() {
 async fn a_client_that_trickles_its_headers_is_cut_off() {
     let server = start(short_headers()).await;
     let mut slow = TcpStream::connect(server.addr).await.unwrap();
-    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+    slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+        .await
+        .unwrap();
     let started = Instant::now();
     for _ in 0..3 {
         // A header line now and then, never the end of the headers.
@@ -151,7 +158,9 @@ async fn past_the_connection_cap_a_new_connection_is_closed_at_once() {
         .write_all(b"GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
         .await;
     let started = Instant::now();
-    let answer = read_to_close(&mut third).await.expect("closed, not left hanging");
+    let answer = read_to_close(&mut third)
+        .await
+        .expect("closed, not left hanging");
     assert!(!answer.contains("hello"), "served past the cap: {answer}");
     assert!(started.elapsed() < Duration::from_secs(1));
     // A place freed is a place taken again.
@@ -174,7 +183,10 @@ async fn shutdown_lets_requests_in_flight_finish_and_takes_no_new_ones() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     server.stop.take().unwrap().send(()).unwrap();
     let answer = in_flight.await.unwrap();
-    assert!(answer.contains("200 OK") && answer.contains("slow done"), "{answer}");
+    assert!(
+        answer.contains("200 OK") && answer.contains("slow done"),
+        "{answer}"
+    );
     tokio::time::timeout(Duration::from_secs(3), &mut server.task)
         .await
         .expect("serve returns after the drain")
@@ -187,10 +199,9 @@ async fn shutdown_lets_requests_in_flight_finish_and_takes_no_new_ones() {
 async fn bodies_over_the_limit_get_413_announced_or_not() {
     let server = start(ServeConfig::default()).await;
     let post = |headers: &str, body: &[u8]| {
-        let mut request = format!(
-            "POST /upload HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{headers}\r\n"
-        )
-        .into_bytes();
+        let mut request =
+            format!("POST /upload HTTP/1.1\r\nhost: x\r\nconnection: close\r\n{headers}\r\n")
+                .into_bytes();
         request.extend_from_slice(body);
         async move {
             let mut stream = TcpStream::connect(server.addr).await.unwrap();
@@ -199,7 +210,10 @@ async fn bodies_over_the_limit_get_413_announced_or_not() {
         }
     };
     let small = post("content-length: 10\r\n", b"0123456789").await;
-    assert!(small.contains("200 OK") && small.contains("10 bytes"), "{small}");
+    assert!(
+        small.contains("200 OK") && small.contains("10 bytes"),
+        "{small}"
+    );
     let announced = post("content-length: 10000000\r\n", b"").await;
     assert!(announced.contains("413"), "{announced}");
     assert!(announced.contains("larger than 1024 bytes"), "{announced}");

@@ -9,9 +9,9 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
 use breakwater_circuit_breaker::Registry;
+use breakwater_server::ConnectionLimit;
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::json;
-use breakwater_server::ConnectionLimit;
 use tower_http::cors::{Any, CorsLayer};
 
 use crate::aggregate::Aggregator;

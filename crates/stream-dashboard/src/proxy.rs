@@ -17,6 +17,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::serve::ConnectionHandle;
 use breakwater_server::ConnectionLimit;
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::stream::Refusal;
 
@@ -131,7 +132,7 @@ pub(crate) fn upstream_url(query: &HashMap<String, String>) -> Result<Uri, Refus
     if let Some(delay) = query.get("delay") {
         url.push(if url.contains('?') { '&' } else { '?' });
         url.push_str("delay=");
-        url.extend(form_urlencoded_byte_serialize(delay));
+        url.extend(utf8_percent_encode(delay, QUERY_VALUE));
     }
     let uri: Uri = url.parse().map_err(|e| {
         refuse(
@@ -152,18 +153,12 @@ pub(crate) fn upstream_url(query: &HashMap<String, String>) -> Result<Uri, Refus
     }
 }
 
-// Percent-encodes everything but unreserved characters (RFC 3986), for a query value.
-fn form_urlencoded_byte_serialize(value: &str) -> impl Iterator<Item = char> + '_ {
-    value.bytes().flat_map(|b| {
-        let unreserved = b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~');
-        let chars: Vec<char> = if unreserved {
-            vec![b as char]
-        } else {
-            format!("%{b:02X}").chars().collect()
-        };
-        chars.into_iter()
-    })
-}
+/// Everything but RFC 3986's unreserved characters is encoded in a query value.
+const QUERY_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
 
 pub(crate) async fn relay(
     client: &HttpClient,

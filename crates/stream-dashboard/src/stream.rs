@@ -18,9 +18,9 @@ use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::response::Response;
+use breakwater_server::{ConnectionLimit, ConnectionPermit};
 use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use breakwater_server::{ConnectionLimit, ConnectionPermit};
 use tokio::sync::{Mutex, mpsc};
 
 use crate::serve::ConnectionHandle;

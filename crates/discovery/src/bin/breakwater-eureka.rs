@@ -28,7 +28,11 @@ struct Args {
     #[arg(long, env = "BREAKWATER_EUREKA_TOKEN", hide_env_values = true)]
     token: Option<String>,
     /// Most connections open at once.
-    #[arg(long, env = "BREAKWATER_EUREKA_MAX_CONNECTIONS", default_value_t = 1024)]
+    #[arg(
+        long,
+        env = "BREAKWATER_EUREKA_MAX_CONNECTIONS",
+        default_value_t = 1024
+    )]
     max_connections: usize,
 }
 
@@ -59,8 +63,13 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         max_connections: args.max_connections,
         ..breakwater_server::ServeConfig::default()
     };
-    breakwater_server::serve(listener, router, breakwater_server::shutdown_signal(), config)
-        .await?;
+    breakwater_server::serve(
+        listener,
+        router,
+        breakwater_server::shutdown_signal(),
+        config,
+    )
+    .await?;
     eviction.abort();
     Ok(())
 }

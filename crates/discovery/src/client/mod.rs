@@ -500,7 +500,11 @@ impl EurekaClient {
             }
             let started = tokio::time::Instant::now();
             let outcome = work(self.clone()).await;
-            failures = if outcome.is_ok() { 0 } else { failures.saturating_add(1) };
+            failures = if outcome.is_ok() {
+                0
+            } else {
+                failures.saturating_add(1)
+            };
             let period = backoff.delay(interval, failures);
             if let Err(e) = outcome {
                 tracing::warn!(error = %e, retry_in = ?period, "Eureka request failed; the last good registry keeps serving");
@@ -611,7 +615,13 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_multiplier_of_one_or_zero_means_no_back_off() {
         for multiplier in [0, 1] {
-            let starts = starts_with(multiplier, Duration::ZERO, |_| false, Duration::from_millis(3_500)).await;
+            let starts = starts_with(
+                multiplier,
+                Duration::ZERO,
+                |_| false,
+                Duration::from_millis(3_500),
+            )
+            .await;
             assert_eq!(starts, [0.0, 1.0, 2.0, 3.0], "multiplier {multiplier}");
         }
     }

@@ -240,24 +240,20 @@ impl DynamoDbSource {
     pub async fn load(&self, config: &Config) -> Result<usize, SourceError> {
         let _loading = self.loading.lock().await;
         let mut best: HashMap<String, Row> = HashMap::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .scan()
-                .table_name(&self.table)
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await
-                .map_err(|e| self.error(DisplayErrorContext(e)))?;
-            for item in out.items() {
-                self.consider(&mut best, item);
-            }
-            match out.last_evaluated_key() {
-                Some(key) if !key.is_empty() => start = Some(key.clone()),
-                _ => break,
-            }
+        let mut items = self
+            .client
+            .scan()
+            .table_name(&self.table)
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items
+            .try_next()
+            .await
+            .map_err(|e| self.error(DisplayErrorContext(e)))?
+        {
+            self.consider(&mut best, &item);
         }
         let layer: HashMap<String, Sourced> = best
             .into_values()
@@ -285,26 +281,19 @@ impl DynamoDbSource {
     ) -> Result<(), SdkError<QueryError, HttpResponse>> {
         let _loading = self.loading.lock().await;
         let mut best: HashMap<String, Row> = HashMap::new();
-        let mut start: Option<HashMap<String, AttributeValue>> = None;
-        loop {
-            let out = self
-                .client
-                .query()
-                .table_name(&self.table)
-                .key_condition_expression("#k = :k")
-                .expression_attribute_names("#k", "key")
-                .expression_attribute_values(":k", AttributeValue::S(key.to_owned()))
-                .consistent_read(true)
-                .set_exclusive_start_key(start.take())
-                .send()
-                .await?;
-            for item in out.items() {
-                self.consider(&mut best, item);
-            }
-            match out.last_evaluated_key() {
-                Some(k) if !k.is_empty() => start = Some(k.clone()),
-                _ => break,
-            }
+        let mut items = self
+            .client
+            .query()
+            .table_name(&self.table)
+            .key_condition_expression("#k = :k")
+            .expression_attribute_names("#k", "key")
+            .expression_attribute_values(":k", AttributeValue::S(key.to_owned()))
+            .consistent_read(true)
+            .into_paginator()
+            .items()
+            .send();
+        while let Some(item) = items.try_next().await? {
+            self.consider(&mut best, &item);
         }
         let sourced = best.remove(key).and_then(|row| self.sourced(row));
         config.set(Layer::DynamoDb, key, sourced.map(|(_, s)| s));
