@@ -11,7 +11,7 @@ use std::sync::{Arc, Barrier};
 use std::task::{Context, Poll, Waker};
 use std::time::{Duration, Instant};
 
-use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, Config};
+use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer};
 use criterion::{Criterion, criterion_group, criterion_main};
 use tower::{Layer, Service};
 
@@ -154,9 +154,9 @@ fn breakwater_no_latency()
 + 'static {
     let breaker = CircuitBreaker::with_config(
         "bench-no-latency",
-        Config {
+        CircuitBreakerConfig {
             record_latency: false,
-            ..Config::default()
+            ..CircuitBreakerConfig::default()
         },
     )
     .expect("valid");

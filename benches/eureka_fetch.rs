@@ -8,8 +8,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use breakwater_discovery::client::{ClientConfig, EurekaClient};
-use breakwater_discovery::registry::{Registry, RegistryConfig};
+use breakwater_discovery::client::{EurekaClient, EurekaClientConfig};
+use breakwater_discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
 use breakwater_discovery::wire::{
     self, ActionType, Application, Applications, Instance, Port, Status,
 };
@@ -45,7 +45,7 @@ fn bench(c: &mut Criterion) {
         .enable_all()
         .build()
         .unwrap();
-    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+    let registry = Arc::new(InstanceRegistry::new(InstanceRegistryConfig::default()));
     for app in 0..APPS {
         for n in 0..PER_APP {
             registry.register(instance(app, n), 1);
@@ -59,10 +59,10 @@ fn bench(c: &mut Criterion) {
         url
     });
     let client = EurekaClient::new(
-        ClientConfig {
+        EurekaClientConfig {
             service_urls: vec![url.clone()],
             request_timeout: Duration::from_secs(30),
-            ..ClientConfig::default()
+            ..EurekaClientConfig::default()
         },
         None,
     )

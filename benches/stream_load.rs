@@ -46,12 +46,12 @@ async fn dependency(fail: bool) -> Result<(), breakwater_circuit_breaker::error:
 
 /// The child: a service with 1,000 breakers under traffic and the dashboard on defaults.
 fn server() {
-    use breakwater_circuit_breaker::{CircuitBreakerLayer, Registry};
+    use breakwater_circuit_breaker::{CircuitBreakerLayer, CircuitBreakerRegistry};
     use tower::{Layer, ServiceExt, service_fn};
 
     let runtime = tokio::runtime::Runtime::new().unwrap();
     runtime.block_on(async {
-        let registry = Registry::new();
+        let registry = CircuitBreakerRegistry::new();
         let breakers: Vec<_> = (0..BREAKERS)
             .map(|i| {
                 registry

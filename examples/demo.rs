@@ -24,13 +24,14 @@ use std::io::{IsTerminal, Write};
 use std::time::{Duration, Instant};
 
 use breakwater::circuit_breaker::{
-    CircuitBreaker, CircuitBreakerLayer, Config, EventKind, Mode, Registry, Snapshot,
-    bulkhead::BulkheadLayer, error::BoxError, fallback::FallbackLayer, timeout::TimeoutLayer,
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerRegistry, EventKind,
+    Mode, Snapshot, bulkhead::BulkheadLayer, error::BoxError, fallback::FallbackLayer,
+    timeout::TimeoutLayer,
 };
-use breakwater::discovery::client::{ClientConfig, EurekaClient};
-use breakwater::discovery::registry::{Registry as EurekaRegistry, RegistryConfig};
+use breakwater::discovery::client::{EurekaClient, EurekaClientConfig};
+use breakwater::discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
 use breakwater::discovery::wire::{Instance, Port, Status};
-use breakwater::dyn_config::{Config as DynConfig, hystrix};
+use breakwater::dyn_config::{ConfigStore, hystrix};
 use breakwater::stream_dashboard::{Dashboard, serve};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};
 
@@ -123,14 +124,14 @@ fn row(s: &Snapshot) -> String {
 
 /// One instance of the service: its breakers, and callers driving ~50 calls per second into
 /// each dependency. `lag` shifts when its dependencies misbehave.
-fn start_instance(lag: Duration) -> Registry {
+fn start_instance(lag: Duration) -> CircuitBreakerRegistry {
     let start = Instant::now().checked_sub(lag).unwrap_or_else(Instant::now);
-    let registry = Registry::new();
-    let fast_recovery = Config {
+    let registry = CircuitBreakerRegistry::new();
+    let fast_recovery = CircuitBreakerConfig {
         sleep_window: Duration::from_secs(2),
         timeout: Some(Duration::from_millis(100)),
         max_concurrent_calls: 20,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     };
     let names = ["inventory", "payments", "recommendations"];
     for name in names {
@@ -191,17 +192,17 @@ async fn main() {
         "http://{}/eureka/",
         eureka_listener.local_addr().expect("bound")
     );
-    let eureka = std::sync::Arc::new(EurekaRegistry::new(RegistryConfig::default()));
+    let eureka = std::sync::Arc::new(InstanceRegistry::new(InstanceRegistryConfig::default()));
     tokio::spawn(serve(
         eureka_listener,
         breakwater::discovery::server::router(eureka.clone()),
         std::future::pending(),
     ));
-    let eureka_config = || ClientConfig {
+    let eureka_config = || EurekaClientConfig {
         service_urls: vec![eureka_url.clone()],
         renewal_interval: Duration::from_secs(5),
         registry_fetch_interval: Duration::from_secs(1),
-        ..ClientConfig::default()
+        ..EurekaClientConfig::default()
     };
 
     // The replica's stream, on a port of its own as a second process would have it.
@@ -267,7 +268,7 @@ async fn main() {
     println!("{banner}");
 
     // Dynamic config: both instances' breakers follow the Hystrix property names.
-    let config = DynConfig::new();
+    let config = ConfigStore::new();
     let _bindings = [
         hystrix::bind(&config, &registry),
         hystrix::bind(&config, &replica),

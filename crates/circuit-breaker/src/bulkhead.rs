@@ -273,6 +273,40 @@ where
     }
 }
 
+/// Bulkheads by name: a registry's, shared with its breakers, which add theirs when first
+/// asked for (breakers hold it weakly, so a dropped registry is not kept alive).
+#[derive(Default)]
+pub(crate) struct Bulkheads(std::sync::RwLock<std::collections::BTreeMap<Arc<str>, Bulkhead>>);
+
+impl Bulkheads {
+    pub(crate) fn get(&self, name: &str) -> Option<Bulkhead> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(name)
+            .cloned()
+    }
+
+    /// Adds `bulkhead` unless one has its name; returns the one registered.
+    pub(crate) fn add(&self, bulkhead: Bulkhead) -> Bulkhead {
+        self.0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(bulkhead.name().into())
+            .or_insert(bulkhead)
+            .clone()
+    }
+
+    pub(crate) fn all(&self) -> Vec<Bulkhead> {
+        self.0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,18 +1,18 @@
 //! Settings of a breaker, with Hystrix's defaults.
 //!
-//! A [`Config`] is plain data: build it with struct-update syntax and hand it to
-//! [`CircuitBreaker::new`](crate::CircuitBreaker::new), [`Registry::breaker_with`](crate::Registry::breaker_with)
+//! A [`CircuitBreakerConfig`] is plain data: build it with struct-update syntax and hand it to
+//! [`CircuitBreaker::new`](crate::CircuitBreaker::new), [`CircuitBreakerRegistry::breaker_with`](crate::CircuitBreakerRegistry::breaker_with)
 //! or, at run time, [`CircuitBreaker::set_config`](crate::CircuitBreaker::set_config). Every
 //! one of those validates it first and answers a [`ConfigError`] naming the field.
 //!
 //! ```
 //! use std::time::Duration;
-//! use breakwater_circuit_breaker::{Config, SlowCalls};
+//! use breakwater_circuit_breaker::{CircuitBreakerConfig, SlowCalls};
 //!
-//! let config = Config {
+//! let config = CircuitBreakerConfig {
 //!     error_threshold_percentage: 25,
 //!     slow_calls: Some(SlowCalls { duration: Duration::from_millis(250), rate_threshold_percentage: 80 }),
-//!     ..Config::default()
+//!     ..CircuitBreakerConfig::default()
 //! };
 //! assert!(config.validate().is_ok());
 //! ```
@@ -114,9 +114,9 @@ pub struct SlowCalls {
 /// The schedule every back-off of Breakwater follows ([`breakwater_backoff`]).
 pub use breakwater_backoff::Backoff;
 
-/// Every setting of one breaker. `Config::default()` is Hystrix's defaults.
+/// Every setting of one breaker. `CircuitBreakerConfig::default()` is Hystrix's defaults.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Config {
+pub struct CircuitBreakerConfig {
     /// Normal operation or a forced state. Default [`Mode::Normal`].
     pub mode: Mode,
     /// Health window. Default 10 s in 10 buckets.
@@ -153,9 +153,9 @@ pub struct Config {
     pub percentile_buckets: u32,
 }
 
-impl Default for Config {
+impl Default for CircuitBreakerConfig {
     fn default() -> Self {
-        Config {
+        CircuitBreakerConfig {
             mode: Mode::Normal,
             window: Window::default(),
             request_volume_threshold: 20,
@@ -179,7 +179,7 @@ pub const MAX_TRIAL_CALLS: u32 = (1 << 15) - 1;
 /// Longest count-based window.
 pub const MAX_COUNT_WINDOW: u32 = 1 << 20;
 
-impl Config {
+impl CircuitBreakerConfig {
     /// Checks every field; the error names the first one that is wrong.
     pub fn validate(&self) -> Result<(), ConfigError> {
         match self.window {
@@ -335,13 +335,13 @@ fn check_rolling(
 mod tests {
     use super::*;
 
-    fn field_of(config: Config) -> &'static str {
+    fn field_of(config: CircuitBreakerConfig) -> &'static str {
         config.validate().unwrap_err().field
     }
 
     #[test]
     fn defaults_are_hystrix_and_valid() {
-        let c = Config::default();
+        let c = CircuitBreakerConfig::default();
         assert!(c.validate().is_ok());
         assert_eq!(c.request_volume_threshold, 20);
         assert_eq!(c.error_threshold_percentage, 50);
@@ -351,16 +351,16 @@ mod tests {
 
     #[test]
     fn invalid_settings_name_their_field() {
-        let d = Config::default;
+        let d = CircuitBreakerConfig::default;
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 error_threshold_percentage: 101,
                 ..d()
             }),
             "error_threshold_percentage"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 window: Window::Time {
                     length: Duration::from_secs(10),
                     buckets: 0
@@ -370,7 +370,7 @@ mod tests {
             "window.buckets"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 window: Window::Time {
                     length: Duration::from_secs(10),
                     buckets: 3
@@ -380,42 +380,42 @@ mod tests {
             "window.length"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 window: Window::Count { calls: 0 },
                 ..d()
             }),
             "window.calls"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 half_open_trial_calls: 0,
                 ..d()
             }),
             "half_open_trial_calls"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 sleep_window: Duration::ZERO,
                 ..d()
             }),
             "sleep_window"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 timeout: Some(Duration::ZERO),
                 ..d()
             }),
             "timeout"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 max_concurrent_calls: 0,
                 ..d()
             }),
             "max_concurrent_calls"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 slow_calls: Some(SlowCalls {
                     duration: Duration::from_secs(1),
                     rate_threshold_percentage: 0
@@ -425,7 +425,7 @@ mod tests {
             "slow_calls.rate_threshold_percentage"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 backoff: Some(Backoff {
                     multiplier: f64::NAN,
                     ..Backoff::default()
@@ -435,7 +435,7 @@ mod tests {
             "backoff.multiplier"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 backoff: Some(Backoff {
                     max: Duration::from_secs(1),
                     ..Backoff::default()
@@ -445,13 +445,13 @@ mod tests {
             "backoff.max"
         );
         assert_eq!(
-            field_of(Config {
+            field_of(CircuitBreakerConfig {
                 percentile_window: Duration::from_secs(7),
                 ..d()
             }),
             "percentile_window"
         );
-        let err = Config {
+        let err = CircuitBreakerConfig {
             error_threshold_percentage: 150,
             ..d()
         }
@@ -466,26 +466,26 @@ mod tests {
 
     #[test]
     fn backoff_grows_and_is_capped() {
-        let c = Config {
+        let c = CircuitBreakerConfig {
             backoff: Some(Backoff {
                 multiplier: 2.0,
                 max: Duration::from_secs(30),
                 jitter: 0.0,
             }),
-            ..Config::default()
+            ..CircuitBreakerConfig::default()
         };
         assert_eq!(c.sleep_for(1), Duration::from_secs(5));
         assert_eq!(c.sleep_for(2), Duration::from_secs(10));
         assert_eq!(c.sleep_for(3), Duration::from_secs(20));
         assert_eq!(c.sleep_for(4), Duration::from_secs(30));
         assert_eq!(c.sleep_for(40), Duration::from_secs(30));
-        let j = Config {
+        let j = CircuitBreakerConfig {
             backoff: Some(Backoff {
                 multiplier: 1.0,
                 max: Duration::from_secs(30),
                 jitter: 0.5,
             }),
-            ..Config::default()
+            ..CircuitBreakerConfig::default()
         };
         for _ in 0..50 {
             let sleep = j.sleep_for(1);

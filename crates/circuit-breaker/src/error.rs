@@ -88,7 +88,7 @@ pub struct FallbackRejected {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("invalid circuit-breaker setting `{field}`: {reason}")]
 pub struct ConfigError {
-    /// The field, as named in [`Config`](crate::Config) (nested fields joined with `.`).
+    /// The field, as named in [`CircuitBreakerConfig`](crate::CircuitBreakerConfig) (nested fields joined with `.`).
     pub field: &'static str,
     /// What is wrong with its value.
     pub reason: String,

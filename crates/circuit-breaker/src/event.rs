@@ -1,7 +1,7 @@
 //! What a breaker announces: state transitions, forced modes, configuration changes.
 //!
 //! Subscribe with [`CircuitBreaker::subscribe`](crate::CircuitBreaker::subscribe) or, for every
-//! breaker of a registry, [`Registry::subscribe`](crate::Registry::subscribe). Events go
+//! breaker of a registry, [`CircuitBreakerRegistry::subscribe`](crate::CircuitBreakerRegistry::subscribe). Events go
 //! through a bounded broadcast channel: a subscriber that falls behind loses the oldest events
 //! (and is told so by `RecvError::Lagged`); it never slows the calls.
 

@@ -4,7 +4,7 @@
 //! Put the [`FallbackLayer`] outermost, around the breaker. It counts fallback successes,
 //! failures and rejections into the breaker's statistics, records end-to-end latency (Hystrix's
 //! `latencyTotal`), and caps how many fallbacks run at once
-//! ([`Config::fallback_max_concurrent_calls`](crate::Config::fallback_max_concurrent_calls)).
+//! ([`CircuitBreakerConfig::fallback_max_concurrent_calls`](crate::CircuitBreakerConfig::fallback_max_concurrent_calls)).
 //!
 //! ```
 //! use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, fallback::FallbackLayer};
@@ -58,10 +58,10 @@ impl<F> FallbackLayer<F> {
 }
 
 impl<S, F: Clone> Layer<S> for FallbackLayer<F> {
-    type Service = Fallback<S, F>;
+    type Service = FallbackService<S, F>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Fallback {
+        FallbackService {
             inner,
             breaker: self.breaker,
             fallback: self.fallback.clone(),
@@ -71,13 +71,13 @@ impl<S, F: Clone> Layer<S> for FallbackLayer<F> {
 
 /// A service with a fallback.
 #[derive(Debug, Clone)]
-pub struct Fallback<S, F> {
+pub struct FallbackService<S, F> {
     inner: S,
     breaker: CircuitBreaker,
     fallback: F,
 }
 
-impl<S, F, Fut, Req> Service<Req> for Fallback<S, F>
+impl<S, F, Fut, Req> Service<Req> for FallbackService<S, F>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
@@ -121,7 +121,7 @@ impl Drop for FallbackSlot {
 }
 
 pin_project! {
-    /// The future of a [`Fallback`] service.
+    /// The future of [`FallbackService`].
     pub struct FallbackFuture<P, F, Fut> {
         #[pin]
         state: FallbackState<P, Fut>,

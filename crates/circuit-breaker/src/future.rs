@@ -1,4 +1,4 @@
-//! [`ResponseFuture`]: the future a [`CircuitBreakerService`](crate::CircuitBreakerService)
+//! [`CircuitBreakerFuture`]: the future a [`CircuitBreakerService`](crate::CircuitBreakerService)
 //! returns.
 
 use std::future::Future;
@@ -49,7 +49,7 @@ impl Drop for CallGuard {
 pin_project! {
     /// Resolves to the inner service's response, or to a boxed error: the inner error, or
     /// [`CircuitOpen`] when the breaker refused the call.
-    pub struct ResponseFuture<F, C> {
+    pub struct CircuitBreakerFuture<F, C> {
         #[pin]
         kind: Kind<F, C>,
     }
@@ -70,9 +70,9 @@ pin_project! {
     }
 }
 
-impl<F, C> ResponseFuture<F, C> {
+impl<F, C> CircuitBreakerFuture<F, C> {
     pub(crate) fn running(future: F, guard: CallGuard, classify: C) -> Self {
-        ResponseFuture {
+        CircuitBreakerFuture {
             kind: Kind::Running {
                 future,
                 guard,
@@ -82,7 +82,7 @@ impl<F, C> ResponseFuture<F, C> {
     }
 
     pub(crate) fn rejected(error: CircuitOpen) -> Self {
-        ResponseFuture {
+        CircuitBreakerFuture {
             kind: Kind::Rejected { error: Some(error) },
         }
     }
@@ -108,7 +108,7 @@ pub(crate) fn counter_for<Res, C: Classify<Res>>(
     }
 }
 
-impl<F, C, Res, E> Future for ResponseFuture<F, C>
+impl<F, C, Res, E> Future for CircuitBreakerFuture<F, C>
 where
     F: Future<Output = Result<Res, E>>,
     E: Into<BoxError>,

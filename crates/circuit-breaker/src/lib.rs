@@ -20,13 +20,13 @@
 //! ```
 //! use std::time::Duration;
 //! use breakwater_circuit_breaker::{
-//!     CircuitBreakerLayer, Registry, bulkhead::BulkheadLayer, classify::HttpStatus,
+//!     CircuitBreakerLayer, CircuitBreakerRegistry, bulkhead::BulkheadLayer, classify::HttpStatus,
 //!     error::BoxError, fallback::FallbackLayer, timeout::TimeoutLayer,
 //! };
 //! use tower::{ServiceBuilder, ServiceExt, service_fn};
 //!
 //! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
-//! let registry = Registry::new();
+//! let registry = CircuitBreakerRegistry::new();
 //! let breaker = registry.breaker("pricing");
 //! let pricing = ServiceBuilder::new()
 //!     .layer(FallbackLayer::new(&breaker, |_e: BoxError| async {
@@ -60,9 +60,9 @@
 //!
 //! # Observability
 //!
-//! * [`CircuitBreaker::snapshot`] / [`Registry::snapshot`]: rolling and cumulative counts,
+//! * [`CircuitBreaker::snapshot`] / [`CircuitBreakerRegistry::snapshot`]: rolling and cumulative counts,
 //!   error percentage, state, concurrency, latency percentiles and the settings in force.
-//! * [`CircuitBreaker::subscribe`] / [`Registry::subscribe`]: state transitions and setting
+//! * [`CircuitBreaker::subscribe`] / [`CircuitBreakerRegistry::subscribe`]: state transitions and setting
 //!   changes, also logged through `tracing`.
 //! * [`metrics::MetricsPublisher`]: Prometheus-friendly series through the `metrics` crate.
 
@@ -89,10 +89,10 @@ pub mod timeout;
 pub use breaker::{Builder, CircuitBreaker};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
-pub use config::{Backoff, Config, Mode, SlowCalls, Window};
+pub use config::{Backoff, CircuitBreakerConfig, Mode, SlowCalls, Window};
 pub use event::{Event, EventKind, State};
-pub use future::ResponseFuture;
+pub use future::CircuitBreakerFuture;
 pub use layer::CircuitBreakerLayer;
-pub use registry::Registry;
+pub use registry::CircuitBreakerRegistry;
 pub use service::CircuitBreakerService;
 pub use snapshot::Snapshot;

@@ -29,12 +29,12 @@ use metrics::{counter, gauge, histogram};
 
 use crate::config::Mode;
 use crate::event::State;
-use crate::registry::Registry;
+use crate::registry::CircuitBreakerRegistry;
 use crate::snapshot::Counts;
 
 /// Reads a registry and updates `metrics` series. Keep one per registry.
 pub struct MetricsPublisher {
-    registry: Registry,
+    registry: CircuitBreakerRegistry,
     last_latency: HashMap<Arc<str>, Histogram>,
 }
 
@@ -63,7 +63,7 @@ fn shown_state(mode: Mode, state: State) -> &'static str {
 
 impl MetricsPublisher {
     /// A publisher for `registry`.
-    pub fn new(registry: Registry) -> Self {
+    pub fn new(registry: CircuitBreakerRegistry) -> Self {
         MetricsPublisher {
             registry,
             last_latency: HashMap::new(),

@@ -1,21 +1,21 @@
-//! [`Registry`]: the breakers and bulkheads of a process, by name.
+//! [`CircuitBreakerRegistry`]: the breakers and bulkheads of a process, by name.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, OnceLock, RwLock, Weak};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use tokio::sync::broadcast;
 
 use crate::breaker::{Builder, CircuitBreaker};
-use crate::bulkhead::{Bulkhead, BulkheadSnapshot};
+use crate::bulkhead::{Bulkhead, BulkheadSnapshot, Bulkheads};
 use crate::clock::Clock;
-use crate::config::Config;
+use crate::config::CircuitBreakerConfig;
 use crate::error::ConfigError;
 use crate::event::Event;
 use crate::snapshot::Snapshot;
 
 struct Inner {
     breakers: RwLock<BTreeMap<Arc<str>, CircuitBreaker>>,
-    bulkheads: RwLock<BTreeMap<Arc<str>, Bulkhead>>,
+    bulkheads: Arc<Bulkheads>,
     events: broadcast::Sender<Event>,
     clock: Option<Clock>,
 }
@@ -24,42 +24,34 @@ struct Inner {
 /// changes. Cheap to clone: clones share one registry.
 ///
 /// ```
-/// use breakwater_circuit_breaker::Registry;
+/// use breakwater_circuit_breaker::CircuitBreakerRegistry;
 ///
-/// let registry = Registry::new();
+/// let registry = CircuitBreakerRegistry::new();
 /// let a = registry.breaker("users");
 /// let b = registry.breaker("users");
 /// assert_eq!(a.name(), b.name()); // one breaker per name
 /// assert_eq!(registry.snapshot().len(), 1);
 /// ```
 #[derive(Clone)]
-pub struct Registry {
+pub struct CircuitBreakerRegistry {
     inner: Arc<Inner>,
 }
 
-pub(crate) struct WeakRegistry(Weak<Inner>);
-
-impl WeakRegistry {
-    pub(crate) fn upgrade(&self) -> Option<Registry> {
-        self.0.upgrade().map(|inner| Registry { inner })
-    }
-}
-
-impl std::fmt::Debug for Registry {
+impl std::fmt::Debug for CircuitBreakerRegistry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Registry")
+        f.debug_struct("CircuitBreakerRegistry")
             .field("breakers", &self.read_breakers().len())
             .finish()
     }
 }
 
-impl Default for Registry {
+impl Default for CircuitBreakerRegistry {
     fn default() -> Self {
         Self::new()
     }
 }
 
-impl Registry {
+impl CircuitBreakerRegistry {
     /// An empty registry.
     pub fn new() -> Self {
         Self::make(None)
@@ -72,10 +64,10 @@ impl Registry {
     }
 
     fn make(clock: Option<Clock>) -> Self {
-        Registry {
+        CircuitBreakerRegistry {
             inner: Arc::new(Inner {
                 breakers: RwLock::new(BTreeMap::new()),
-                bulkheads: RwLock::new(BTreeMap::new()),
+                bulkheads: Arc::default(),
                 events: broadcast::channel(1024).0,
                 clock,
             }),
@@ -83,9 +75,9 @@ impl Registry {
     }
 
     /// The process-wide registry.
-    pub fn global() -> &'static Registry {
-        static GLOBAL: OnceLock<Registry> = OnceLock::new();
-        GLOBAL.get_or_init(Registry::new)
+    pub fn global() -> &'static CircuitBreakerRegistry {
+        static GLOBAL: OnceLock<CircuitBreakerRegistry> = OnceLock::new();
+        GLOBAL.get_or_init(CircuitBreakerRegistry::new)
     }
 
     fn read_breakers(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<Arc<str>, CircuitBreaker>> {
@@ -106,7 +98,7 @@ impl Registry {
     pub fn breaker_with(
         &self,
         name: impl AsRef<str>,
-        config: Config,
+        config: CircuitBreakerConfig,
     ) -> Result<CircuitBreaker, ConfigError> {
         if let Some(existing) = self.get(name.as_ref()) {
             existing.set_config(config)?;
@@ -135,7 +127,7 @@ impl Registry {
         let name = builder.name().clone();
         let breaker = builder.build_in(
             Some(self.inner.events.clone()),
-            Some(WeakRegistry(Arc::downgrade(&self.inner))),
+            Some(Arc::downgrade(&self.inner.bulkheads)),
         )?;
         map.insert(name, breaker);
         Ok(breaker)
@@ -168,43 +160,19 @@ impl Registry {
     /// The bulkhead called `name`, made with a cap of 10 if there is none.
     pub fn bulkhead(&self, name: impl AsRef<str>) -> Bulkhead {
         let name = name.as_ref();
-        if let Some(b) = self
-            .inner
-            .bulkheads
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(name)
-        {
-            return b.clone();
+        if let Some(bulkhead) = self.inner.bulkheads.get(name) {
+            return bulkhead;
         }
-        let bulkhead = Bulkhead::with_clock(
+        self.inner.bulkheads.add(Bulkhead::with_clock(
             name.into(),
-            Config::default().max_concurrent_calls,
+            CircuitBreakerConfig::default().max_concurrent_calls,
             self.inner.clock.clone().unwrap_or_default(),
-        );
-        self.add_bulkhead(bulkhead)
-    }
-
-    /// Adds a bulkhead unless one has its name; returns the one registered.
-    pub(crate) fn add_bulkhead(&self, bulkhead: Bulkhead) -> Bulkhead {
-        self.inner
-            .bulkheads
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(bulkhead.name().into())
-            .or_insert(bulkhead)
-            .clone()
+        ))
     }
 
     /// Every bulkhead, by name.
     pub fn bulkheads(&self) -> Vec<Bulkhead> {
-        self.inner
-            .bulkheads
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .values()
-            .cloned()
-            .collect()
+        self.inner.bulkheads.all()
     }
 
     /// A snapshot of every bulkhead, by name.

@@ -7,7 +7,7 @@ use tower::Service;
 
 use crate::breaker::CircuitBreaker;
 use crate::error::BoxError;
-use crate::future::{CallGuard, ResponseFuture};
+use crate::future::{CallGuard, CircuitBreakerFuture};
 
 /// A service guarded by a circuit breaker.
 ///
@@ -62,7 +62,7 @@ where
 {
     type Response = S::Response;
     type Error = BoxError;
-    type Future = ResponseFuture<S::Future, C>;
+    type Future = CircuitBreakerFuture<S::Future, C>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
         self.inner.poll_ready(cx).map_err(Into::into)
@@ -71,7 +71,7 @@ where
     #[inline]
     fn call(&mut self, request: Req) -> Self::Future {
         match self.handle.acquire() {
-            Ok(permit) => ResponseFuture::running(
+            Ok(permit) => CircuitBreakerFuture::running(
                 self.inner.call(request),
                 CallGuard::new(self.handle, permit),
                 self.classify.clone(),
@@ -80,7 +80,7 @@ where
                 if !self.handle.has_fallback() {
                     self.handle.unhandled_error(crate::stats::SHORT_CIRCUITED);
                 }
-                ResponseFuture::rejected(open)
+                CircuitBreakerFuture::rejected(open)
             }
         }
     }

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use crate::config::{Config, Mode};
+use crate::config::{CircuitBreakerConfig, Mode};
 use crate::event::State;
 
 /// Counts of each kind of call outcome and event.
@@ -164,7 +164,7 @@ pub struct Snapshot {
     /// `latency_execute` when no fallback layer is used.
     pub latency_total: Latency,
     /// The settings in force.
-    pub config: Config,
+    pub config: CircuitBreakerConfig,
 }
 
 impl Snapshot {

@@ -2,7 +2,7 @@
 //!
 //! Put the [`TimeoutLayer`] inside the breaker, so that timeouts count as such (Hystrix's
 //! `rollingCountTimeout`) and toward health. The length is read for every call from
-//! [`Config::timeout`](crate::Config::timeout), so an operator can shorten it during an incident.
+//! [`CircuitBreakerConfig::timeout`](crate::CircuitBreakerConfig::timeout), so an operator can shorten it during an incident.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -31,10 +31,10 @@ impl TimeoutLayer {
 }
 
 impl<S> Layer<S> for TimeoutLayer {
-    type Service = Timeout<S>;
+    type Service = TimeoutService<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Timeout {
+        TimeoutService {
             inner,
             breaker: self.breaker,
         }
@@ -44,12 +44,12 @@ impl<S> Layer<S> for TimeoutLayer {
 /// A service whose calls fail with [`Elapsed`] when they take too long. The inner future is
 /// dropped at the deadline, which cancels it.
 #[derive(Debug, Clone)]
-pub struct Timeout<S> {
+pub struct TimeoutService<S> {
     inner: S,
     breaker: CircuitBreaker,
 }
 
-impl<S, Req> Service<Req> for Timeout<S>
+impl<S, Req> Service<Req> for TimeoutService<S>
 where
     S: Service<Req>,
     S::Error: Into<BoxError>,
@@ -80,7 +80,7 @@ where
 }
 
 pin_project! {
-    /// The future of a [`Timeout`] service.
+    /// The future of [`TimeoutService`].
     pub struct TimeoutFuture<F> {
         #[pin]
         future: F,

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use breakwater_circuit_breaker::error::BoxError;
 use breakwater_circuit_breaker::{
-    Backoff, CircuitBreaker, CircuitBreakerLayer, Clock, Config, Mode, SlowCalls, Window,
+    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, Mode, SlowCalls,
+    Window,
 };
 use proptest::prelude::*;
 use tower::{Layer, Service};
@@ -19,7 +20,7 @@ fn duration() -> impl Strategy<Value = Duration> {
     ]
 }
 
-fn wild_config() -> impl Strategy<Value = Config> {
+fn wild_config() -> impl Strategy<Value = CircuitBreakerConfig> {
     let window = prop_oneof![
         (duration(), any::<u32>()).prop_map(|(length, buckets)| Window::Time { length, buckets }),
         (duration(), 0u32..20).prop_map(|(length, buckets)| Window::Time { length, buckets }),
@@ -71,7 +72,7 @@ fn wild_config() -> impl Strategy<Value = Config> {
                 (mc, fmc, lat),
                 (pw, pb),
             )| {
-                Config {
+                CircuitBreakerConfig {
                     mode: Mode::Normal,
                     window,
                     request_volume_threshold: volume % 50,
@@ -92,7 +93,7 @@ fn wild_config() -> impl Strategy<Value = Config> {
 }
 
 /// Valid settings, reaching to the limits validation allows.
-fn valid_config() -> impl Strategy<Value = Config> {
+fn valid_config() -> impl Strategy<Value = CircuitBreakerConfig> {
     let day_ms = 24 * 3600 * 1000u64;
     let window = prop_oneof![
         (1u32..20, 1u64..1000).prop_map(|(buckets, ms)| Window::Time {
@@ -133,7 +134,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
                 (mc, lat),
                 (pb, pms),
             )| {
-                Config {
+                CircuitBreakerConfig {
                     mode: Mode::Normal,
                     window,
                     request_volume_threshold: volume,
@@ -157,7 +158,7 @@ fn valid_config() -> impl Strategy<Value = Config> {
         )
 }
 
-fn config() -> impl Strategy<Value = Config> {
+fn config() -> impl Strategy<Value = CircuitBreakerConfig> {
     prop_oneof![wild_config(), valid_config()]
 }
 

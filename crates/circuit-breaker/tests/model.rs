@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use breakwater_circuit_breaker::error::{BoxError, CircuitOpen, Elapsed};
 use breakwater_circuit_breaker::{
-    Backoff, CircuitBreaker, CircuitBreakerLayer, Clock, Config, Mode, Outcome, SlowCalls, State,
+    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, Mode, Outcome,
+    SlowCalls, State,
 };
 use proptest::prelude::*;
 use tokio::sync::oneshot;
@@ -259,7 +260,7 @@ fn poll(future: &mut Pending) -> Poll<Result<End, BoxError>> {
 
 fn run(ops: Vec<Op>, trials: u32, backoff: bool) -> Result<(), TestCaseError> {
     let (clock, hand) = Clock::manual();
-    let config = Config {
+    let config = CircuitBreakerConfig {
         window: breakwater_circuit_breaker::Window::Time {
             length: Duration::from_millis(BUCKET_MS * BUCKETS),
             buckets: BUCKETS as u32,
@@ -277,7 +278,7 @@ fn run(ops: Vec<Op>, trials: u32, backoff: bool) -> Result<(), TestCaseError> {
             jitter: 0.0,
         }),
         half_open_trial_calls: trials,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     };
     let breaker = CircuitBreaker::builder("model")
         .config(config)

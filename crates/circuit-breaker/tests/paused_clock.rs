@@ -9,8 +9,8 @@ use breakwater_circuit_breaker::error::{BoxError, CircuitOpen, Elapsed, Fallback
 use breakwater_circuit_breaker::fallback::FallbackLayer;
 use breakwater_circuit_breaker::timeout::TimeoutLayer;
 use breakwater_circuit_breaker::{
-    Backoff, CircuitBreaker, CircuitBreakerLayer, Clock, Config, EventKind, Mode, SlowCalls, State,
-    Window,
+    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, EventKind, Mode,
+    SlowCalls, State, Window,
 };
 use tokio::time::{advance, sleep};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
@@ -23,7 +23,7 @@ enum Do {
     Sleep(u64),
 }
 
-fn breaker(config: Config) -> CircuitBreaker {
+fn breaker(config: CircuitBreakerConfig) -> CircuitBreaker {
     CircuitBreaker::builder("dep")
         .config(config)
         .clock(Clock::tokio())
@@ -60,7 +60,7 @@ fn is_open(r: &Result<&'static str, BoxError>) -> bool {
 
 #[tokio::test(start_paused = true)]
 async fn trips_sleeps_probes_and_closes() {
-    let b = breaker(Config::default());
+    let b = breaker(CircuitBreakerConfig::default());
     let svc = service(&b);
     let mut events = b.subscribe();
 
@@ -109,14 +109,14 @@ async fn trips_sleeps_probes_and_closes() {
 
 #[tokio::test(start_paused = true)]
 async fn failed_trial_reopens_with_growing_backoff() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 2,
         backoff: Some(Backoff {
             multiplier: 2.0,
             max: Duration::from_secs(15),
             jitter: 0.0,
         }),
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = service(&b);
     call(&svc, Do::Fail).await.unwrap_err();
@@ -141,9 +141,9 @@ async fn failed_trial_reopens_with_growing_backoff() {
 
 #[tokio::test(start_paused = true)]
 async fn old_failures_roll_out_of_the_window() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 10,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = service(&b);
     for _ in 0..9 {
@@ -165,10 +165,10 @@ async fn old_failures_roll_out_of_the_window() {
 
 #[tokio::test(start_paused = true)]
 async fn error_percentage_threshold_is_respected() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 10,
         error_threshold_percentage: 50,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = service(&b);
     for _ in 0..6 {
@@ -187,13 +187,13 @@ async fn error_percentage_threshold_is_respected() {
 
 #[tokio::test(start_paused = true)]
 async fn slow_calls_trip_the_breaker() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 4,
         slow_calls: Some(SlowCalls {
             duration: Duration::from_millis(100),
             rate_threshold_percentage: 50,
         }),
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = service(&b);
     call(&svc, Do::Ok).await.unwrap();
@@ -215,10 +215,10 @@ async fn slow_calls_trip_the_breaker() {
 
 #[tokio::test(start_paused = true)]
 async fn count_based_window_remembers_the_last_calls() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         window: Window::Count { calls: 10 },
         request_volume_threshold: 10,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = service(&b);
     for _ in 0..4 {
@@ -237,10 +237,10 @@ async fn count_based_window_remembers_the_last_calls() {
 
 #[tokio::test(start_paused = true)]
 async fn half_open_admits_exactly_n_trials() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 1,
         half_open_trial_calls: 3,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = service(&b);
     call(&svc, Do::Fail).await.unwrap_err();
@@ -264,9 +264,9 @@ async fn half_open_admits_exactly_n_trials() {
 
 #[tokio::test(start_paused = true)]
 async fn an_abandoned_trial_gives_its_place_back() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 1,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = service(&b);
     call(&svc, Do::Fail).await.unwrap_err();
@@ -283,9 +283,9 @@ async fn an_abandoned_trial_gives_its_place_back() {
 
 #[tokio::test(start_paused = true)]
 async fn forced_modes() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 1,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = service(&b);
 
@@ -320,7 +320,7 @@ async fn forced_modes() {
 
 #[tokio::test(start_paused = true)]
 async fn settings_change_live_and_bad_settings_are_refused() {
-    let b = breaker(Config::default());
+    let b = breaker(CircuitBreakerConfig::default());
     let svc = service(&b);
     let mut events = b.subscribe();
     b.update(|c| c.request_volume_threshold = 2).unwrap();
@@ -343,9 +343,9 @@ async fn settings_change_live_and_bad_settings_are_refused() {
 
 #[tokio::test(start_paused = true)]
 async fn timeouts_follow_the_live_setting_and_count_as_timeouts() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         timeout: Some(Duration::from_millis(100)),
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = ServiceBuilder::new()
         .layer(CircuitBreakerLayer::new(&b))
@@ -371,10 +371,10 @@ async fn timeouts_follow_the_live_setting_and_count_as_timeouts() {
 
 #[tokio::test(start_paused = true)]
 async fn fallbacks_are_counted_and_capped() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         fallback_max_concurrent_calls: 1,
         mode: Mode::MetricsOnly,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let running = Arc::new(AtomicU32::new(0));
     let r = running.clone();
@@ -424,9 +424,9 @@ async fn fallbacks_are_counted_and_capped() {
 
 #[tokio::test(start_paused = true)]
 async fn missing_fallback_and_bad_requests_are_counted() {
-    let b = breaker(Config {
+    let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 1,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     });
     let svc = CircuitBreakerLayer::new(&b)
         .classify(HttpStatus)
@@ -452,13 +452,13 @@ async fn metrics_are_published_with_prometheus_names() {
     use metrics_util::debugging::{DebugValue, DebuggingRecorder};
     let recorder = DebuggingRecorder::new();
     let snapshotter = recorder.snapshotter();
-    let registry = breakwater_circuit_breaker::Registry::with_clock(Clock::tokio());
+    let registry = breakwater_circuit_breaker::CircuitBreakerRegistry::with_clock(Clock::tokio());
     let b = registry
         .breaker_with(
             "inventory",
-            Config {
+            CircuitBreakerConfig {
                 request_volume_threshold: 3,
-                ..Config::default()
+                ..CircuitBreakerConfig::default()
             },
         )
         .unwrap();

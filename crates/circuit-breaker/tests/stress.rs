@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use breakwater_circuit_breaker::error::{BoxError, CircuitOpen};
 use breakwater_circuit_breaker::{
-    CircuitBreaker, CircuitBreakerLayer, Clock, Config, Outcome, State,
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, Outcome, State,
 };
 use tokio::sync::oneshot;
 use tower::{Layer, Service};
@@ -24,9 +24,9 @@ fn no_count_is_lost() {
     const CALLS: u64 = 60_000;
     let (clock, _hand) = Clock::manual();
     let breaker = CircuitBreaker::builder("stress")
-        .config(Config {
+        .config(CircuitBreakerConfig {
             error_threshold_percentage: 100,
-            ..Config::default()
+            ..CircuitBreakerConfig::default()
         })
         .clock(clock)
         .build()
@@ -78,9 +78,9 @@ fn half_open_admits_exactly_n_trials_under_contention() {
         for round in 0..10 {
             let (clock, hand) = Clock::manual();
             let breaker = CircuitBreaker::builder("trials")
-                .config(Config {
+                .config(CircuitBreakerConfig {
                     half_open_trial_calls: trials,
-                    ..Config::default()
+                    ..CircuitBreakerConfig::default()
                 })
                 .clock(clock)
                 .build()

@@ -11,7 +11,7 @@ use crate::wire::{ActionType, Application, Applications, Instance, Status};
 
 /// Settings of the registry (Eureka's `DefaultEurekaServerConfig` defaults).
 #[derive(Debug, Clone)]
-pub struct RegistryConfig {
+pub struct InstanceRegistryConfig {
     /// How long changes stay in the delta queue (3 minutes).
     pub delta_retention_ms: i64,
     /// Stop evicting while renewals in the last minute fall below this share of those
@@ -26,9 +26,9 @@ pub struct RegistryConfig {
     pub disable_delta: bool,
 }
 
-impl Default for RegistryConfig {
+impl Default for InstanceRegistryConfig {
     fn default() -> Self {
-        RegistryConfig {
+        InstanceRegistryConfig {
             delta_retention_ms: 180_000,
             renewal_percent_threshold: 0.85,
             self_preservation: true,
@@ -40,7 +40,7 @@ impl Default for RegistryConfig {
 
 /// Why an operation did not apply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RegistryError {
+pub enum InstanceRegistryError {
     /// No lease for this application and instance.
     #[error("no instance {id:?} of application {app:?}")]
     NotFound {
@@ -104,22 +104,22 @@ struct State {
 
 /// An in-memory Eureka registry.
 #[derive(Debug, Default)]
-pub struct Registry {
-    config: RegistryConfig,
+pub struct InstanceRegistry {
+    config: InstanceRegistryConfig,
     state: Mutex<State>,
 }
 
-impl Registry {
+impl InstanceRegistry {
     /// An empty registry.
-    pub fn new(config: RegistryConfig) -> Self {
-        Registry {
+    pub fn new(config: InstanceRegistryConfig) -> Self {
+        InstanceRegistry {
             config,
             state: Mutex::default(),
         }
     }
 
     /// The settings it runs with.
-    pub fn config(&self) -> &RegistryConfig {
+    pub fn config(&self) -> &InstanceRegistryConfig {
         &self.config
     }
 
@@ -198,13 +198,15 @@ impl Registry {
         id: &str,
         client_dirty: Option<i64>,
         now_ms: i64,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), InstanceRegistryError> {
         let mut state = self.lock();
         let overridden = state.overrides.get(id).copied();
         let lease = lease_mut(&mut state, app, id)?;
         let held = lease.instance.status;
         match effective_status(held, overridden, Some(held)) {
-            Status::Unknown => return Err(RegistryError::StatusUnknown { id: id.to_owned() }),
+            Status::Unknown => {
+                return Err(InstanceRegistryError::StatusUnknown { id: id.to_owned() });
+            }
             // Not a change of the instance's own making: not dirty, as in Eureka.
             status => lease.instance.status = status,
         }
@@ -212,7 +214,7 @@ impl Registry {
         if let Some(client) = client_dirty
             && client > server
         {
-            return Err(RegistryError::ClientNewer {
+            return Err(InstanceRegistryError::ClientNewer {
                 id: id.to_owned(),
                 client,
                 server,
@@ -233,7 +235,7 @@ impl Registry {
     }
 
     /// Cancels a registration (graceful shutdown).
-    pub fn cancel(&self, app: &str, id: &str, now_ms: i64) -> Result<(), RegistryError> {
+    pub fn cancel(&self, app: &str, id: &str, now_ms: i64) -> Result<(), InstanceRegistryError> {
         let mut state = self.lock();
         let app = app.to_ascii_uppercase();
         let removed = state
@@ -262,7 +264,7 @@ impl Registry {
         status: Status,
         client_dirty: Option<i64>,
         now_ms: i64,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), InstanceRegistryError> {
         let mut state = self.lock();
         let lease = lease_mut(&mut state, app, id)?;
         lease.instance.overridden_status = status;
@@ -283,7 +285,7 @@ impl Registry {
         status: Option<Status>,
         client_dirty: Option<i64>,
         now_ms: i64,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), InstanceRegistryError> {
         let mut state = self.lock();
         let lease = lease_mut(&mut state, app, id)?;
         lease.instance.overridden_status = Status::Unknown;
@@ -302,7 +304,7 @@ impl Registry {
         id: &str,
         entries: impl IntoIterator<Item = (String, String)>,
         now_ms: i64,
-    ) -> Result<(), RegistryError> {
+    ) -> Result<(), InstanceRegistryError> {
         let mut state = self.lock();
         let lease = lease_mut(&mut state, app, id)?;
         lease.instance.metadata.extend(entries);
@@ -465,8 +467,8 @@ impl Registry {
     }
 }
 
-fn not_found(app: &str, id: &str) -> RegistryError {
-    RegistryError::NotFound {
+fn not_found(app: &str, id: &str) -> InstanceRegistryError {
+    InstanceRegistryError::NotFound {
         app: app.to_owned(),
         id: id.to_owned(),
     }
@@ -476,7 +478,7 @@ fn lease_mut<'a>(
     state: &'a mut State,
     app: &str,
     id: &str,
-) -> Result<&'a mut Lease, RegistryError> {
+) -> Result<&'a mut Lease, InstanceRegistryError> {
     let upper = app.to_ascii_uppercase();
     state
         .apps
@@ -501,13 +503,13 @@ fn touch(instance: &mut Instance, now_ms: i64) {
     instance.action_type = Some(ActionType::Modified);
 }
 
-fn record(state: &mut State, config: &RegistryConfig, instance: Instance, now_ms: i64) {
+fn record(state: &mut State, config: &InstanceRegistryConfig, instance: Instance, now_ms: i64) {
     state.version += 1;
     state.recent.push_back((now_ms, instance));
     prune(state, config, now_ms);
 }
 
-fn prune(state: &mut State, config: &RegistryConfig, now_ms: i64) {
+fn prune(state: &mut State, config: &InstanceRegistryConfig, now_ms: i64) {
     while state
         .recent
         .front()
@@ -535,7 +537,7 @@ mod tests {
 
     #[test]
     fn overrides_survive_re_registration_and_dirtier_copies_win() {
-        let r = Registry::new(RegistryConfig::default());
+        let r = InstanceRegistry::new(InstanceRegistryConfig::default());
         r.register(instance("shop", "a"), 1_000);
         r.set_status_override("SHOP", "a", Status::OutOfService, None, 2_000)
             .unwrap();
@@ -563,7 +565,7 @@ mod tests {
 
     #[test]
     fn status_rules_follow_eurekas_order() {
-        let r = Registry::new(RegistryConfig::default());
+        let r = InstanceRegistry::new(InstanceRegistryConfig::default());
         r.register(instance("shop", "a"), 1_000);
         r.set_status_override("shop", "a", Status::OutOfService, Some(7_000), 2_000)
             .unwrap();
@@ -590,7 +592,7 @@ mod tests {
         assert_eq!(r.instance(None, "a").unwrap().status, Status::Unknown);
         assert!(matches!(
             r.renew("shop", "a", None, 11_000),
-            Err(RegistryError::StatusUnknown { .. })
+            Err(InstanceRegistryError::StatusUnknown { .. })
         ));
         let mut again = instance("shop", "a");
         again.last_dirty_timestamp = 12_000;
@@ -601,10 +603,10 @@ mod tests {
 
     #[test]
     fn renew_answers_not_found_for_unknown_leases_and_newer_clients() {
-        let r = Registry::new(RegistryConfig::default());
+        let r = InstanceRegistry::new(InstanceRegistryConfig::default());
         assert!(matches!(
             r.renew("shop", "a", None, 1),
-            Err(RegistryError::NotFound { .. })
+            Err(InstanceRegistryError::NotFound { .. })
         ));
         let mut i = instance("shop", "a");
         i.last_dirty_timestamp = 100;
@@ -612,13 +614,13 @@ mod tests {
         r.renew("shop", "a", Some(100), 2_000).unwrap();
         assert!(matches!(
             r.renew("shop", "a", Some(101), 3_000),
-            Err(RegistryError::ClientNewer { .. })
+            Err(InstanceRegistryError::ClientNewer { .. })
         ));
     }
 
     #[test]
     fn delta_keeps_three_minutes_and_carries_the_full_hash() {
-        let r = Registry::new(RegistryConfig::default());
+        let r = InstanceRegistry::new(InstanceRegistryConfig::default());
         r.register(instance("shop", "a"), 0);
         r.register(instance("shop", "b"), 100_000);
         r.cancel("shop", "a", 150_000).unwrap();
@@ -642,7 +644,7 @@ mod tests {
 
     #[test]
     fn eviction_waits_out_self_preservation() {
-        let r = Registry::new(RegistryConfig::default());
+        let r = InstanceRegistry::new(InstanceRegistryConfig::default());
         for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
             r.register(instance("shop", id), 0);
         }

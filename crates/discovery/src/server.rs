@@ -4,10 +4,10 @@
 //!
 //! ```no_run
 //! use std::sync::Arc;
-//! use breakwater_discovery::registry::{Registry, RegistryConfig};
+//! use breakwater_discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
 //!
 //! # #[tokio::main] async fn main() -> std::io::Result<()> {
-//! let registry = Arc::new(Registry::new(RegistryConfig::default()));
+//! let registry = Arc::new(InstanceRegistry::new(InstanceRegistryConfig::default()));
 //! let router = breakwater_discovery::server::router(registry.clone());
 //! let _eviction = breakwater_discovery::server::spawn_eviction(registry);
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:8761").await?;
@@ -30,13 +30,13 @@ use tower::Layer;
 use tower_http::compression::CompressionLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
-use crate::registry::{Registry, RegistryError};
+use crate::registry::{InstanceRegistry, InstanceRegistryError};
 use crate::wire::{self, Format, Status, WireError};
 
 /// The largest request body accepted (an instance document is a few kB).
 pub const MAX_BODY: usize = 256 * 1024;
 
-type Shared = State<Arc<Registry>>;
+type Shared = State<Arc<InstanceRegistry>>;
 type Params = Query<HashMap<String, String>>;
 
 fn now_ms() -> i64 {
@@ -46,7 +46,7 @@ fn now_ms() -> i64 {
 }
 
 /// The router: mount it in a service of your own or serve it as it is.
-pub fn router(registry: Arc<Registry>) -> Router {
+pub fn router(registry: Arc<InstanceRegistry>) -> Router {
     let api = Router::new()
         .route("/apps", get(all))
         .route("/apps/delta", get(delta))
@@ -73,7 +73,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
 }
 
 /// Evicts expired leases every 60 s (Eureka's default) until the handle is aborted.
-pub fn spawn_eviction(registry: Arc<Registry>) -> tokio::task::JoinHandle<()> {
+pub fn spawn_eviction(registry: Arc<InstanceRegistry>) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(60));
         tick.tick().await;
@@ -94,7 +94,7 @@ fn bad_request(message: impl Into<String>) -> Response {
     text(StatusCode::BAD_REQUEST, message)
 }
 
-fn not_found(e: RegistryError) -> Response {
+fn not_found(e: InstanceRegistryError) -> Response {
     text(StatusCode::NOT_FOUND, e.to_string())
 }
 
@@ -171,7 +171,7 @@ async fn svip(State(r): Shared, Path(vip): Path<String>, headers: HeaderMap) -> 
     vips(&r, &vip, true, &headers)
 }
 
-fn vips(r: &Registry, vip: &str, secure: bool, headers: &HeaderMap) -> Response {
+fn vips(r: &InstanceRegistry, vip: &str, secure: bool, headers: &HeaderMap) -> Response {
     let apps = r.by_vip(vip, secure);
     if apps.is_empty() {
         return text(

@@ -9,12 +9,12 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use breakwater_discovery::client::{ClientConfig, ClientError, EurekaClient, Renewal};
-use breakwater_discovery::registry::{Registry, RegistryConfig};
+use breakwater_discovery::client::{EurekaClient, EurekaClientConfig, EurekaClientError, Renewal};
+use breakwater_discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
 use breakwater_discovery::wire::{Instance, MAX_DOCUMENT, Port, Status};
 
 struct Eureka {
-    registry: Arc<Registry>,
+    registry: Arc<InstanceRegistry>,
     url: String,
     stop: tokio::sync::oneshot::Sender<()>,
     task: tokio::task::JoinHandle<()>,
@@ -28,8 +28,8 @@ impl Eureka {
     }
 }
 
-async fn eureka_with(config: RegistryConfig, auth: Option<&'static str>) -> Eureka {
-    let registry = Arc::new(Registry::new(config));
+async fn eureka_with(config: InstanceRegistryConfig, auth: Option<&'static str>) -> Eureka {
+    let registry = Arc::new(InstanceRegistry::new(config));
     let mut router = breakwater_discovery::server::router(registry.clone());
     if let Some(expected) = auth {
         router = router.layer(middleware::from_fn(
@@ -66,7 +66,7 @@ async fn eureka_with(config: RegistryConfig, auth: Option<&'static str>) -> Eure
 }
 
 async fn eureka() -> Eureka {
-    eureka_with(RegistryConfig::default(), None).await
+    eureka_with(InstanceRegistryConfig::default(), None).await
 }
 
 fn me(app: &str, id: &str, zone: &str) -> Instance {
@@ -87,13 +87,13 @@ fn me(app: &str, id: &str, zone: &str) -> Instance {
     i
 }
 
-fn fast(urls: Vec<String>) -> ClientConfig {
-    ClientConfig {
+fn fast(urls: Vec<String>) -> EurekaClientConfig {
+    EurekaClientConfig {
         service_urls: urls,
         renewal_interval: Duration::from_millis(200),
         registry_fetch_interval: Duration::from_millis(200),
         request_timeout: Duration::from_secs(2),
-        ..ClientConfig::default()
+        ..EurekaClientConfig::default()
     }
 }
 
@@ -193,9 +193,9 @@ async fn registers_heartbeats_watches_and_cancels_on_shutdown() {
 async fn deltas_are_checked_by_hash_and_fall_back_to_a_full_fetch() {
     // A server whose delta forgets at once: the client's copy cannot match its hash.
     let forgetful = eureka_with(
-        RegistryConfig {
+        InstanceRegistryConfig {
             delta_retention_ms: -1,
-            ..RegistryConfig::default()
+            ..InstanceRegistryConfig::default()
         },
         None,
     )
@@ -215,9 +215,9 @@ async fn deltas_are_checked_by_hash_and_fall_back_to_a_full_fetch() {
 
     // A server that refuses deltas (403, Eureka's disableDelta): every fetch is a full one.
     let no_deltas = eureka_with(
-        RegistryConfig {
+        InstanceRegistryConfig {
             disable_delta: true,
-            ..RegistryConfig::default()
+            ..InstanceRegistryConfig::default()
         },
         None,
     )
@@ -311,12 +311,16 @@ async fn fails_over_and_keeps_the_last_good_registry_while_all_are_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn prefers_its_zone_and_sends_basic_auth_from_the_url() {
     // "user:p@ss" in base64.
-    let server = eureka_with(RegistryConfig::default(), Some("Basic dXNlcjpwQHNz")).await;
+    let server = eureka_with(
+        InstanceRegistryConfig::default(),
+        Some("Basic dXNlcjpwQHNz"),
+    )
+    .await;
     let url = server.url.replace("http://", "http://user:p%40ss@");
     for (id, zone) in [("o-1", "eu-1a"), ("o-2", "eu-1b"), ("o-3", "eu-1a")] {
         server.registry.register(me("orders", id, zone), now());
     }
-    let config = ClientConfig {
+    let config = EurekaClientConfig {
         zone: Some("eu-1a".into()),
         ..fast(vec![url])
     };
@@ -331,7 +335,7 @@ async fn prefers_its_zone_and_sends_basic_auth_from_the_url() {
         .map(|i| i.id().to_owned())
         .collect();
     assert_eq!(ids, ["o-1", "o-3"]);
-    let config = ClientConfig {
+    let config = EurekaClientConfig {
         zone: Some("us-2".into()),
         ..fast(vec![server.url.replace("http://", "http://user:p%40ss@")])
     };
@@ -406,7 +410,7 @@ async fn failing_servers_are_quarantined_until_most_of_them_are() {
         counting(true).await,
     ];
     let [a, b, c, d] = &servers;
-    let config = ClientConfig {
+    let config = EurekaClientConfig {
         tries: 4,
         ..fast(servers.iter().map(|s| s.url.clone()).collect())
     };
@@ -439,7 +443,7 @@ async fn failing_servers_are_quarantined_until_most_of_them_are() {
     assert_eq!(hits(), [3, 4, 2, 2]);
 
     // Three of four quarantined is "most": the next request lifts the quarantine as well.
-    let config = ClientConfig {
+    let config = EurekaClientConfig {
         tries: 4,
         ..fast(servers.iter().map(|s| s.url.clone()).collect())
     };
@@ -507,7 +511,7 @@ async fn oversized(announced: bool) -> String {
 async fn oversized_answers_are_refused_while_reading() {
     for announced in [true, false] {
         let url = oversized(announced).await;
-        let config = ClientConfig {
+        let config = EurekaClientConfig {
             request_timeout: Duration::from_secs(60),
             ..fast(vec![url])
         };
@@ -515,7 +519,7 @@ async fn oversized_answers_are_refused_while_reading() {
         let started = Instant::now();
         let error = client.fetch_full().await.unwrap_err();
         assert!(
-            matches!(error, ClientError::TooLarge { limit, .. } if limit == MAX_DOCUMENT),
+            matches!(error, EurekaClientError::TooLarge { limit, .. } if limit == MAX_DOCUMENT),
             "announced {announced}: {error:?}"
         );
         assert!(
@@ -604,7 +608,7 @@ async fn the_zone_defaults_to_the_clients_own_instance() {
     assert_eq!(ids(&client), ["o-1", "o-3"]);
 
     // The configured zone wins over the instance's.
-    let config = ClientConfig {
+    let config = EurekaClientConfig {
         zone: Some("eu-1a".into()),
         ..fast(vec![server.url.clone()])
     };

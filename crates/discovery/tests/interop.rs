@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use breakwater_discovery::client::{ClientConfig, EurekaClient};
-use breakwater_discovery::registry::{Registry, RegistryConfig};
+use breakwater_discovery::client::{EurekaClient, EurekaClientConfig};
+use breakwater_discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
 use breakwater_discovery::wire::{Instance, Port, Status};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
@@ -22,8 +22,8 @@ struct Seen {
     deltas: AtomicUsize,
 }
 
-async fn start() -> (Arc<Registry>, String, Arc<Seen>) {
-    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+async fn start() -> (Arc<InstanceRegistry>, String, Arc<Seen>) {
+    let registry = Arc::new(InstanceRegistry::new(InstanceRegistryConfig::default()));
     let seen = Arc::new(Seen::default());
     let counts = seen.clone();
     let router = breakwater_discovery::server::router(registry.clone()).layer(
@@ -66,9 +66,9 @@ async fn register_rust_service(url: &str) -> EurekaClient {
         vip_address: Some("rust-service".into()),
         ..Instance::default()
     };
-    let config = ClientConfig {
+    let config = EurekaClientConfig {
         service_urls: vec![url.to_owned()],
-        ..ClientConfig::default()
+        ..EurekaClientConfig::default()
     };
     let client = EurekaClient::new(config, Some(instance)).unwrap();
     client.register().await.expect("our client registers");
@@ -117,9 +117,9 @@ async fn py_eureka_client_registers_heartbeats_discovers_and_deregisters() {
 
     // And our client finds it.
     let ours = EurekaClient::new(
-        ClientConfig {
+        EurekaClientConfig {
             service_urls: vec![url.clone()],
-            ..ClientConfig::default()
+            ..EurekaClientConfig::default()
         },
         None,
     )

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use breakwater_discovery::registry::{Registry, RegistryConfig};
+use breakwater_discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
 use breakwater_discovery::wire::{self, Status};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -38,8 +38,8 @@ async fn request(addr: &str, method: &str, path: &str, headers: &[&str], body: &
     }
 }
 
-async fn start() -> (Arc<Registry>, String) {
-    let registry = Arc::new(Registry::new(RegistryConfig::default()));
+async fn start() -> (Arc<InstanceRegistry>, String) {
+    let registry = Arc::new(InstanceRegistry::new(InstanceRegistryConfig::default()));
     let router = breakwater_discovery::server::router(registry.clone());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};
 use breakwater_dyn_config::admin::Admin;
-use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
+use breakwater_dyn_config::{ConfigStore, DynamoDbSource, Scope};
 
 /// Writes per mode (`CHANGE_LATENCY_WRITES` overrides).
 const WRITES: usize = 100;
@@ -76,7 +76,7 @@ async fn main() {
         };
         let admin = Admin::new(client.clone(), table);
         admin.create_tables(streamed).await.unwrap();
-        let config = Config::new();
+        let config = ConfigStore::new();
         let value = config.property("bench.value", 0u64);
         let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
         value.on_change(move |v| {

@@ -7,7 +7,7 @@ use std::hint::black_box;
 use std::sync::Arc;
 
 use arc_swap::ArcSwap;
-use breakwater_dyn_config::{Config, FeatureFlag};
+use breakwater_dyn_config::{ConfigStore, FeatureFlag};
 use criterion::{Criterion, criterion_group, criterion_main};
 
 fn bench(c: &mut Criterion) {
@@ -20,7 +20,7 @@ fn bench(c: &mut Criterion) {
     let swap = ArcSwap::new(Arc::new(250u64));
     group.bench_function("arc-swap load", |b| b.iter(|| **black_box(&swap).load()));
 
-    let config = Config::new();
+    let config = ConfigStore::new();
     let timeout = config.property("orders.timeoutMs", 1000u64);
     config.set_override("orders.timeoutMs", "250");
     group.bench_function("Property<u64>::get", |b| {

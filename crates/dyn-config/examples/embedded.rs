@@ -10,9 +10,9 @@
 
 use std::time::Duration;
 
-use breakwater_circuit_breaker::Registry;
+use breakwater_circuit_breaker::CircuitBreakerRegistry;
 use breakwater_dyn_config::admin::Admin;
-use breakwater_dyn_config::{Config, DynamoDbSource, FeatureFlag, Scope, hystrix};
+use breakwater_dyn_config::{ConfigStore, DynamoDbSource, FeatureFlag, Scope, hystrix};
 
 const FORCE_OPEN: &str = "hystrix.command.payments.circuitBreaker.forceOpen";
 
@@ -26,11 +26,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         &file,
         "# shipped with the service\norders.timeoutMs = 800\nfeature.newCheckout = 10%\n",
     )?;
-    let config = Config::from_env();
+    let config = ConfigStore::from_env();
     config.load_file(&file)?;
     let timeout = config.property("orders.timeoutMs", 1000u64);
     let flag = FeatureFlag::new(&config, "feature.newCheckout", false);
-    let registry = Registry::new();
+    let registry = CircuitBreakerRegistry::new();
     let payments = registry.breaker("payments");
     let _binding = hystrix::bind(&config, &registry);
     let on = (0..1000)
@@ -71,7 +71,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
 }
 
 async fn with_moto(
-    config: &Config,
+    config: &ConfigStore,
     payments: &breakwater_circuit_breaker::CircuitBreaker,
 ) -> Result<(), Box<dyn std::error::Error>> {
     use aws_sdk_dynamodb::config::{BehaviorVersion, Credentials, Region};

@@ -1,26 +1,6 @@
 //! Errors.
 
-use std::fmt;
-
-/// Where a value came from, for messages that let an operator find it.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Origin {
-    /// The layer.
-    pub layer: crate::Layer,
-    /// Within the layer: the table and scope of a DynamoDB row, the file and line, the
-    /// environment variable.
-    pub detail: String,
-}
-
-impl fmt::Display for Origin {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.detail.is_empty() {
-            write!(f, "{}", self.layer)
-        } else {
-            write!(f, "{} ({})", self.layer, self.detail)
-        }
-    }
-}
+use crate::origin::Origin;
 
 /// A value that could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

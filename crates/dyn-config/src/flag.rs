@@ -1,7 +1,7 @@
 //! Feature flags: on, off, or a sticky percentage rollout.
 
-use crate::config::Config;
 use crate::property::Property;
+use crate::store::ConfigStore;
 use crate::value::FromConfig;
 
 /// How far a flag is rolled out.
@@ -69,9 +69,9 @@ impl FromConfig for Rollout {
 /// A feature flag read from config (key `feature.<name>` by convention, but any key works).
 ///
 /// ```
-/// use breakwater_dyn_config::{Config, FeatureFlag};
+/// use breakwater_dyn_config::{ConfigStore, FeatureFlag};
 ///
-/// let config = Config::new();
+/// let config = ConfigStore::new();
 /// let flag = FeatureFlag::new(&config, "feature.newCheckout", false);
 /// assert!(!flag.is_enabled_for("tenant-42"));
 /// config.set_override("feature.newCheckout", "100%");
@@ -99,7 +99,7 @@ fn fnv1a(mut hash: u64, part: &[u8]) -> u64 {
 
 impl FeatureFlag {
     /// A flag on `key`, `default_on` until config says otherwise.
-    pub fn new(config: &Config, key: &str, default_on: bool) -> Self {
+    pub fn new(config: &ConfigStore, key: &str, default_on: bool) -> Self {
         let default = if default_on {
             Rollout::On
         } else {

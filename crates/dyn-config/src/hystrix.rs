@@ -1,5 +1,5 @@
 //! Hystrix property names, their validation, and (feature `circuit-breaker`) a binding that
-//! makes a circuit-breaker [`Registry`](breakwater_circuit_breaker::Registry) follow them.
+//! makes a circuit-breaker [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry) follow them.
 //!
 //! For a command `name`, each setting is read from `hystrix.command.<name>.<setting>`, else
 //! `hystrix.command.default.<setting>`, else it keeps the breaker's own configuration:
@@ -107,15 +107,17 @@ mod binding {
     use std::sync::{Arc, Mutex};
     use std::time::Duration;
 
-    use breakwater_circuit_breaker::{CircuitBreaker, Config as BreakerConfig, Mode, Registry};
+    use breakwater_circuit_breaker::{
+        CircuitBreaker, CircuitBreakerConfig, CircuitBreakerRegistry, Mode,
+    };
 
     use super::{SETTINGS, validate};
-    use crate::config::{Config, Watcher};
+    use crate::store::{ConfigStore, Watcher};
 
     /// Keeps the bindings alive: drop it and breakers stop following config.
     #[derive(Debug, Default)]
     pub struct HystrixBinding {
-        config: Option<Config>,
+        config: Option<ConfigStore>,
         bound: HashSet<String>,
         watchers: Vec<Arc<dyn Watcher>>,
     }
@@ -130,19 +132,19 @@ mod binding {
     /// made later: [`HystrixBinding::bind_new`] or [`HystrixBinding::follow_registry`]).
     ///
     /// ```
-    /// use breakwater_circuit_breaker::{Mode, Registry};
-    /// use breakwater_dyn_config::{Config, hystrix};
+    /// use breakwater_circuit_breaker::{Mode, CircuitBreakerRegistry};
+    /// use breakwater_dyn_config::{ConfigStore, hystrix};
     ///
-    /// let registry = Registry::new();
+    /// let registry = CircuitBreakerRegistry::new();
     /// let payments = registry.breaker("payments");
-    /// let config = Config::new();
+    /// let config = ConfigStore::new();
     /// let _binding = hystrix::bind(&config, &registry);
     /// config.set_override("hystrix.command.payments.circuitBreaker.forceOpen", "true");
     /// assert_eq!(payments.config().mode, Mode::ForcedOpen);
     /// config.set_override("hystrix.command.default.execution.isolation.thread.timeoutInMilliseconds", "250");
     /// assert_eq!(payments.config().timeout, Some(std::time::Duration::from_millis(250)));
     /// ```
-    pub fn bind(config: &Config, registry: &Registry) -> HystrixBinding {
+    pub fn bind(config: &ConfigStore, registry: &CircuitBreakerRegistry) -> HystrixBinding {
         let mut binding = HystrixBinding {
             config: Some(config.clone()),
             bound: HashSet::new(),
@@ -176,7 +178,7 @@ mod binding {
         }
 
         /// Binds the breakers of `registry` not bound yet; returns how many.
-        pub fn bind_new(&mut self, registry: &Registry) -> usize {
+        pub fn bind_new(&mut self, registry: &CircuitBreakerRegistry) -> usize {
             let before = self.bound.len();
             for breaker in registry.breakers() {
                 self.bind(&breaker);
@@ -189,7 +191,7 @@ mod binding {
         /// the task to unbind everything.
         pub fn follow_registry(
             mut self,
-            registry: Registry,
+            registry: CircuitBreakerRegistry,
             every: Duration,
         ) -> tokio::task::JoinHandle<()> {
             tokio::spawn(async move {
@@ -203,8 +205,8 @@ mod binding {
 
     struct BreakerWatcher {
         breaker: CircuitBreaker,
-        original: BreakerConfig,
-        config: Config,
+        original: CircuitBreakerConfig,
+        config: ConfigStore,
         /// The last good text per setting suffix, kept when a new text is invalid.
         last_good: Mutex<Vec<(&'static str, String)>>,
         applying: Mutex<()>,
@@ -223,7 +225,7 @@ mod binding {
                 match validate(&key, &sourced.value) {
                     Some(Err(reason)) => {
                         tracing::error!(%key, source = %sourced.origin, %reason, "config value refused; the last good value stays");
-                        crate::metrics::rejected(&key, sourced.origin.layer);
+                        crate::metrics::rejected(&key, sourced.origin.kind);
                         refused = true;
                         // The command's bad value: the default's may still be good.
                     }
@@ -292,7 +294,7 @@ mod binding {
     }
 
     impl Watcher for BreakerWatcher {
-        fn changed(&self, _config: &Config, _key: &str) {
+        fn changed(&self, _config: &ConfigStore, _key: &str) {
             // One change at a time, each from the latest texts.
             let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
             self.apply();

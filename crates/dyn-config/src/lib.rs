@@ -2,7 +2,7 @@
 //! sources while the service runs, so an operator can change a setting everywhere within
 //! seconds, without a deploy.
 //!
-//! - [`Config`]: the layered store. Precedence: runtime override > DynamoDB > environment >
+//! - [`ConfigStore`]: the layered store. Precedence: runtime override > DynamoDB > environment >
 //!   file > the default in code.
 //! - [`Property`]: a typed handle; `get()` is a lock-free load; `on_change` callbacks and
 //!   `watch()` streams; invalid text (by type or validator) is refused with a logged error
@@ -19,9 +19,9 @@
 //!   attributes, history and rollback.
 //!
 //! ```
-//! use breakwater_dyn_config::{Config, FeatureFlag};
+//! use breakwater_dyn_config::{ConfigStore, FeatureFlag};
 //!
-//! let config = Config::new();
+//! let config = ConfigStore::new();
 //! let retries = config.property_validated("orders.retries", 3u32, |n| {
 //!     if *n <= 10 { Ok(()) } else { Err("at most 10".into()) }
 //! });
@@ -38,22 +38,24 @@
 
 #[cfg(feature = "dynamodb")]
 pub mod admin;
-pub mod config;
 pub mod error;
 pub mod flag;
 pub mod hystrix;
 pub mod metrics;
+pub mod origin;
 pub mod property;
 pub mod source;
+pub mod store;
 pub mod table;
 pub mod validate;
 pub mod value;
 
-pub use config::{Config, Layer, Sourced};
-pub use error::{InvalidValue, Origin, SourceError};
+pub use error::{InvalidValue, SourceError};
 pub use flag::{FeatureFlag, Rollout};
+pub use origin::{Origin, SourceKind, Sourced};
 pub use property::{CachedProperty, Property};
 #[cfg(feature = "dynamodb")]
 pub use source::dynamodb::DynamoDbSource;
+pub use store::ConfigStore;
 pub use table::Scope;
 pub use value::FromConfig;

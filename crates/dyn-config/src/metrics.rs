@@ -13,7 +13,7 @@
 //! breakwater_dyn_config::metrics::describe();
 //! ```
 
-use crate::config::Layer;
+use crate::origin::SourceKind;
 
 /// Values refused by a property's type or validator.
 pub const REJECTED_TOTAL: &str = "breakwater_config_rejected_total";
@@ -30,7 +30,7 @@ pub const RELOADS_TOTAL: &str = "breakwater_config_reloads_total";
 pub fn describe() {
     metrics::describe_counter!(
         REJECTED_TOTAL,
-        "Config values refused by their property's type or validator"
+        "ConfigStore values refused by their property's type or validator"
     );
     metrics::describe_gauge!(
         STALENESS_SECONDS,
@@ -45,7 +45,7 @@ pub fn describe() {
     metrics::describe_counter!(RELOADS_TOTAL, "Reloads of the DynamoDB config layer");
 }
 
-pub(crate) fn rejected(key: &str, layer: Layer) {
+pub(crate) fn rejected(key: &str, layer: SourceKind) {
     metrics::counter!(REJECTED_TOTAL, "key" => key.to_owned(), "layer" => layer.to_string())
         .increment(1);
 }

@@ -7,8 +7,8 @@ use std::sync::{Arc, Mutex};
 use arc_swap::ArcSwap;
 use tokio::sync::watch;
 
-use crate::config::{Config, Watcher};
 use crate::error::InvalidValue;
+use crate::store::{ConfigStore, Watcher};
 use crate::value::FromConfig;
 
 type Validator<T> = Box<dyn Fn(&T) -> Result<(), String> + Send + Sync>;
@@ -64,9 +64,9 @@ impl<T> Drop for Delivering<'_, T> {
 ///
 /// ```
 /// use std::sync::{Arc, atomic::{AtomicU64, Ordering}};
-/// use breakwater_dyn_config::Config;
+/// use breakwater_dyn_config::ConfigStore;
 ///
-/// let config = Config::new();
+/// let config = ConfigStore::new();
 /// let timeout = config.property("orders.timeoutMs", 1000u64);
 /// let seen = Arc::new(AtomicU64::new(0));
 /// let s = seen.clone();
@@ -185,9 +185,9 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
     /// variable for `String`s, `Vec`s and other values that do not fit in 64 bits.
     ///
     /// ```
-    /// use breakwater_dyn_config::Config;
+    /// use breakwater_dyn_config::ConfigStore;
     ///
-    /// let config = Config::new();
+    /// let config = ConfigStore::new();
     /// let region = config.property("orders.region", String::from("eu-west-1"));
     /// let mut reader = region.cached();
     /// assert_eq!(reader.get(), "eu-west-1");
@@ -226,9 +226,9 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
     ///
     /// ```
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// use breakwater_dyn_config::Config;
+    /// use breakwater_dyn_config::ConfigStore;
     ///
-    /// let config = Config::new();
+    /// let config = ConfigStore::new();
     /// let mode = config.property("orders.mode", String::from("normal"));
     /// let mut changes = mode.watch();
     /// config.set_override("orders.mode", "degraded");
@@ -251,7 +251,7 @@ impl<T: FromConfig + Clone + PartialEq> Property<T> {
 }
 
 impl<T: FromConfig + Clone + PartialEq> Watcher for Inner<T> {
-    fn changed(&self, config: &Config, key: &str) {
+    fn changed(&self, config: &ConfigStore, key: &str) {
         {
             let _applying = self.applying.lock().unwrap_or_else(|p| p.into_inner());
             // Read under the lock: whichever change applies last applies the latest text.
@@ -276,7 +276,7 @@ impl<T: FromConfig + Clone + PartialEq> Watcher for Inner<T> {
                         reason = %invalid.reason,
                         "config value refused; the last good value stays"
                     );
-                    crate::metrics::rejected(&invalid.key, invalid.origin.layer);
+                    crate::metrics::rejected(&invalid.key, invalid.origin.kind);
                     *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some(invalid);
                     return;
                 }

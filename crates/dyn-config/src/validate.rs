@@ -31,13 +31,13 @@ pub fn known_key(key: &str, value: &str) -> Option<Result<(), String>> {
     None
 }
 
-/// A validator for [`Config::property_validated`](crate::Config::property_validated):
+/// A validator for [`ConfigStore::property_validated`](crate::ConfigStore::property_validated):
 /// the value must lie in `min..=max`.
 ///
 /// ```
-/// use breakwater_dyn_config::{Config, validate};
+/// use breakwater_dyn_config::{ConfigStore, validate};
 ///
-/// let config = Config::new();
+/// let config = ConfigStore::new();
 /// let retries = config.property_validated("orders.retries", 3u32, validate::range(0, 10));
 /// config.set_override("orders.retries", "11");
 /// assert_eq!(retries.get(), 3);
@@ -59,9 +59,9 @@ where
 /// A validator: the value must be one of `allowed`.
 ///
 /// ```
-/// use breakwater_dyn_config::{Config, validate};
+/// use breakwater_dyn_config::{ConfigStore, validate};
 ///
-/// let config = Config::new();
+/// let config = ConfigStore::new();
 /// let level = config.property_validated(
 ///     "log.level",
 ///     String::from("info"),

@@ -6,9 +6,9 @@ mod common;
 use std::process::Command;
 use std::time::Duration;
 
-use breakwater_circuit_breaker::{CircuitBreakerLayer, Mode, Registry};
+use breakwater_circuit_breaker::{CircuitBreakerLayer, CircuitBreakerRegistry, Mode};
 use breakwater_dyn_config::admin::Admin;
-use breakwater_dyn_config::{Config, DynamoDbSource, hystrix};
+use breakwater_dyn_config::{ConfigStore, DynamoDbSource, hystrix};
 use common::{ARRIVAL, Moto, eventually};
 use tower::{Layer, ServiceExt, service_fn};
 
@@ -30,7 +30,7 @@ fn cli(moto: &Moto, args: &[&str]) -> std::process::Output {
         .expect("the CLI runs")
 }
 
-async fn call(registry: &Registry) -> Result<(), String> {
+async fn call(registry: &CircuitBreakerRegistry) -> Result<(), String> {
     let breaker = registry.breaker("payments");
     CircuitBreakerLayer::new(&breaker)
         .layer(service_fn(|()| async { Ok::<_, std::io::Error>(()) }))
@@ -49,9 +49,9 @@ async fn force_open_set_with_the_cli_short_circuits_the_breaker() {
         String::from_utf8_lossy(&out.stderr)
     );
 
-    let registry = Registry::new();
+    let registry = CircuitBreakerRegistry::new();
     let breaker = registry.breaker("payments");
-    let config = Config::new();
+    let config = ConfigStore::new();
     let _binding = hystrix::bind(&config, &registry);
     let task = DynamoDbSource::new(moto.client(), "breakers")
         .poll_interval(Duration::from_millis(200))

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use aws_sdk_dynamodb::types::AttributeValue;
 use breakwater_dyn_config::admin::{Admin, WriteError};
-use breakwater_dyn_config::{Config, DynamoDbSource, Layer, Scope};
+use breakwater_dyn_config::{ConfigStore, DynamoDbSource, Scope, SourceKind};
 use common::{ARRIVAL, Moto, eventually};
 
 async fn setup(moto: &Moto, table: &str) -> Admin {
@@ -30,7 +30,7 @@ async fn polling_follows_writes_and_keeps_the_last_good_value() {
         .await
         .unwrap();
 
-    let config = Config::new();
+    let config = ConfigStore::new();
     let timeout = config.property("orders.timeoutMs", 1000u64);
     let source =
         DynamoDbSource::new(moto.client(), "cfg").poll_interval(Duration::from_millis(200));
@@ -72,7 +72,7 @@ async fn polling_follows_writes_and_keeps_the_last_good_value() {
     assert!(refused.is_some(), "the bad value was seen and refused");
     assert_eq!(timeout.get(), 250);
     let error = timeout.last_error().unwrap();
-    assert_eq!(error.origin.layer, Layer::DynamoDb);
+    assert_eq!(error.origin.kind, SourceKind::DynamoDb);
     let message = error.to_string();
     assert!(
         message.contains("orders.timeoutMs")
@@ -122,7 +122,7 @@ async fn the_most_specific_matching_row_wins() {
         (scope(Some("billing"), None, Some("prod")), "prod"),
         (scope(Some("billing"), None, Some("dev")), "global"),
     ] {
-        let config = Config::new();
+        let config = ConfigStore::new();
         let k = config.property("k", String::from("default"));
         DynamoDbSource::new(moto.client(), "scoped")
             .scope(reader.clone())
@@ -142,7 +142,7 @@ async fn the_most_specific_matching_row_wins() {
         )
         .await
         .unwrap();
-    let config = Config::new();
+    let config = ConfigStore::new();
     let k = config.property("k", String::from("default"));
     DynamoDbSource::new(moto.client(), "scoped")
         .scope(scope(Some("checkout"), Some("i-1"), Some("prod")))
@@ -239,7 +239,7 @@ async fn values_stay_while_dynamodb_is_unreachable() {
         .write("k", &Scope::default(), Some("42"), "t", None)
         .await
         .unwrap();
-    let config = Config::new();
+    let config = ConfigStore::new();
     let k = config.property("k", 0u32);
     let task = DynamoDbSource::new(moto.client(), "down")
         .poll_interval(Duration::from_millis(50))
@@ -271,7 +271,7 @@ async fn a_table_with_a_stream_pushes_changes_without_waiting_for_a_poll() {
         .write("k", &Scope::default(), Some("1"), "t", None)
         .await
         .unwrap();
-    let config = Config::new();
+    let config = ConfigStore::new();
     let k = config.property("k", 0u32);
     // Polling every 60 s: only the stream can deliver within the test.
     let task = DynamoDbSource::new(moto.client(), "pushed")
@@ -315,7 +315,7 @@ async fn stream_records_update_only_their_key_with_scopes_and_deletes() {
         .write("a", &Scope::default(), Some("global"), "t", None)
         .await
         .unwrap();
-    let config = Config::new();
+    let config = ConfigStore::new();
     let a = config.property("a", String::from("default"));
     let b = config.property("b", 0u32);
     let task = DynamoDbSource::new(moto.client(), "pushed-keys")
@@ -413,7 +413,7 @@ async fn an_archaius_key_value_table_is_read_and_polled() {
             .send()
     };
     put("orders.retries", "2").await.unwrap();
-    let config = Config::new();
+    let config = ConfigStore::new();
     let retries = config.property("orders.retries", 5u32);
     let task = DynamoDbSource::new(moto.client(), "archaius")
         .poll_interval(Duration::from_millis(100))
@@ -430,7 +430,7 @@ async fn an_archaius_key_value_table_is_read_and_polled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_service_boots_while_dynamodb_is_down_and_picks_the_table_up_later() {
     let port = common::free_port();
-    let config = Config::new();
+    let config = ConfigStore::new();
     config.load_env([("ORDERS_RETRIES".to_owned(), "2".to_owned())]);
     let retries = config.property("orders.retries", 5u32);
     let task = DynamoDbSource::new(common::client_for(port), "late")

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use breakwater_circuit_breaker::{Mode, Registry};
-use breakwater_dyn_config::{Config, hystrix};
+use breakwater_circuit_breaker::{CircuitBreakerRegistry, Mode};
+use breakwater_dyn_config::{ConfigStore, hystrix};
 
 fn key(command: &str, setting: &str) -> String {
     format!("hystrix.command.{command}.{setting}")
@@ -12,11 +12,11 @@ fn key(command: &str, setting: &str) -> String {
 
 #[test]
 fn every_setting_drives_the_breaker_and_the_command_wins_over_default() {
-    let registry = Registry::new();
+    let registry = CircuitBreakerRegistry::new();
     let breaker = registry.breaker("payments");
     let other = registry.breaker("search");
     let original = (*breaker.config()).clone();
-    let config = Config::new();
+    let config = ConfigStore::new();
     let _binding = hystrix::bind(&config, &registry);
 
     config.set_override(
@@ -100,9 +100,9 @@ fn every_setting_drives_the_breaker_and_the_command_wins_over_default() {
 
 #[test]
 fn invalid_values_keep_the_last_good_one_and_a_force_still_applies() {
-    let registry = Registry::new();
+    let registry = CircuitBreakerRegistry::new();
     let breaker = registry.breaker("payments");
-    let config = Config::new();
+    let config = ConfigStore::new();
     let _binding = hystrix::bind(&config, &registry);
     let percent = key("payments", "circuitBreaker.errorThresholdPercentage");
     config.set_override(&percent, "30");
@@ -118,8 +118,8 @@ fn invalid_values_keep_the_last_good_one_and_a_force_still_applies() {
 
 #[tokio::test]
 async fn breakers_made_after_binding_are_bound_too() {
-    let registry = Registry::new();
-    let config = Config::new();
+    let registry = CircuitBreakerRegistry::new();
+    let config = ConfigStore::new();
     config.set_override(&key("default", "circuitBreaker.forceOpen"), "true");
     let mut binding = hystrix::bind(&config, &registry);
     let late = registry.breaker("late");

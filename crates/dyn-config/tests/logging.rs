@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use breakwater_dyn_config::Config;
+use breakwater_dyn_config::ConfigStore;
 
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
@@ -31,7 +31,7 @@ fn a_refused_value_is_logged_with_key_source_and_reason() {
 
     let path = std::env::temp_dir().join(format!("bw-logging-{}.properties", std::process::id()));
     std::fs::write(&path, "orders.retries = lots\n").unwrap();
-    let config = Config::new();
+    let config = ConfigStore::new();
     let retries = config.property("orders.retries", 3u32);
     config.load_file(&path).unwrap();
     std::fs::remove_file(&path).unwrap();

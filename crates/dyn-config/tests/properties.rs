@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use breakwater_dyn_config::flag::bucket;
-use breakwater_dyn_config::{Config, FeatureFlag, FromConfig, Layer, Rollout, hystrix};
+use breakwater_dyn_config::{ConfigStore, FeatureFlag, FromConfig, Rollout, SourceKind, hystrix};
 use proptest::prelude::*;
 
 #[test]
@@ -19,7 +19,7 @@ fn layers_apply_in_order_of_precedence() {
     )
     .unwrap();
 
-    let config = Config::new();
+    let config = ConfigStore::new();
     let timeout = config.property("svc.timeout", Duration::from_secs(1));
     let name = config.property("svc.name", String::from("unnamed"));
     assert_eq!(timeout.get(), Duration::from_secs(1), "code default");
@@ -43,8 +43,8 @@ fn layers_apply_in_order_of_precedence() {
         "override over everything"
     );
     assert_eq!(
-        config.effective("svc.timeout").unwrap().origin.layer,
-        Layer::Override
+        config.effective("svc.timeout").unwrap().origin.kind,
+        SourceKind::Override
     );
     config.clear_override("svc.timeout");
     assert_eq!(
@@ -68,7 +68,7 @@ fn layers_apply_in_order_of_precedence() {
 
 #[test]
 fn invalid_values_are_refused_with_key_and_origin_and_the_last_good_stays() {
-    let config = Config::new();
+    let config = ConfigStore::new();
     let percent = config.property_validated("svc.errorPercent", 50u8, |p| {
         if *p <= 100 {
             Ok(())
@@ -91,7 +91,7 @@ fn invalid_values_are_refused_with_key_and_origin_and_the_last_good_stays() {
         assert_eq!(percent.get(), 30, "{bad:?} refused");
         let error = percent.last_error().expect("the refusal is kept");
         assert_eq!(error.key, "svc.errorPercent");
-        assert_eq!(error.origin.layer, Layer::Override);
+        assert_eq!(error.origin.kind, SourceKind::Override);
     }
     assert!(
         !watch.has_changed().unwrap(),
@@ -167,7 +167,7 @@ proptest! {
         high in 0u16..=10_000,
     ) {
         let (low, high) = (low.min(high), low.max(high));
-        let config = Config::new();
+        let config = ConfigStore::new();
         let flag = FeatureFlag::new(&config, "feature.sticky", false);
         config.set_override("feature.sticky", format!("{}.{:02}%", low / 100, low % 100));
         let before: Vec<bool> = subjects.iter().map(|s| flag.is_enabled_for(s)).collect();
@@ -180,7 +180,7 @@ proptest! {
     /// No text makes a property panic or lose its last good value.
     #[test]
     fn any_text_is_parsed_or_refused(text in ".{0,40}") {
-        let config = Config::new();
+        let config = ConfigStore::new();
         let n = config.property("n", 7u32);
         let d = config.property("d", Duration::from_secs(1));
         let f = FeatureFlag::new(&config, "f", true);
@@ -195,7 +195,7 @@ proptest! {
 
 #[test]
 fn concurrent_changes_end_with_the_latest_value() {
-    let config = Config::new();
+    let config = ConfigStore::new();
     let n = config.property("n", 0u64);
     let text = config.property("s", String::new());
     // The last value each callback saw. The yield widens the window in which another thread's
@@ -245,7 +245,7 @@ fn concurrent_changes_end_with_the_latest_value() {
 
 #[test]
 fn a_callback_may_change_config_itself() {
-    let config = Config::new();
+    let config = ConfigStore::new();
     let a = config.property("a", 0u32);
     let b = config.property("b", 0u32);
     {
@@ -277,7 +277,7 @@ fn buckets_are_stable_across_releases_and_flags_agree_with_them() {
             "{subject}"
         );
     }
-    let config = Config::new();
+    let config = ConfigStore::new();
     let flag = FeatureFlag::new(&config, "feature.newCheckout", false);
     config.set_override("feature.newCheckout", "41.59%");
     assert!(flag.is_enabled_for("tenant-1") && flag.is_enabled_for("tenant-2"));
@@ -288,7 +288,7 @@ fn buckets_are_stable_across_releases_and_flags_agree_with_them() {
 
 #[test]
 fn a_panicking_callback_does_not_stop_later_deliveries() {
-    let config = Config::new();
+    let config = ConfigStore::new();
     let n = config.property("n", 0u32);
     let seen = Arc::new(Mutex::new(Vec::new()));
     {

@@ -6,7 +6,7 @@ mod common;
 use std::time::Duration;
 
 use breakwater_dyn_config::admin::Admin;
-use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
+use breakwater_dyn_config::{ConfigStore, DynamoDbSource, Scope};
 use common::Moto;
 use metrics_util::debugging::DebugValue;
 
@@ -21,7 +21,7 @@ async fn staleness_is_exposed_while_dynamodb_is_down() {
         .write("k", &Scope::default(), Some("1"), "t", None)
         .await
         .unwrap();
-    let config = Config::new();
+    let config = ConfigStore::new();
     let k = config.property("k", 0u32);
     let task = DynamoDbSource::new(moto.client(), "stale")
         .poll_interval(Duration::from_millis(50))

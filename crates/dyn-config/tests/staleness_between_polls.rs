@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use breakwater_dyn_config::admin::Admin;
-use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
+use breakwater_dyn_config::{ConfigStore, DynamoDbSource, Scope};
 use common::{ARRIVAL, Moto, eventually};
 use metrics_util::debugging::{DebugValue, Snapshotter};
 
@@ -47,13 +47,13 @@ async fn staleness_grows_between_polls_and_stops_with_the_task() {
     }
     // Polls far apart: during the test no poll happens, so only a ticker moves the gauge.
     let never = Duration::from_secs(600);
-    let polled_config = Config::new();
+    let polled_config = ConfigStore::new();
     let polled = DynamoDbSource::new(moto.client(), "polled")
         .poll_interval(never)
         .start(polled_config.clone())
         .await
         .unwrap();
-    let pushed_config = Config::new();
+    let pushed_config = ConfigStore::new();
     let k = pushed_config.property("k", 0u32);
     let pushed = DynamoDbSource::new(moto.client(), "pushed")
         .streams(moto.streams_client())

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use breakwater_dyn_config::admin::Admin;
-use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
+use breakwater_dyn_config::{ConfigStore, DynamoDbSource, Scope};
 use common::{ARRIVAL, Moto, eventually};
 
 /// What the proxy saw and what it should do next.
@@ -192,7 +192,7 @@ async fn throttled_stream_reads_retry_without_a_full_reload() {
             .retry_config(aws_sdk_dynamodbstreams::config::retry::RetryConfig::disabled())
             .build(),
     );
-    let config = Config::new();
+    let config = ConfigStore::new();
     let k = config.property("k", 0u32);
     let task = DynamoDbSource::new(common::client_for(port), "throttled")
         .streams(streams)

@@ -8,7 +8,7 @@ use axum::extract::{Query, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Extension, Json};
-use breakwater_circuit_breaker::Registry;
+use breakwater_circuit_breaker::CircuitBreakerRegistry;
 use breakwater_server::ConnectionLimit;
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::json;
@@ -19,17 +19,17 @@ use crate::hystrix;
 use crate::page;
 use crate::proxy::{self, HttpClient, OriginAllowList};
 use crate::serve::ConnectionHandle;
-use crate::stream::{FrameSource, StreamSettings, Streamer};
+use crate::stream::{FrameSource, StreamConfig, Streamer};
 
 /// Builds the dashboard's router.
 ///
 /// ```
-/// use breakwater_circuit_breaker::Registry;
+/// use breakwater_circuit_breaker::CircuitBreakerRegistry;
 /// use breakwater_stream_dashboard::Dashboard;
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> std::io::Result<()> {
-/// let registry = Registry::new();
+/// let registry = CircuitBreakerRegistry::new();
 /// registry.breaker("payments");
 /// // `/hystrix.stream`, `/proxy.stream` and the page at `/`, ready to mount or serve.
 /// let router = Dashboard::new().registry(registry).router();
@@ -41,11 +41,11 @@ use crate::stream::{FrameSource, StreamSettings, Streamer};
 /// ```
 #[derive(Debug, Default)]
 pub struct Dashboard {
-    registry: Option<Registry>,
+    registry: Option<CircuitBreakerRegistry>,
     instances: Vec<Uri>,
     proxy_allow: OriginAllowList,
     token: Option<String>,
-    settings: StreamSettings,
+    settings: StreamConfig,
 }
 
 /// The followed instances: the merged stream and one per instance, each with its own frame
@@ -60,7 +60,7 @@ struct AppState {
     local: Option<Streamer>,
     aggregator: Option<Followed>,
     connections: ConnectionLimit,
-    settings: Arc<StreamSettings>,
+    settings: Arc<StreamConfig>,
     proxy_allow: OriginAllowList,
     client: HttpClient,
 }
@@ -72,7 +72,7 @@ impl Dashboard {
     }
 
     /// Streams this registry's breakers and bulkheads at `/hystrix.stream`.
-    pub fn registry(mut self, registry: Registry) -> Self {
+    pub fn registry(mut self, registry: CircuitBreakerRegistry) -> Self {
         self.registry = Some(registry);
         self
     }
@@ -98,7 +98,7 @@ impl Dashboard {
     }
 
     /// Intervals, connection cap, per-client buffer, stall timeout and compression.
-    pub fn stream_settings(mut self, settings: StreamSettings) -> Self {
+    pub fn stream_config(mut self, settings: StreamConfig) -> Self {
         self.settings = settings;
         self
     }

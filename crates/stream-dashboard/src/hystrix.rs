@@ -17,7 +17,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use breakwater_circuit_breaker::bulkhead::BulkheadSnapshot;
 use breakwater_circuit_breaker::snapshot::Latency;
-use breakwater_circuit_breaker::{Config, Mode, Snapshot, State, Window};
+use breakwater_circuit_breaker::{CircuitBreakerConfig, Mode, Snapshot, State, Window};
 use serde::Serialize;
 
 /// `type` of a command event.
@@ -297,7 +297,7 @@ fn write_event(event: &impl Serialize, out: &mut Vec<u8>) {
     out.extend_from_slice(b"\n\n");
 }
 
-fn rolling_window_ms(config: &Config) -> u64 {
+fn rolling_window_ms(config: &CircuitBreakerConfig) -> u64 {
     match config.window {
         Window::Time { length, .. } => millis(length),
         // Count-based health still keeps Hystrix's 10 s time window for the stream.

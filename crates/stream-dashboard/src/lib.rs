@@ -8,17 +8,17 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /hystrix.stream[?delay=ms]` | this process's [`Registry`](breakwater_circuit_breaker::Registry) as Hystrix SSE: a `HystrixCommand` event per breaker, a `HystrixThreadPool` event per bulkhead |
+//! | `GET /hystrix.stream[?delay=ms]` | this process's [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry) as Hystrix SSE: a `HystrixCommand` event per breaker, a `HystrixThreadPool` event per bulkhead |
 //! | `GET /turbine.stream[?instance=i]` | the merged streams of the followed instances (Turbine rules), or one of them |
 //! | `GET /proxy.stream?origin=url` | relays an allowed upstream stream, for the stock Hystrix Dashboard |
 //! | `GET /` | the live dashboard page; `/dashboard/sources.json` lists what it can show |
 //!
 //! ```no_run
-//! use breakwater_circuit_breaker::Registry;
+//! use breakwater_circuit_breaker::CircuitBreakerRegistry;
 //! use breakwater_stream_dashboard::Dashboard;
 //!
 //! # #[tokio::main] async fn main() -> std::io::Result<()> {
-//! let registry = Registry::global().clone();
+//! let registry = CircuitBreakerRegistry::global().clone();
 //! let router = Dashboard::new().registry(registry).router();
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:7979").await?;
 //! breakwater_stream_dashboard::serve(listener, router, async {
@@ -49,4 +49,4 @@ pub use aggregate::Aggregator;
 pub use dashboard::Dashboard;
 pub use proxy::OriginAllowList;
 pub use serve::serve;
-pub use stream::StreamSettings;
+pub use stream::StreamConfig;

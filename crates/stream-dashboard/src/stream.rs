@@ -45,7 +45,7 @@ where
 
 /// Settings of the stream endpoints.
 #[derive(Debug, Clone)]
-pub struct StreamSettings {
+pub struct StreamConfig {
     /// Time between frames when the client gives no `?delay=` (Hystrix: 500 ms).
     pub interval: Duration,
     /// The smallest `?delay=` accepted.
@@ -64,9 +64,9 @@ pub struct StreamSettings {
     pub gzip: bool,
 }
 
-impl Default for StreamSettings {
+impl Default for StreamConfig {
     fn default() -> Self {
-        StreamSettings {
+        StreamConfig {
             interval: Duration::from_millis(500),
             min_interval: Duration::from_millis(100),
             max_interval: Duration::from_secs(60),
@@ -128,7 +128,7 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> 
 pub(crate) struct Streamer {
     source: Arc<dyn FrameSource>,
     cache: Arc<Mutex<Option<Arc<Frame>>>>,
-    settings: Arc<StreamSettings>,
+    settings: Arc<StreamConfig>,
     connections: ConnectionLimit,
 }
 
@@ -149,7 +149,7 @@ fn next_tick(now: Instant, interval: Duration) -> Instant {
 impl Streamer {
     pub(crate) fn new(
         source: Arc<dyn FrameSource>,
-        settings: Arc<StreamSettings>,
+        settings: Arc<StreamConfig>,
         connections: ConnectionLimit,
     ) -> Self {
         Streamer {

@@ -446,9 +446,9 @@ mod tests {
         // The same through `serve` and hyper's own chunked encoding: a /hystrix.stream frame of
         // 200 breakers (~360 kB) leaves in one range of its file, chunk header and end
         // included. (One test function, so no other test sends files meanwhile.)
-        use breakwater_circuit_breaker::{CircuitBreaker, Registry};
+        use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerRegistry};
         use http_body_util::BodyExt;
-        let registry = Registry::new();
+        let registry = CircuitBreakerRegistry::new();
         for i in 0..200 {
             registry
                 .register(CircuitBreaker::builder(format!("command-{i:03}")))

@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use breakwater_circuit_breaker::Registry;
+use breakwater_circuit_breaker::CircuitBreakerRegistry;
 use breakwater_stream_dashboard::{Dashboard, OriginAllowList};
 use common::{Server, count_events, events, get};
 use http::{StatusCode, Uri};
@@ -117,7 +117,7 @@ async fn merges_java_hystrix_streams_and_subtracts_an_instance_that_leaves() {
     // Instance one also sends an unreadable event first: it is refused, the rest serves.
     let one = Replay::start(format!("data: {{broken\n\n{text}")).await;
     let two = Replay::start(text.clone()).await;
-    let ours = Registry::new();
+    let ours = CircuitBreakerRegistry::new();
     ours.breaker("rust-only-command");
     let local = Server::start(Dashboard::new().registry(ours).router()).await;
     let router = Dashboard::new()
@@ -215,7 +215,7 @@ async fn merges_java_hystrix_streams_and_subtracts_an_instance_that_leaves() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proxy_relays_allowed_origins_only() {
-    let registry = Registry::new();
+    let registry = CircuitBreakerRegistry::new();
     registry.breaker("proxied-command");
     let upstream = Server::start(Dashboard::new().registry(registry).router()).await;
     let allow = OriginAllowList::new()

@@ -12,7 +12,9 @@ use std::time::Duration;
 mod common;
 
 use breakwater_circuit_breaker::error::BoxError;
-use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer, Config, Registry};
+use breakwater_circuit_breaker::{
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerRegistry,
+};
 use breakwater_stream_dashboard::Dashboard;
 use common::Server;
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -40,11 +42,11 @@ async fn page_shows_a_breaker_open_and_close_again() {
         dir.display()
     );
 
-    let registry = Registry::new();
-    let config = Config {
+    let registry = CircuitBreakerRegistry::new();
+    let config = CircuitBreakerConfig {
         request_volume_threshold: 5,
         sleep_window: Duration::from_secs(2),
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     };
     let breaker = registry
         .register(

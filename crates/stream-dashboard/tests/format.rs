@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use breakwater_circuit_breaker::error::BoxError;
 use breakwater_circuit_breaker::{
-    CircuitBreaker, CircuitBreakerLayer, Clock, Config, Mode, Registry,
+    CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, CircuitBreakerRegistry, Clock, Mode,
 };
 use breakwater_stream_dashboard::hystrix::write_frame;
 use serde_json::{Map, Value};
@@ -144,7 +144,7 @@ fn fits(kind: Kind, v: &Value) -> bool {
     }
 }
 
-fn frame(registry: &Registry) -> Vec<Map<String, Value>> {
+fn frame(registry: &CircuitBreakerRegistry) -> Vec<Map<String, Value>> {
     let mut out = Vec::new();
     write_frame(
         &registry.snapshot(),
@@ -180,20 +180,20 @@ async fn call(breaker: &CircuitBreaker, ok: bool) -> Result<(), BoxError> {
 }
 
 fn setup() -> (
-    Registry,
+    CircuitBreakerRegistry,
     CircuitBreaker,
     breakwater_circuit_breaker::clock::ManualClock,
 ) {
     let (clock, hand) = Clock::manual();
-    let registry = Registry::with_clock(clock);
-    let config = Config {
+    let registry = CircuitBreakerRegistry::with_clock(clock);
+    let config = CircuitBreakerConfig {
         request_volume_threshold: 4,
         error_threshold_percentage: 40,
         sleep_window: Duration::from_millis(3000),
         timeout: Some(Duration::from_millis(250)),
         max_concurrent_calls: 7,
         fallback_max_concurrent_calls: 3,
-        ..Config::default()
+        ..CircuitBreakerConfig::default()
     };
     let breaker = registry
         .register(

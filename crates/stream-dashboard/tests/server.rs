@@ -6,15 +6,15 @@ mod common;
 use std::io::Read;
 use std::time::{Duration, Instant};
 
-use breakwater_circuit_breaker::Registry;
-use breakwater_stream_dashboard::{Dashboard, StreamSettings};
+use breakwater_circuit_breaker::CircuitBreakerRegistry;
+use breakwater_stream_dashboard::{Dashboard, StreamConfig};
 use common::{Server, count_events, events, get};
 use http::StatusCode;
 use http_body_util::BodyExt;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn registry_with(names: &[&str]) -> Registry {
-    let registry = Registry::new();
+fn registry_with(names: &[&str]) -> CircuitBreakerRegistry {
+    let registry = CircuitBreakerRegistry::new();
     for name in names {
         registry.breaker(name);
     }
@@ -92,7 +92,12 @@ async fn a_long_delay_slows_the_stream_down() {
 
 #[tokio::test]
 async fn an_empty_registry_sends_pings() {
-    let server = Server::start(Dashboard::new().registry(Registry::new()).router()).await;
+    let server = Server::start(
+        Dashboard::new()
+            .registry(CircuitBreakerRegistry::new())
+            .router(),
+    )
+    .await;
     let mut open = get(&server.url("/hystrix.stream?delay=100"), &[]).await;
     let text = open
         .read_until(Duration::from_secs(5), |t| {
@@ -104,7 +109,12 @@ async fn an_empty_registry_sends_pings() {
 
 #[tokio::test]
 async fn bad_delay_is_refused_with_the_reason() {
-    let server = Server::start(Dashboard::new().registry(Registry::new()).router()).await;
+    let server = Server::start(
+        Dashboard::new()
+            .registry(CircuitBreakerRegistry::new())
+            .router(),
+    )
+    .await;
     for (query, says) in [
         ("delay=abc", "\"abc\" is not a whole number"),
         ("delay=5", "5 ms is outside 100..=60000 ms"),
@@ -124,13 +134,13 @@ async fn bad_delay_is_refused_with_the_reason() {
 
 #[tokio::test]
 async fn connections_past_the_cap_get_503_and_slots_free_on_disconnect() {
-    let settings = StreamSettings {
+    let settings = StreamConfig {
         max_connections: 2,
-        ..StreamSettings::default()
+        ..StreamConfig::default()
     };
     let router = Dashboard::new()
         .registry(registry_with(&["a"]))
-        .stream_settings(settings)
+        .stream_config(settings)
         .router();
     let server = Server::start(router).await;
     let url = server.url("/hystrix.stream");
@@ -260,19 +270,19 @@ async fn gzip_clients_get_one_growing_gzip_stream() {
 async fn a_stuck_client_is_cut_off_and_does_not_slow_the_others() {
     // Big frames (about 600 kB) fill the stuck client's socket buffers within a few ticks.
     let names: Vec<String> = (0..300).map(|i| format!("command-{i:04}")).collect();
-    let registry = Registry::new();
+    let registry = CircuitBreakerRegistry::new();
     for name in &names {
         registry.breaker(name);
     }
-    let settings = StreamSettings {
+    let settings = StreamConfig {
         max_connections: 2,
         stall_timeout: Duration::from_secs(1),
         min_interval: Duration::from_millis(50),
-        ..StreamSettings::default()
+        ..StreamConfig::default()
     };
     let router = Dashboard::new()
         .registry(registry)
-        .stream_settings(settings)
+        .stream_config(settings)
         .router();
     let server = Server::start(router).await;
 
@@ -344,26 +354,26 @@ async fn a_stuck_client_is_cut_off_and_does_not_slow_the_others() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stuck_proxy_client_is_cut_off_and_its_slot_freed() {
     use breakwater_stream_dashboard::OriginAllowList;
-    let registry = Registry::new();
+    let registry = CircuitBreakerRegistry::new();
     for i in 0..300 {
         registry.breaker(format!("command-{i:04}"));
     }
-    let patient = StreamSettings {
+    let patient = StreamConfig {
         stall_timeout: Duration::from_secs(600),
         min_interval: Duration::from_millis(50),
-        ..StreamSettings::default()
+        ..StreamConfig::default()
     };
     let upstream = Server::start(
         Dashboard::new()
             .registry(registry)
-            .stream_settings(patient)
+            .stream_config(patient)
             .router(),
     )
     .await;
-    let proxy_settings = StreamSettings {
+    let proxy_settings = StreamConfig {
         max_connections: 1,
         stall_timeout: Duration::from_secs(1),
-        ..StreamSettings::default()
+        ..StreamConfig::default()
     };
     let allow = OriginAllowList::new()
         .allow(&upstream.addr.to_string())
@@ -371,7 +381,7 @@ async fn a_stuck_proxy_client_is_cut_off_and_its_slot_freed() {
     let proxy = Server::start(
         Dashboard::new()
             .proxy_allow_list(allow)
-            .stream_settings(proxy_settings)
+            .stream_config(proxy_settings)
             .router(),
     )
     .await;

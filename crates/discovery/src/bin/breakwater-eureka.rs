@@ -7,7 +7,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use breakwater_discovery::registry::{Registry, RegistryConfig};
+use breakwater_discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
 use clap::Parser;
 
 #[derive(Debug, Parser)]
@@ -45,9 +45,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .init();
     let args = Args::parse();
     breakwater_server::check_exposure(args.bind, args.token.as_deref())?;
-    let registry = Arc::new(Registry::new(RegistryConfig {
+    let registry = Arc::new(InstanceRegistry::new(InstanceRegistryConfig {
         self_preservation: !args.no_self_preservation,
-        ..RegistryConfig::default()
+        ..InstanceRegistryConfig::default()
     }));
     let eviction = breakwater_discovery::server::spawn_eviction(registry.clone());
     let listener = tokio::net::TcpListener::bind(args.bind).await?;

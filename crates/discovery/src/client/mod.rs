@@ -5,7 +5,7 @@
 //!   quarantined and the next one tried (3 tries per request); once most servers are
 //!   quarantined the quarantine is lifted, as in Java's `RetryableEurekaHttpClient`.
 //! - Answers are read up to [`wire::MAX_DOCUMENT`] bytes; a longer one is refused while it
-//!   is read ([`ClientError::TooLarge`]).
+//!   is read ([`EurekaClientError::TooLarge`]).
 //! - App names and instance ids are percent-encoded in request paths.
 //! - Heartbeats every 30 s; a 404 answer (lease unknown or older than ours) registers again.
 //!   Failed heartbeats and fetches back off exponentially up to 10x their interval.
@@ -33,7 +33,7 @@ use transport::{Transport, encode, segment};
 
 /// Settings of a client (Java client defaults).
 #[derive(Debug, Clone)]
-pub struct ClientConfig {
+pub struct EurekaClientConfig {
     /// Eureka server base URLs, e.g. `http://user:pass@eureka-1:8761/eureka/`.
     pub service_urls: Vec<String>,
     /// Time between heartbeats (30 s).
@@ -56,9 +56,9 @@ pub struct ClientConfig {
     pub filter_only_up: bool,
 }
 
-impl Default for ClientConfig {
+impl Default for EurekaClientConfig {
     fn default() -> Self {
-        ClientConfig {
+        EurekaClientConfig {
             service_urls: vec!["http://127.0.0.1:8761/eureka/".to_owned()],
             renewal_interval: Duration::from_secs(30),
             lease_duration: Duration::from_secs(90),
@@ -74,7 +74,7 @@ impl Default for ClientConfig {
 
 /// Why a request to the Eureka servers failed.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum ClientError {
+pub enum EurekaClientError {
     /// A service URL is not an http URL.
     #[error("service URL {url:?}: {reason}")]
     BadUrl {
@@ -118,7 +118,7 @@ pub enum ClientError {
 }
 
 struct Inner {
-    config: ClientConfig,
+    config: EurekaClientConfig,
     transport: Transport,
     instance: Mutex<Option<Instance>>,
     registry: watch::Sender<Arc<Applications>>,
@@ -156,7 +156,10 @@ pub enum Renewal {
 
 impl EurekaClient {
     /// A client for these servers; `instance` is this process's registration, if it has one.
-    pub fn new(config: ClientConfig, instance: Option<Instance>) -> Result<Self, ClientError> {
+    pub fn new(
+        config: EurekaClientConfig,
+        instance: Option<Instance>,
+    ) -> Result<Self, EurekaClientError> {
         let transport = Transport::new(&config)?;
         let instance = instance.map(|mut i| {
             i.app = i.app.to_ascii_uppercase();
@@ -178,16 +181,16 @@ impl EurekaClient {
         })
     }
 
-    fn instance(&self) -> Result<Instance, ClientError> {
+    fn instance(&self) -> Result<Instance, EurekaClientError> {
         self.inner
             .instance
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-            .ok_or(ClientError::NoInstance)
+            .ok_or(EurekaClientError::NoInstance)
     }
 
-    fn instance_path(&self) -> Result<String, ClientError> {
+    fn instance_path(&self) -> Result<String, EurekaClientError> {
         let i = self.instance()?;
         Ok(format!("apps/{}/{}", segment(&i.app), segment(i.id())))
     }
@@ -198,11 +201,11 @@ impl EurekaClient {
         status: StatusCode,
         body: &Bytes,
         ok: &[u16],
-    ) -> Result<(), ClientError> {
+    ) -> Result<(), EurekaClientError> {
         if ok.contains(&status.as_u16()) {
             return Ok(());
         }
-        Err(ClientError::Status {
+        Err(EurekaClientError::Status {
             method: method.to_string(),
             path: path.to_owned(),
             status: status.as_u16(),
@@ -211,7 +214,7 @@ impl EurekaClient {
     }
 
     /// Registers this instance (POST; 204 expected).
-    pub async fn register(&self) -> Result<(), ClientError> {
+    pub async fn register(&self) -> Result<(), EurekaClientError> {
         let instance = self.instance()?;
         let path = format!("apps/{}", segment(&instance.app));
         let body = wire::instance_document(&instance, wire::Format::Json);
@@ -226,7 +229,7 @@ impl EurekaClient {
     }
 
     /// Sends a heartbeat; registers again when the server answers 404.
-    pub async fn renew(&self) -> Result<Renewal, ClientError> {
+    pub async fn renew(&self) -> Result<Renewal, EurekaClientError> {
         let instance = self.instance()?;
         let path = format!(
             "{}?status={}&lastDirtyTimestamp={}",
@@ -245,7 +248,7 @@ impl EurekaClient {
     }
 
     /// Cancels the registration (graceful shutdown).
-    pub async fn cancel(&self) -> Result<(), ClientError> {
+    pub async fn cancel(&self) -> Result<(), EurekaClientError> {
         let path = self.instance_path()?;
         let (status, bytes) = self
             .inner
@@ -257,14 +260,14 @@ impl EurekaClient {
 
     /// Sets this instance's status (UP, DOWN...) as sent with registrations and heartbeats;
     /// registers again so the registry sees it at once.
-    pub async fn set_status(&self, status: Status) -> Result<(), ClientError> {
+    pub async fn set_status(&self, status: Status) -> Result<(), EurekaClientError> {
         {
             let mut guard = self
                 .inner
                 .instance
                 .lock()
                 .unwrap_or_else(|p| p.into_inner());
-            let i = guard.as_mut().ok_or(ClientError::NoInstance)?;
+            let i = guard.as_mut().ok_or(EurekaClientError::NoInstance)?;
             i.status = status;
             i.last_dirty_timestamp = now_ms();
         }
@@ -272,14 +275,14 @@ impl EurekaClient {
     }
 
     /// Sets a status override on the server (e.g. OUT_OF_SERVICE to drain this instance).
-    pub async fn set_status_override(&self, status: Status) -> Result<(), ClientError> {
+    pub async fn set_status_override(&self, status: Status) -> Result<(), EurekaClientError> {
         let path = format!("{}/status?value={status}", self.instance_path()?);
         let (code, bytes) = self.inner.transport.send(Method::PUT, &path, None).await?;
         Self::expect(&Method::PUT, &path, code, &bytes, &[200])
     }
 
     /// Removes the status override on the server.
-    pub async fn remove_status_override(&self) -> Result<(), ClientError> {
+    pub async fn remove_status_override(&self) -> Result<(), EurekaClientError> {
         let status = self.instance()?.status;
         let path = format!("{}/status?value={status}", self.instance_path()?);
         let (code, bytes) = self
@@ -291,7 +294,7 @@ impl EurekaClient {
     }
 
     /// Merges metadata into this instance's registration.
-    pub async fn update_metadata(&self, entries: &[(&str, &str)]) -> Result<(), ClientError> {
+    pub async fn update_metadata(&self, entries: &[(&str, &str)]) -> Result<(), EurekaClientError> {
         let query: Vec<String> = entries
             .iter()
             .map(|(k, v)| format!("{}={}", encode(k), encode(v)))
@@ -311,14 +314,14 @@ impl EurekaClient {
         Ok(())
     }
 
-    async fn get_applications(&self, path: &str) -> Result<Applications, ClientError> {
+    async fn get_applications(&self, path: &str) -> Result<Applications, EurekaClientError> {
         let (status, bytes) = self.inner.transport.send(Method::GET, path, None).await?;
         Self::expect(&Method::GET, path, status, &bytes, &[200])?;
         Ok(wire::read_applications(&bytes)?)
     }
 
     /// Fetches the whole registry and keeps it.
-    pub async fn fetch_full(&self) -> Result<(), ClientError> {
+    pub async fn fetch_full(&self) -> Result<(), EurekaClientError> {
         let apps = self.get_applications("apps/").await?;
         self.publish(apps);
         *self
@@ -331,7 +334,7 @@ impl EurekaClient {
 
     /// Fetches the delta and applies it; falls back to a full fetch when the result's hash
     /// differs from the server's, or on the first fetch. Returns true when a full fetch ran.
-    pub async fn fetch(&self) -> Result<bool, ClientError> {
+    pub async fn fetch(&self) -> Result<bool, EurekaClientError> {
         let first = !*self
             .inner
             .fetched_once
@@ -345,7 +348,7 @@ impl EurekaClient {
             Ok(delta) => delta,
             // A server answered but gave no usable delta (deltas disabled, a bad document):
             // the full registry is the way back, as the Java client does.
-            Err(error @ (ClientError::Status { .. } | ClientError::Document(_))) => {
+            Err(error @ (EurekaClientError::Status { .. } | EurekaClientError::Document(_))) => {
                 tracing::info!(%error, "no usable delta; fetching all");
                 self.fetch_full().await?;
                 return Ok(true);
@@ -466,7 +469,7 @@ impl EurekaClient {
         }
     }
 
-    async fn heartbeat(&self) -> Result<(), ClientError> {
+    async fn heartbeat(&self) -> Result<(), EurekaClientError> {
         self.renew().await.map(|_| ())
     }
 
@@ -481,7 +484,7 @@ impl EurekaClient {
         work: impl Fn(
             EurekaClient,
         ) -> std::pin::Pin<
-            Box<dyn std::future::Future<Output = Result<(), ClientError>> + Send>,
+            Box<dyn std::future::Future<Output = Result<(), EurekaClientError>> + Send>,
         >,
     ) {
         if register_first && let Err(e) = self.register().await {
@@ -529,13 +532,13 @@ impl Running {
     }
 
     /// Stops heartbeats and fetches, then cancels the registration.
-    pub async fn shutdown(self) -> Result<(), ClientError> {
+    pub async fn shutdown(self) -> Result<(), EurekaClientError> {
         let _ = self.stop.send(true);
         for task in self.tasks {
             let _ = task.await;
         }
         match self.client.cancel().await {
-            Err(ClientError::NoInstance) => Ok(()),
+            Err(EurekaClientError::NoInstance) => Ok(()),
             other => other,
         }
     }
@@ -548,10 +551,10 @@ mod tests {
     const S: Duration = Duration::from_secs(1);
 
     fn client(multiplier: u32) -> EurekaClient {
-        let config = ClientConfig {
+        let config = EurekaClientConfig {
             service_urls: vec!["http://127.0.0.1:9/eureka/".into()],
             max_backoff_multiplier: multiplier,
-            ..ClientConfig::default()
+            ..EurekaClientConfig::default()
         };
         EurekaClient::new(config, None).unwrap()
     }
@@ -585,7 +588,7 @@ mod tests {
                     if outcome(n) {
                         Ok(())
                     } else {
-                        Err(ClientError::Unavailable("test".into()))
+                        Err(EurekaClientError::Unavailable("test".into()))
                     }
                 })
             }))

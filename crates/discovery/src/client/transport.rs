@@ -13,7 +13,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, percent_decode_str, utf8_percent_encode};
 
-use super::{ClientConfig, ClientError};
+use super::{EurekaClientConfig, EurekaClientError};
 use crate::wire;
 
 struct Server {
@@ -30,11 +30,11 @@ pub(super) struct Transport {
 }
 
 impl Transport {
-    pub(super) fn new(config: &ClientConfig) -> Result<Self, ClientError> {
+    pub(super) fn new(config: &EurekaClientConfig) -> Result<Self, EurekaClientError> {
         use base64::Engine as _;
         let mut servers = Vec::new();
         for url in &config.service_urls {
-            let bad = |reason: &str| ClientError::BadUrl {
+            let bad = |reason: &str| EurekaClientError::BadUrl {
                 url: url.clone(),
                 reason: reason.to_owned(),
             };
@@ -69,7 +69,7 @@ impl Transport {
             });
         }
         if servers.is_empty() {
-            return Err(ClientError::BadUrl {
+            return Err(EurekaClientError::BadUrl {
                 url: String::new(),
                 reason: "no service URL given".to_owned(),
             });
@@ -93,7 +93,7 @@ impl Transport {
         method: Method,
         path: &str,
         body: Option<String>,
-    ) -> Result<(StatusCode, Bytes), ClientError> {
+    ) -> Result<(StatusCode, Bytes), EurekaClientError> {
         let order: Vec<usize> = {
             let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
             let n = self.servers.len();
@@ -112,7 +112,7 @@ impl Transport {
             let uri: Uri = match format!("{}{}", server.base, path).parse() {
                 Ok(uri) => uri,
                 Err(e) => {
-                    return Err(ClientError::BadUrl {
+                    return Err(EurekaClientError::BadUrl {
                         url: path.to_owned(),
                         reason: format!("{e}"),
                     });
@@ -181,7 +181,7 @@ impl Transport {
                 // server would not do better, and reading its answer too would double the cost.
                 Err(Failure::TooLarge) => {
                     tracing::warn!(%url, limit = wire::MAX_DOCUMENT, "Eureka answer too large; refused");
-                    return Err(ClientError::TooLarge {
+                    return Err(EurekaClientError::TooLarge {
                         url,
                         limit: wire::MAX_DOCUMENT,
                     });
@@ -193,7 +193,7 @@ impl Transport {
             state.1[i] = true;
             tracing::warn!(server = %server.base, error = %errors.last().map_or("", |e| e), "Eureka server quarantined");
         }
-        Err(ClientError::Unavailable(errors.join("; ")))
+        Err(EurekaClientError::Unavailable(errors.join("; ")))
     }
 }
 

@@ -15,12 +15,13 @@ use aws_sdk_dynamodb::operation::query::QueryError;
 use aws_sdk_dynamodb::types::{AttributeValue, KeyType};
 
 use super::streams::{StreamError, StreamFollower};
-use crate::config::{Config, Layer, Sourced};
-use crate::error::{Origin, SourceError};
+use crate::error::SourceError;
 use crate::metrics::{POLL_ERRORS_TOTAL, RELOADS_TOTAL, STALENESS_SECONDS, STREAM_ERRORS_TOTAL};
+use crate::origin::{Origin, SourceKind, Sourced};
+use crate::store::ConfigStore;
 use crate::table::{GLOBAL_SCOPE, INTERNAL_PREFIX, Row, Scope, VERSION_ITEM_KEY};
 
-/// Reads settings from a DynamoDB table into a [`Config`]'s DynamoDB layer.
+/// Reads settings from a DynamoDB table into a [`ConfigStore`]'s DynamoDB layer.
 ///
 /// Change detection:
 /// - **Polling** (always on): every `poll_interval` (default 5 s) one consistent `GetItem` of
@@ -48,11 +49,11 @@ use crate::table::{GLOBAL_SCOPE, INTERNAL_PREFIX, Row, Scope, VERSION_ITEM_KEY};
 ///
 /// ```no_run
 /// use std::time::Duration;
-/// use breakwater_dyn_config::{Config, DynamoDbSource, Scope};
+/// use breakwater_dyn_config::{ConfigStore, DynamoDbSource, Scope};
 ///
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// let aws = aws_config::load_from_env().await;
-/// let config = Config::from_env();
+/// let config = ConfigStore::from_env();
 /// let _task = DynamoDbSource::new(aws_sdk_dynamodb::Client::new(&aws), "breakwater-config")
 ///     .scope(Scope { app: Some("orders".into()), ..Scope::default() })
 ///     .streams(aws_sdk_dynamodbstreams::Client::new(&aws))
@@ -226,7 +227,7 @@ impl DynamoDbSource {
     fn sourced(&self, row: Row) -> Option<(String, Sourced)> {
         let value = row.value?; // tombstones were left out already
         let origin = Origin {
-            layer: Layer::DynamoDb,
+            kind: SourceKind::DynamoDb,
             detail: format!(
                 "table {}, scope {}, version {}",
                 self.table, row.scope, row.version
@@ -237,7 +238,7 @@ impl DynamoDbSource {
 
     /// Scans the table (paginated) and replaces the DynamoDB layer; returns how many keys
     /// apply to this instance.
-    pub async fn load(&self, config: &Config) -> Result<usize, SourceError> {
+    pub async fn load(&self, config: &ConfigStore) -> Result<usize, SourceError> {
         let _loading = self.loading.lock().await;
         let mut best: HashMap<String, Row> = HashMap::new();
         let mut items = self
@@ -260,13 +261,13 @@ impl DynamoDbSource {
             .filter_map(|row| self.sourced(row))
             .collect();
         let count = layer.len();
-        config.replace_layer(Layer::DynamoDb, layer);
+        config.replace_layer(SourceKind::DynamoDb, layer);
         Ok(count)
     }
 
     /// Reads every row of one key (one `Query`, paginated) and updates that key of the
     /// DynamoDB layer.
-    pub async fn load_key(&self, config: &Config, key: &str) -> Result<(), SourceError> {
+    pub async fn load_key(&self, config: &ConfigStore, key: &str) -> Result<(), SourceError> {
         self.query_key(config, key)
             .await
             .map_err(|e| self.error(DisplayErrorContext(e)))
@@ -276,7 +277,7 @@ impl DynamoDbSource {
     /// throttling from other failures.
     async fn query_key(
         &self,
-        config: &Config,
+        config: &ConfigStore,
         key: &str,
     ) -> Result<(), SdkError<QueryError, HttpResponse>> {
         let _loading = self.loading.lock().await;
@@ -296,7 +297,7 @@ impl DynamoDbSource {
             self.consider(&mut best, &item);
         }
         let sourced = best.remove(key).and_then(|row| self.sourced(row));
-        config.set(Layer::DynamoDb, key, sourced.map(|(_, s)| s));
+        config.set(SourceKind::DynamoDb, key, sourced.map(|(_, s)| s));
         Ok(())
     }
 
@@ -306,7 +307,10 @@ impl DynamoDbSource {
     ///
     /// With [`streams`](Self::streams) set and a stream on the table, the stream reader is in
     /// place before the first load, so no write after `start` returns can be missed.
-    pub async fn start(self, config: Config) -> Result<tokio::task::JoinHandle<()>, SourceError> {
+    pub async fn start(
+        self,
+        config: ConfigStore,
+    ) -> Result<tokio::task::JoinHandle<()>, SourceError> {
         let shared = Arc::new(self.shared());
         let started = self.connect(&config).await?;
         shared.ok();
@@ -327,13 +331,13 @@ impl DynamoDbSource {
     ///
     /// ```no_run
     /// # async fn run(client: aws_sdk_dynamodb::Client) {
-    /// use breakwater_dyn_config::{Config, DynamoDbSource};
+    /// use breakwater_dyn_config::{ConfigStore, DynamoDbSource};
     ///
-    /// let config = Config::from_env(); // env, file and code defaults serve meanwhile
+    /// let config = ConfigStore::from_env(); // env, file and code defaults serve meanwhile
     /// let _task = DynamoDbSource::new(client, "breakwater-config").spawn(config.clone());
     /// # }
     /// ```
-    pub fn spawn(self, config: Config) -> tokio::task::JoinHandle<()> {
+    pub fn spawn(self, config: ConfigStore) -> tokio::task::JoinHandle<()> {
         let shared = Arc::new(self.shared());
         let ticker = shared.clone();
         let work = async move {
@@ -380,7 +384,7 @@ impl DynamoDbSource {
 
     /// Describes the table, takes stream positions, then loads (in that order, so no write
     /// falls in between).
-    async fn connect(&self, config: &Config) -> Result<Started, SourceError> {
+    async fn connect(&self, config: &ConfigStore) -> Result<Started, SourceError> {
         let described = self
             .client
             .describe_table()
@@ -422,7 +426,7 @@ impl DynamoDbSource {
         Ok(Started { version, follower })
     }
 
-    async fn run(self, config: Config, started: Started, shared: Arc<Shared>) {
+    async fn run(self, config: ConfigStore, started: Started, shared: Arc<Shared>) {
         match started.follower {
             Some((follower, client, arn)) => {
                 tokio::join!(
@@ -439,7 +443,7 @@ impl DynamoDbSource {
             .increment(1);
     }
 
-    async fn poll(&self, config: &Config, mut seen: Option<u64>, shared: &Shared) {
+    async fn poll(&self, config: &ConfigStore, mut seen: Option<u64>, shared: &Shared) {
         let mut last_scan = Instant::now();
         let mut failures: u32 = 0;
         let errors = metrics::counter!(
@@ -481,7 +485,7 @@ impl DynamoDbSource {
 
     async fn follow_stream(
         &self,
-        config: &Config,
+        config: &ConfigStore,
         mut follower: StreamFollower,
         client: aws_sdk_dynamodbstreams::Client,
         arn: String,

@@ -4,8 +4,7 @@
 
 use std::collections::HashMap;
 
-use crate::config::{Layer, Sourced};
-use crate::error::Origin;
+use crate::origin::{Origin, SourceKind, Sourced};
 
 /// The environment variable a key can also be set as: upper case, `_` for anything that is
 /// not a letter or digit.
@@ -35,7 +34,7 @@ pub(crate) fn layer(vars: impl IntoIterator<Item = (String, String)>) -> HashMap
     vars.into_iter()
         .map(|(name, value)| {
             let origin = Origin {
-                layer: Layer::Env,
+                kind: SourceKind::Env,
                 detail: format!("${name}"),
             };
             (name, Sourced { value, origin })

@@ -5,8 +5,8 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use crate::config::{Layer, Sourced};
-use crate::error::{Origin, SourceError};
+use crate::error::SourceError;
+use crate::origin::{Origin, SourceKind, Sourced};
 
 /// Reads and parses `path`; each value's origin is `path:line`.
 pub(crate) fn read(path: &Path) -> Result<HashMap<String, Sourced>, SourceError> {
@@ -49,7 +49,7 @@ pub fn parse(text: &str, path: &str) -> Result<HashMap<String, Sourced>, SourceE
             return Err(malformed("empty key"));
         }
         let origin = Origin {
-            layer: Layer::File,
+            kind: SourceKind::File,
             detail: format!("{path}:{}", i + 1),
         };
         let value = value.to_owned();

@@ -1,6 +1,6 @@
-//! The sources that fill the layers of a [`Config`](crate::Config): the environment, a
+//! The sources that fill the layers of a [`ConfigStore`](crate::ConfigStore): the environment, a
 //! properties file, and a DynamoDB table (polled, or pushed by its DynamoDB Stream).
-//! Runtime overrides need no source: [`Config::set_override`](crate::Config::set_override).
+//! Runtime overrides need no source: [`ConfigStore::set_override`](crate::ConfigStore::set_override).
 
 #[cfg(feature = "dynamodb")]
 pub mod dynamodb;

@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use breakwater_stream_dashboard::{Dashboard, OriginAllowList, StreamSettings};
+use breakwater_stream_dashboard::{Dashboard, OriginAllowList, StreamConfig};
 use clap::Parser;
 use http::Uri;
 
@@ -68,15 +68,15 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for entry in &args.proxy_allow {
         allow = allow.allow(entry)?;
     }
-    let settings = StreamSettings {
+    let settings = StreamConfig {
         interval: Duration::from_millis(args.interval_ms),
         max_connections: args.max_connections,
-        ..StreamSettings::default()
+        ..StreamConfig::default()
     };
     let mut dashboard = Dashboard::new()
         .instances(args.instances)
         .proxy_allow_list(allow)
-        .stream_settings(settings);
+        .stream_config(settings);
     if let Some(token) = args.token {
         dashboard = dashboard.bearer_token(token);
     }

@@ -5,57 +5,16 @@ use std::fmt;
 use std::path::Path;
 use std::sync::{Arc, RwLock, Weak};
 
-use crate::error::{Origin, SourceError};
+use crate::error::SourceError;
+use crate::origin::{Origin, SourceKind, Sourced};
 use crate::property::Property;
 pub use crate::source::env::env_name;
 use crate::value::FromConfig;
 
-/// A layer of settings. Lower layers are overridden by higher ones:
-/// runtime override > DynamoDB > environment > file > the default in code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Layer {
-    /// Set in this process with [`Config::set_override`].
-    Override,
-    /// A row of the DynamoDB table.
-    DynamoDb,
-    /// An environment variable.
-    Env,
-    /// A properties file.
-    File,
-}
-
-impl Layer {
-    const ALL: [Layer; 4] = [Layer::Override, Layer::DynamoDb, Layer::Env, Layer::File];
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-impl fmt::Display for Layer {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Layer::Override => "runtime override",
-            Layer::DynamoDb => "DynamoDB",
-            Layer::Env => "environment",
-            Layer::File => "file",
-        })
-    }
-}
-
-/// A setting's text and where it came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Sourced {
-    /// The text.
-    pub value: String,
-    /// Where it came from.
-    pub origin: Origin,
-}
-
 /// Something told when the effective text of `key` may have changed. It reads the text
 /// itself (under its own lock), so concurrent changes always end with the latest text applied.
 pub(crate) trait Watcher: Send + Sync {
-    fn changed(&self, config: &Config, key: &str);
+    fn changed(&self, config: &ConfigStore, key: &str);
 }
 
 #[derive(Default)]
@@ -68,9 +27,9 @@ struct Inner {
 /// layer into it. Cheap to clone (a handle).
 ///
 /// ```
-/// use breakwater_dyn_config::Config;
+/// use breakwater_dyn_config::ConfigStore;
 ///
-/// let config = Config::new();
+/// let config = ConfigStore::new();
 /// let timeout_ms = config.property("checkout.timeoutMs", 1000u64);
 /// assert_eq!(timeout_ms.get(), 1000);
 /// config.set_override("checkout.timeoutMs", "250");
@@ -79,14 +38,14 @@ struct Inner {
 /// assert_eq!(timeout_ms.get(), 250);
 /// ```
 #[derive(Clone, Default)]
-pub struct Config {
+pub struct ConfigStore {
     inner: Arc<Inner>,
 }
 
-impl fmt::Debug for Config {
+impl fmt::Debug for ConfigStore {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let layers = self.inner.layers.read().unwrap_or_else(|p| p.into_inner());
-        f.debug_struct("Config")
+        f.debug_struct("ConfigStore")
             .field("override", &layers[0].len())
             .field("dynamodb", &layers[1].len())
             .field("env", &layers[2].len())
@@ -95,16 +54,16 @@ impl fmt::Debug for Config {
     }
 }
 
-impl Config {
+impl ConfigStore {
     /// An empty store: every property has its default until a layer says otherwise.
     pub fn new() -> Self {
-        Config::default()
+        ConfigStore::default()
     }
 
     /// A store with the process's environment as its environment layer: a key is found
     /// under its own name or as [`env_name`] (upper case, `_` for anything else).
     pub fn from_env() -> Self {
-        let config = Config::new();
+        let config = ConfigStore::new();
         config.load_env(std::env::vars());
         config
     }
@@ -112,15 +71,15 @@ impl Config {
     /// Replaces the environment layer with these variables (see [`crate::source::env`]).
     ///
     /// ```
-    /// use breakwater_dyn_config::Config;
+    /// use breakwater_dyn_config::ConfigStore;
     ///
-    /// let config = Config::new();
+    /// let config = ConfigStore::new();
     /// let port = config.property("server.port", 8080u16);
     /// config.load_env([("SERVER_PORT".to_owned(), "9090".to_owned())]);
     /// assert_eq!(port.get(), 9090);
     /// ```
     pub fn load_env(&self, vars: impl IntoIterator<Item = (String, String)>) {
-        self.replace_layer(Layer::Env, crate::source::env::layer(vars));
+        self.replace_layer(SourceKind::Env, crate::source::env::layer(vars));
     }
 
     /// Replaces the file layer with a Java-style properties file (see
@@ -128,11 +87,11 @@ impl Config {
     /// file layer stays.
     ///
     /// ```
-    /// use breakwater_dyn_config::Config;
+    /// use breakwater_dyn_config::ConfigStore;
     ///
     /// let path = std::env::temp_dir().join(format!("doc-{}.properties", std::process::id()));
     /// std::fs::write(&path, "# checkout\ncheckout.retries = 2\n").unwrap();
-    /// let config = Config::new();
+    /// let config = ConfigStore::new();
     /// let retries = config.property("checkout.retries", 3u32);
     /// config.load_file(&path).unwrap();
     /// assert_eq!(retries.get(), 2);
@@ -140,7 +99,7 @@ impl Config {
     /// ```
     pub fn load_file(&self, path: impl AsRef<Path>) -> Result<(), SourceError> {
         let layer = crate::source::file::read(path.as_ref())?;
-        self.replace_layer(Layer::File, layer);
+        self.replace_layer(SourceKind::File, layer);
         Ok(())
     }
 
@@ -182,11 +141,11 @@ impl Config {
     /// Sets a runtime override (the highest layer) for `key`.
     pub fn set_override(&self, key: &str, value: impl Into<String>) {
         let origin = Origin {
-            layer: Layer::Override,
+            kind: SourceKind::Override,
             detail: String::new(),
         };
         self.set(
-            Layer::Override,
+            SourceKind::Override,
             key,
             Some(Sourced {
                 value: value.into(),
@@ -197,7 +156,7 @@ impl Config {
 
     /// Removes the runtime override of `key`.
     pub fn clear_override(&self, key: &str) {
-        self.set(Layer::Override, key, None);
+        self.set(SourceKind::Override, key, None);
     }
 
     /// The text `key` has now and where it came from, if any layer has it.
@@ -207,11 +166,11 @@ impl Config {
     }
 
     fn lookup(layers: &[HashMap<String, Sourced>; 4], key: &str) -> Option<Sourced> {
-        Layer::ALL.iter().find_map(|layer| {
+        SourceKind::ALL.iter().find_map(|layer| {
             let map = &layers[layer.index()];
             map.get(key)
                 .or_else(|| {
-                    (*layer == Layer::Env)
+                    (*layer == SourceKind::Env)
                         .then(|| map.get(&env_name(key)))
                         .flatten()
                 })
@@ -220,7 +179,7 @@ impl Config {
     }
 
     /// Sets or removes one key of one layer.
-    pub(crate) fn set(&self, layer: Layer, key: &str, value: Option<Sourced>) {
+    pub(crate) fn set(&self, layer: SourceKind, key: &str, value: Option<Sourced>) {
         {
             let mut layers = self.inner.layers.write().unwrap_or_else(|p| p.into_inner());
             let map = &mut layers[layer.index()];
@@ -242,7 +201,7 @@ impl Config {
     }
 
     /// Replaces a whole layer, telling the watchers of every key whose text changed.
-    pub(crate) fn replace_layer(&self, layer: Layer, values: HashMap<String, Sourced>) {
+    pub(crate) fn replace_layer(&self, layer: SourceKind, values: HashMap<String, Sourced>) {
         let changed: Vec<String> = {
             let mut layers = self.inner.layers.write().unwrap_or_else(|p| p.into_inner());
             let old = std::mem::replace(&mut layers[layer.index()], values);
