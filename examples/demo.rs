@@ -28,9 +28,10 @@ use breakwater::circuit_breaker::{
     Mode, Snapshot, bulkhead::BulkheadLayer, error::BoxError, fallback::FallbackLayer,
     timeout::TimeoutLayer,
 };
-use breakwater::discovery::client::{EurekaClient, EurekaClientConfig};
-use breakwater::discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
-use breakwater::discovery::wire::{Instance, Port, Status};
+use breakwater::discovery::{
+    EurekaClient, EurekaClientConfig, Instance, InstanceRegistry, InstanceRegistryConfig, Port,
+    Status,
+};
 use breakwater::dyn_config::{ConfigStore, hystrix};
 use breakwater::stream_dashboard::{Dashboard, serve};
 use tower::{Service, ServiceBuilder, ServiceExt, service_fn};

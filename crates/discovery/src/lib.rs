@@ -2,7 +2,8 @@
 //!
 //! - [`client`]: register, heartbeat and fetch against Eureka servers, with failover.
 //! - [`wire`]: Eureka's documents in JSON and XML, read tolerantly and written as current
-//!   servers write them; the `apps__hashcode` and delta reconciliation.
+//!   servers write them; the `apps__hashcode` and delta reconciliation. The model
+//!   ([`Instance`], [`Application`], [`Applications`], [`Status`], ...) is re-exported here.
 //! - [`registry`]: the state of an embedded Eureka registry (leases, overrides, delta queue,
 //!   eviction, self-preservation).
 //! - [`server`]: that registry's REST API, under `/eureka/apps` and `/eureka/v2/apps`.
@@ -25,3 +26,11 @@ pub mod registry;
 #[cfg(feature = "server")]
 pub mod server;
 pub mod wire;
+
+pub use client::{EurekaClient, EurekaClientConfig, EurekaClientError, Renewal, Running};
+#[cfg(feature = "server")]
+pub use registry::{InstanceRegistry, InstanceRegistryConfig, InstanceRegistryError};
+pub use wire::{
+    ActionType, Application, Applications, DataCenterInfo, Instance, LeaseInfo, Port, Status,
+    WireError,
+};

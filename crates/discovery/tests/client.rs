@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use axum::extract::Request;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use breakwater_discovery::client::{EurekaClient, EurekaClientConfig, EurekaClientError, Renewal};
-use breakwater_discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
-use breakwater_discovery::wire::{Instance, MAX_DOCUMENT, Port, Status};
+use breakwater_discovery::wire::MAX_DOCUMENT;
+use breakwater_discovery::{
+    EurekaClient, EurekaClientConfig, EurekaClientError, Instance, InstanceRegistry,
+    InstanceRegistryConfig, Port, Renewal, Status,
+};
 
 struct Eureka {
     registry: Arc<InstanceRegistry>,

@@ -9,9 +9,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use breakwater_discovery::client::{EurekaClient, EurekaClientConfig};
-use breakwater_discovery::registry::{InstanceRegistry, InstanceRegistryConfig};
-use breakwater_discovery::wire::{Instance, Port, Status};
+use breakwater_discovery::{
+    EurekaClient, EurekaClientConfig, Instance, InstanceRegistry, InstanceRegistryConfig, Port,
+    Status,
+};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 /// Requests of PY-SERVICE's kinds that reached the registry.
