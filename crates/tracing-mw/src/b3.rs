@@ -2,6 +2,7 @@
 
 use crate::context::{SpanId, TraceId};
 use crate::error::HeaderError;
+use crate::header;
 
 /// B3's sampling decision.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -40,13 +41,13 @@ impl B3 {
     /// Parses the single header: `{traceid}-{spanid}[-{1|0|d}[-{parentspanid}]]`, or a lone
     /// sampling state.
     pub fn parse_single(value: &str) -> Result<Self, HeaderError> {
-        let bad = |reason: &str| Err(HeaderError::new("b3", reason));
+        let bad = |reason: &str| Err(HeaderError::new(header::B3, reason));
         let parts: Vec<&str> = value.trim().split('-').collect();
         if parts.len() == 1 {
             return Ok(B3 {
                 ids: None,
                 parent_span_id: None,
-                sampling: sampling(parts[0], "b3")?,
+                sampling: sampling(parts[0], header::B3)?,
             });
         }
         if parts.len() > 4 {
@@ -59,13 +60,13 @@ impl B3 {
             return bad("span id is not 16 lowercase hex digits, or is zero");
         };
         let sampling = match parts.get(2) {
-            Some(s) => sampling(s, "b3")?,
+            Some(s) => sampling(s, header::B3)?,
             None => Sampling::Defer,
         };
         let parent_span_id = match parts.get(3) {
             Some(p) => Some(SpanId::from_hex(p).ok_or_else(|| {
                 HeaderError::new(
-                    "b3",
+                    header::B3,
                     "parent span id is not 16 lowercase hex digits, or is zero",
                 )
             })?),
@@ -91,36 +92,42 @@ impl B3 {
             Sampling::Debug
         } else {
             match sampled.map(str::trim) {
-                Some(s) => sampling(s, "x-b3-sampled")?,
+                Some(s) => sampling(s, header::X_B3_SAMPLED)?,
                 None => Sampling::Defer,
             }
         };
         let ids = match (trace_id, span_id) {
             (Some(t), Some(s)) => Some((
                 TraceId::from_hex(t.trim()).ok_or_else(|| {
-                    HeaderError::new("x-b3-traceid", "not 16 or 32 lowercase hex digits, or zero")
+                    HeaderError::new(
+                        header::X_B3_TRACEID,
+                        "not 16 or 32 lowercase hex digits, or zero",
+                    )
                 })?,
                 SpanId::from_hex(s.trim()).ok_or_else(|| {
-                    HeaderError::new("x-b3-spanid", "not 16 lowercase hex digits, or zero")
+                    HeaderError::new(header::X_B3_SPANID, "not 16 lowercase hex digits, or zero")
                 })?,
             )),
             (None, None) => None,
             (Some(_), None) => {
                 return Err(HeaderError::new(
-                    "x-b3-spanid",
+                    header::X_B3_SPANID,
                     "missing beside X-B3-TraceId",
                 ));
             }
             (None, Some(_)) => {
                 return Err(HeaderError::new(
-                    "x-b3-traceid",
+                    header::X_B3_TRACEID,
                     "missing beside X-B3-SpanId",
                 ));
             }
         };
         let parent_span_id = match parent_span_id {
             Some(p) => Some(SpanId::from_hex(p.trim()).ok_or_else(|| {
-                HeaderError::new("x-b3-parentspanid", "not 16 lowercase hex digits, or zero")
+                HeaderError::new(
+                    header::X_B3_PARENTSPANID,
+                    "not 16 lowercase hex digits, or zero",
+                )
             })?),
             None => None,
         };

@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use http::HeaderValue;
 use percent_encoding::percent_decode_str;
 
+use crate::header;
 use crate::tracestate::{byte_table, normal_form, split_at_byte, split_list, trim_ows};
 
 use crate::error::HeaderError;
@@ -107,7 +108,7 @@ fn valid_and_plain(b: &[u8]) -> bool {
 
 /// Checks a whole baggage list; `Ok(true)` when it is already in normal form.
 fn validate(value: &str) -> Result<bool, HeaderError> {
-    let bad = |reason: String| Err(HeaderError::new("baggage", reason));
+    let bad = |reason: String| Err(HeaderError::new(header::BAGGAGE, reason));
     if value.len() > MAX_BYTES {
         return bad(format!("longer than {MAX_BYTES} bytes"));
     }
@@ -172,7 +173,7 @@ impl Baggage {
         }
         let text = value
             .to_str()
-            .map_err(|_| HeaderError::new("baggage", "not visible ASCII"))?;
+            .map_err(|_| HeaderError::new(header::BAGGAGE, "not visible ASCII"))?;
         if validate(text)? {
             return Ok(Baggage(Some(value.clone())));
         }

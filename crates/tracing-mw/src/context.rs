@@ -3,6 +3,7 @@
 use std::fmt;
 
 use crate::error::HeaderError;
+use crate::header;
 
 /// A 16-byte trace id; never all zeros.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
@@ -209,7 +210,7 @@ impl TraceParent {
     /// a higher version (not `ff`) read from its first 55 characters, the rest beginning with
     /// `-`; lowercase hex only; all-zero ids invalid.
     pub fn parse(value: &str) -> Result<Self, HeaderError> {
-        let bad = |reason: &str| Err(HeaderError::new("traceparent", reason));
+        let bad = |reason: &str| Err(HeaderError::new(header::TRACEPARENT, reason));
         if !value.is_ascii() {
             return bad("not ASCII");
         }

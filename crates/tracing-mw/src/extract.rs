@@ -9,32 +9,8 @@ use crate::error::HeaderError;
 use crate::request_id::{AmznTraceId, RequestId};
 use crate::tracestate::TraceState;
 
-/// The names of the headers read and written here, spelled once.
-mod name {
-    pub const TRACEPARENT: &str = "traceparent";
-    pub const TRACESTATE: &str = "tracestate";
-    pub const BAGGAGE: &str = "baggage";
-    pub const X_REQUEST_ID: &str = "x-request-id";
-    pub const B3: &str = "b3";
-    pub const X_B3_TRACEID: &str = "x-b3-traceid";
-    pub const X_B3_SPANID: &str = "x-b3-spanid";
-    pub const X_B3_PARENTSPANID: &str = "x-b3-parentspanid";
-    pub const X_B3_SAMPLED: &str = "x-b3-sampled";
-    pub const X_B3_FLAGS: &str = "x-b3-flags";
-    pub const X_AMZN_TRACE_ID: &str = "x-amzn-trace-id";
-}
-
-// Header names built once: looking up by `&str` parses the name on every call.
-static TRACEPARENT: HeaderName = HeaderName::from_static(name::TRACEPARENT);
-static TRACESTATE: HeaderName = HeaderName::from_static(name::TRACESTATE);
-static BAGGAGE: HeaderName = HeaderName::from_static(name::BAGGAGE);
-static X_REQUEST_ID: HeaderName = HeaderName::from_static(name::X_REQUEST_ID);
-static B3_SINGLE: HeaderName = HeaderName::from_static(name::B3);
-static X_B3_TRACEID: HeaderName = HeaderName::from_static(name::X_B3_TRACEID);
-static X_B3_SPANID: HeaderName = HeaderName::from_static(name::X_B3_SPANID);
-static X_B3_PARENTSPANID: HeaderName = HeaderName::from_static(name::X_B3_PARENTSPANID);
-static X_B3_SAMPLED: HeaderName = HeaderName::from_static(name::X_B3_SAMPLED);
-static X_B3_FLAGS: HeaderName = HeaderName::from_static(name::X_B3_FLAGS);
+use crate::header as name;
+use crate::header::names::*;
 
 /// The longest header value read; longer ones are ignored (and reported).
 pub const MAX_HEADER_BYTES: usize = 8192;
@@ -289,7 +265,7 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
                     span_id: tp.parent_id,
                     flags: tp.flags,
                     trace_state,
-                    source: "traceparent",
+                    source: name::TRACEPARENT,
                 });
             }
             Some(Err(e)) => refused.push(e),
@@ -324,7 +300,7 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
                     span_id,
                     flags: TraceFlags::default().with_sampled(sampled),
                     trace_state: TraceState::default(),
-                    source: "b3",
+                    source: name::B3,
                 });
             }
             Some(Ok(B3 { sampling, .. })) => {
@@ -353,7 +329,7 @@ pub fn extract(headers: &HeaderMap, formats: &Formats) -> Extracted {
                     span_id,
                     flags: TraceFlags::default().with_sampled(sampled.unwrap_or(false)),
                     trace_state: TraceState::default(),
-                    source: "x-amzn-trace-id",
+                    source: name::X_AMZN_TRACE_ID,
                 });
             }
             Ok(_) => {}

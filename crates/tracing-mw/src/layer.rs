@@ -21,6 +21,7 @@ use tracing_opentelemetry::OpenTelemetrySpanExt;
 use crate::baggage::Baggage;
 use crate::context::{SpanId, TraceFlags, TraceId};
 use crate::extract::{Formats, Outgoing, RemoteParent, extract, inject};
+use crate::header::names::X_REQUEST_ID;
 use crate::request_id::RequestId;
 use crate::tracestate::TraceState;
 
@@ -331,7 +332,7 @@ where
                     this.span.record("otel.status_code", "ERROR");
                 }
                 if let Some(id) = this.echo.take() {
-                    response.headers_mut().insert(X_REQUEST_ID, id);
+                    response.headers_mut().insert(X_REQUEST_ID.clone(), id);
                 }
             }
             Err(error) => {
@@ -342,8 +343,6 @@ where
         Poll::Ready(result)
     }
 }
-
-const X_REQUEST_ID: http::HeaderName = http::HeaderName::from_static("x-request-id");
 
 /// Writes the current context into outgoing requests. See the module docs.
 #[derive(Debug, Clone, Default)]

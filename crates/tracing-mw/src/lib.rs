@@ -70,6 +70,7 @@ pub mod baggage;
 pub mod context;
 pub mod error;
 pub mod extract;
+pub mod header;
 #[cfg(feature = "otlp")]
 pub mod init;
 pub mod layer;

@@ -4,6 +4,7 @@ use http::HeaderValue;
 
 use crate::context::{SpanId, TraceId, encode_hex};
 use crate::error::HeaderError;
+use crate::header;
 
 /// Longest request id kept.
 pub const MAX_REQUEST_ID: usize = 200;
@@ -24,7 +25,7 @@ fn valid(value: &[u8]) -> bool {
 
 fn refused() -> HeaderError {
     HeaderError::new(
-        "x-request-id",
+        header::X_REQUEST_ID,
         format!("not 1 to {MAX_REQUEST_ID} characters of [A-Za-z0-9+/=_-]"),
     )
 }
@@ -88,7 +89,7 @@ pub struct AmznTraceId {
 impl AmznTraceId {
     /// Parses `Root=1-5759e988-bd862e3fe1be46a994272793;Parent=53995c3f42cd8ad8;Sampled=1`.
     pub fn parse(value: &str) -> Result<Self, HeaderError> {
-        let bad = |reason: &str| Err(HeaderError::new("x-amzn-trace-id", reason));
+        let bad = |reason: &str| Err(HeaderError::new(header::X_AMZN_TRACE_ID, reason));
         let (mut root, mut parent, mut sampled) = (None, None, None);
         for field in value.split(';') {
             let Some((k, v)) = field.trim().split_once('=') else {

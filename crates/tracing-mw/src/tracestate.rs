@@ -5,6 +5,7 @@ use std::borrow::Cow;
 use http::HeaderValue;
 
 use crate::error::HeaderError;
+use crate::header;
 
 /// Most members a tracestate may hold.
 pub const MAX_MEMBERS: usize = 32;
@@ -170,7 +171,7 @@ fn valid_and_normal(b: &[u8]) -> bool {
 
 /// Checks a whole tracestate list; `Ok(true)` when it is already in normal form.
 fn validate(value: &str) -> Result<bool, HeaderError> {
-    let bad = |reason: String| Err(HeaderError::new("tracestate", reason));
+    let bad = |reason: String| Err(HeaderError::new(header::TRACESTATE, reason));
     let mut keys: [&str; MAX_MEMBERS] = [""; MAX_MEMBERS];
     let mut count = 0;
     let mut normalized = true;
@@ -236,7 +237,7 @@ impl TraceState {
         }
         let text = value
             .to_str()
-            .map_err(|_| HeaderError::new("tracestate", "not visible ASCII"))?;
+            .map_err(|_| HeaderError::new(header::TRACESTATE, "not visible ASCII"))?;
         if validate(text)? {
             return Ok(TraceState(Some(value.clone())));
         }
@@ -270,7 +271,7 @@ impl TraceState {
     pub fn insert(&mut self, key: &str, value: &str) -> Result<(), HeaderError> {
         if !valid_key(key) || !valid_value(value) {
             return Err(HeaderError::new(
-                "tracestate",
+                header::TRACESTATE,
                 "invalid key or value to insert",
             ));
         }
