@@ -292,13 +292,18 @@ impl CircuitBreakerConfig {
 }
 
 const MAX_BUCKETS: u32 = 10_000;
-const A_DAY: Duration = Duration::from_secs(24 * 3600);
+/// The longest duration any setting takes (window, sleep window, timeout, back-off cap):
+/// 24 hours.
+pub const MAX_DURATION: Duration = Duration::from_secs(24 * 3600);
 
 fn check_at_most_a_day(field: &'static str, value: Duration) -> Result<(), ConfigError> {
-    if value > A_DAY {
+    if value > MAX_DURATION {
         return Err(ConfigError::new(
             field,
-            format!("{value:?} is longer than the 24 h this crate accepts"),
+            format!(
+                "{value:?} is longer than the {} h this crate accepts",
+                MAX_DURATION.as_secs() / 3600
+            ),
         ));
     }
     Ok(())

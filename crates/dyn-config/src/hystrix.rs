@@ -1,4 +1,4 @@
-//! Hystrix property names, their validation, and (feature `circuit-breaker`) a binding that
+//! Hystrix property names, their validation (by the breaker's own limits), and a binding that
 //! makes a circuit-breaker [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry) follow them.
 //!
 //! For a command `name`, each setting is read from `hystrix.command.<name>.<setting>`, else
@@ -14,6 +14,8 @@
 //! | `circuitBreaker.sleepWindowInMilliseconds` (>= 1) | `sleep_window` |
 //! | `execution.isolation.thread.timeoutInMilliseconds` (>= 1) | `timeout` |
 //! | `execution.isolation.semaphore.maxConcurrentRequests` (>= 1) | `max_concurrent_calls` (bulkhead) |
+
+use breakwater_circuit_breaker::config::MAX_DURATION;
 
 /// What a Hystrix setting holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -88,20 +90,22 @@ pub fn validate(key: &str, value: &str) -> Option<Result<(), String>> {
                 u32::MAX
             )),
         },
-        // The breaker takes durations up to 24 hours.
-        Kind::Millis { min } => match v.parse::<u64>() {
-            Ok(n) if n >= min && n <= 86_400_000 => Ok(()),
-            _ => Err(format!(
-                "expected milliseconds from {min} to 86400000 (24 h), got {value:?}"
-            )),
-        },
+        // The longest duration the breaker takes.
+        Kind::Millis { min } => {
+            let max = MAX_DURATION.as_millis();
+            match v.parse::<u64>() {
+                Ok(n) if n >= min && u128::from(n) <= max => Ok(()),
+                _ => Err(format!(
+                    "expected milliseconds from {min} to {max} ({} h), got {value:?}",
+                    MAX_DURATION.as_secs() / 3600
+                )),
+            }
+        }
     })
 }
 
-#[cfg(feature = "circuit-breaker")]
 pub use binding::{HystrixBinding, bind};
 
-#[cfg(feature = "circuit-breaker")]
 mod binding {
     use std::collections::HashSet;
     use std::sync::{Arc, Mutex};

@@ -27,7 +27,7 @@ use serde_json::{Map, Number, Value};
 use tokio::task::JoinHandle;
 
 use crate::proxy::{HttpClient, http_client};
-use crate::sse::SseParser;
+use crate::sse::{self, SseParser};
 
 /// Most distinct `(type, name)` events kept per instance; more are refused.
 pub const MAX_EVENTS_PER_INSTANCE: usize = 20_000;
@@ -172,12 +172,12 @@ impl Aggregator {
     }
 
     pub(crate) fn write_merged_frame(&self, out: &mut Vec<u8>) {
-        write_events(self.merged().iter(), out);
+        sse::write_frame(self.merged().iter(), out);
     }
 
     pub(crate) fn write_instance_frame(&self, index: usize, out: &mut Vec<u8>) {
         let events = self.instance_events(index).unwrap_or_default();
-        write_events(events.iter().map(|e| &**e), out);
+        sse::write_frame(events.iter().map(|e| &**e), out);
     }
 
     /// Reads one event of instance `index` (its `data` text) as its follower would.
@@ -189,18 +189,6 @@ impl Aggregator {
             .get(index)
             .ok_or_else(|| format!("no instance {index}"))?;
         ingest(instance, data, 0)
-    }
-}
-
-fn write_events<'a>(events: impl Iterator<Item = &'a Map<String, Value>>, out: &mut Vec<u8>) {
-    let start = out.len();
-    for event in events {
-        out.extend_from_slice(b"data: ");
-        serde_json::to_writer(&mut *out, event).expect("a JSON map serializes");
-        out.extend_from_slice(b"\n\n");
-    }
-    if out.len() == start {
-        out.extend_from_slice(b"ping: \n\n");
     }
 }
 

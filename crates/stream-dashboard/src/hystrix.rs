@@ -15,6 +15,7 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::sse;
 use breakwater_circuit_breaker::bulkhead::BulkheadSnapshot;
 use breakwater_circuit_breaker::snapshot::Latency;
 use breakwater_circuit_breaker::{CircuitBreakerConfig, Mode, Snapshot, State, Window};
@@ -279,22 +280,15 @@ impl<'a> ThreadPoolEvent<'a> {
 /// there are none, as Hystrix's servlet does.
 pub fn write_frame(commands: &[Snapshot], bulkheads: &[BulkheadSnapshot], out: &mut Vec<u8>) {
     if commands.is_empty() && bulkheads.is_empty() {
-        out.extend_from_slice(b"ping: \n\n");
+        out.extend_from_slice(sse::PING);
         return;
     }
     for snapshot in commands {
-        write_event(&CommandEvent::new(snapshot), out);
+        sse::write_data(&CommandEvent::new(snapshot), out);
     }
     for bulkhead in bulkheads {
-        write_event(&ThreadPoolEvent::new(bulkhead), out);
+        sse::write_data(&ThreadPoolEvent::new(bulkhead), out);
     }
-}
-
-fn write_event(event: &impl Serialize, out: &mut Vec<u8>) {
-    out.extend_from_slice(b"data: ");
-    // Serializing plain structs of numbers and strings into a Vec cannot fail.
-    serde_json::to_writer(&mut *out, event).expect("event serializes");
-    out.extend_from_slice(b"\n\n");
 }
 
 fn rolling_window_ms(config: &CircuitBreakerConfig) -> u64 {

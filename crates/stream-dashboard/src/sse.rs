@@ -2,6 +2,28 @@
 
 use bytes::{Buf, BytesMut};
 
+/// What a frame holds when there is nothing to report, as Hystrix's servlet sends it.
+pub const PING: &[u8] = b"ping: \n\n";
+
+/// Appends one event, `data: <json>\n\n`, to `out`.
+pub fn write_data(event: &impl serde::Serialize, out: &mut Vec<u8>) {
+    out.extend_from_slice(b"data: ");
+    // Serializing our events (plain structs, JSON maps) into a Vec cannot fail.
+    serde_json::to_writer(&mut *out, event).expect("event serializes");
+    out.extend_from_slice(b"\n\n");
+}
+
+/// Appends a data event for each of `events`, or [`PING`] when there is none.
+pub fn write_frame<E: serde::Serialize>(events: impl IntoIterator<Item = E>, out: &mut Vec<u8>) {
+    let start = out.len();
+    for event in events {
+        write_data(&event, out);
+    }
+    if out.len() == start {
+        out.extend_from_slice(PING);
+    }
+}
+
 /// The most a single SSE line may hold before the stream is refused (a Hystrix event is about
 /// 2 KiB; anything near this is not a Hystrix stream).
 pub const MAX_LINE: usize = 1 << 20;
