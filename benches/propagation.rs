@@ -10,8 +10,8 @@
 //!   W3C trace-context + baggage propagators extracting on the way in and injecting on the way
 //!   out (no spans, no request id);
 //! - `layers, no subscriber`: `ServerLayer` + `ClientLayer` (strict parsing, request id, inject),
-//!   with no `tracing` subscriber installed: extract + inject alone, which issue 5's <= 1 us
-//!   target is about;
+//!   with no `tracing` subscriber installed: extract + inject alone, which the <= 1 µs
+//!   propagation target is about;
 //! - `layers + telemetry, export off`: what [`init`] gives with `OTEL_TRACES_EXPORTER=none`:
 //!   tracing-opentelemetry spans with real ids (server and client span), JSON logs (no line is
 //!   written on this path), nothing exported: extract + inject plus building two spans;

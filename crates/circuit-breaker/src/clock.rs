@@ -1,8 +1,9 @@
 //! The time source behind windows, sleep windows and latency.
 //!
 //! Reading a hardware clock is most of what a breaker that records latency would cost: on a
-//! typical cloud VM `std::time::Instant::now()` takes 30-40 ns and even the CPU's time-stamp
-//! counter 15 ns, twice per call. So the default [`Clock`] is a *recent-time* clock, like the
+//! cloud VM `std::time::Instant::now()` and even the CPU's time-stamp counter cost more than
+//! the rest of a call, twice per call (`benches/README.md` has the figures). So the default
+//! [`Clock`] is a *recent-time* clock, like the
 //! `System.currentTimeMillis()` that Hystrix times its commands with: one background thread
 //! (`breakwater-clock`, started with the first clock) stores the monotonic time every
 //! millisecond, and reading it is a single atomic load. Latencies are then counted in whole

@@ -1,9 +1,10 @@
 //! Zero-copy fan-out of stream frames (Linux): the kernel sends one copy of a frame to every
 //! client instead of copying it from user space once per client.
 //!
-//! A plain frame of 1,000 breakers is ~1.85 MB; a hundred watchers at 2 Hz are 370 MB/s
-//! through the socket layer, and copying them into socket buffers was a third of the
-//! server's CPU. So a large frame is also written once into a sealed in-memory file
+//! A plain frame of a thousand breakers is megabytes, sent to every watcher twice a second,
+//! and copying it into socket buffers once per watcher was the largest part of the server's
+//! CPU (`benches/README.md` has the profile). So a large frame is also written once into a
+//! sealed in-memory file
 //! (`memfd_create(2)`), and connections served by [`crate::serve`] send it with
 //! `sendfile(2)`, which hands the file's pages to the socket without copying them.
 //!
