@@ -66,6 +66,12 @@
 //!   changes, also logged through `tracing`.
 //! * [`metrics::MetricsPublisher`]: Prometheus-friendly series through the `metrics` crate.
 
+//!
+//! # Features
+//!
+//! None: the crate is what every other Breakwater crate builds on, and stays small
+//! (tower's traits, tokio's `sync`, `time` and `rt`, and the pieces of the hot path).
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 

@@ -7,16 +7,18 @@
 //! - [`Property`]: a typed handle; `get()` is a lock-free load; `on_change` callbacks and
 //!   `watch()` streams; invalid text (by type or validator) is refused with a logged error
 //!   naming the key and where the text came from, and the last good value stays.
-//! - [`source`]: the environment, properties files, and [`DynamoDbSource`] (table layout in
-//!   [`table`]) with scope rows (environment, region, zone, app, instance; the most specific
+//! - [`source`]: the environment, properties files, and `DynamoDbSource` (feature
+//!   `dynamodb`; table layout in [`table`]) with scope rows (environment, region, zone, app, instance; the most specific
 //!   matching row wins) and change detection pushed by DynamoDB Streams or by polling one
 //!   version item.
 //! - [`validate`]: the checks known keys must pass, shared by properties and the CLI.
 //! - [`metrics`]: what is published (refusals, staleness, poll and stream errors).
 //! - [`FeatureFlag`]: on, off, or a percentage rollout sticky per subject.
-//! - [`hystrix`]: Hystrix property names drive circuit breakers (feature `circuit-breaker`).
-//! - [`admin::Admin`] and the `breakwater-config` binary: conditional writes with audit
-//!   attributes, history and rollback.
+//! - [`hystrix`]: Hystrix property names drive circuit breakers, checked against the breaker's
+//!   own limits.
+//! - `admin::Admin` (feature `dynamodb`) and the `breakwater-config` binary (feature `cli`):
+//!   conditional writes with audit attributes, history and rollback.
+//! - [`origin`]: where a value came from ([`SourceKind`], [`Origin`]), for every message.
 //!
 //! ```
 //! use breakwater_dyn_config::{ConfigStore, FeatureFlag};
@@ -32,6 +34,17 @@
 //! assert_eq!(retries.get(), 5);
 //! assert!(retries.last_error().unwrap().to_string().contains("orders.retries"));
 //! ```
+
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `dynamodb` | off | `DynamoDbSource` (polled, or pushed by DynamoDB Streams) and `admin`: the AWS SDK (`aws-config`, `aws-sdk-dynamodb`, `aws-sdk-dynamodbstreams`) |
+//! | `cli` | off | the `breakwater-config` binary (implies `dynamodb`; adds clap and serde_json) |
+//!
+//! Without features the crate is the store, properties, flags, the environment and file
+//! layers and the Hystrix binding: no AWS SDK is compiled.
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

@@ -31,6 +31,13 @@
 //! The router is a plain [`axum::Router`], so it can be merged into an existing service
 //! instead; [`serve`] adds the ability to cut off stalled stream clients.
 
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `cli` | off | the `breakwater-dashboard` binary: flags, environment variables, log output (clap, tracing-subscriber) |
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
