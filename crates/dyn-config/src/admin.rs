@@ -10,7 +10,7 @@ use aws_sdk_dynamodb::types::{
     ScalarAttributeType, StreamSpecification, StreamViewType, TransactWriteItem, Update,
 };
 
-use crate::table::{GLOBAL_SCOPE, Row, Scope, VERSION_ITEM_KEY};
+use crate::table::{GLOBAL_SCOPE, Row, Scope, VERSION_ITEM_KEY, rows_of_key};
 
 /// Why a write did not happen.
 #[derive(Debug, thiserror::Error)]
@@ -198,17 +198,7 @@ impl Admin {
     /// applies, the instance's lower layers or default do.
     pub async fn resolve(&self, key: &str, reader: &Scope) -> Result<Option<Row>, WriteError> {
         let mut best: Option<Row> = None;
-        let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#k = :k")
-            .expression_attribute_names("#k", "key")
-            .expression_attribute_values(":k", s(key))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
+        let mut items = rows_of_key(&self.client, &self.table, key).send();
         while let Some(item) = items.try_next().await.map_err(dynamo)? {
             if let Ok(row) = Row::from_item(&item)
                 && reader.prefers(&row, best.as_ref())

@@ -7,7 +7,7 @@ use std::fmt;
 /// runtime override > DynamoDB > environment > file > the default in code.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum SourceKind {
-    /// Set in this process with [`ConfigStore::set_override`].
+    /// Set in this process with [`ConfigStore::set_override`](crate::ConfigStore::set_override).
     Override,
     /// A row of the DynamoDB table.
     DynamoDb,

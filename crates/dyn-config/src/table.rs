@@ -164,6 +164,25 @@ pub struct Row {
     pub previous_value: Option<String>,
 }
 
+/// Every row of `key` in `table`, all scopes, read consistently and page by page: what the
+/// DynamoDB layer reloads a key with and what `Admin::resolve` picks from.
+#[cfg(feature = "dynamodb")]
+pub(crate) fn rows_of_key(
+    client: &aws_sdk_dynamodb::Client,
+    table: &str,
+    key: &str,
+) -> aws_sdk_dynamodb::operation::query::paginator::QueryPaginatorItems {
+    client
+        .query()
+        .table_name(table)
+        .key_condition_expression("#k = :k")
+        .expression_attribute_names("#k", "key")
+        .expression_attribute_values(":k", AttributeValue::S(key.to_owned()))
+        .consistent_read(true)
+        .into_paginator()
+        .items()
+}
+
 #[cfg(feature = "dynamodb")]
 fn text(item: &HashMap<String, AttributeValue>, name: &str) -> Option<String> {
     match item.get(name) {

@@ -29,7 +29,7 @@
 //! ```
 //!
 //! The router is a plain [`axum::Router`], so it can be merged into an existing service
-//! instead; [`serve`] adds the ability to cut off stalled stream clients.
+//! instead; [`serve()`] adds the ability to cut off stalled stream clients.
 
 //!
 //! # Features

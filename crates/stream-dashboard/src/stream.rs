@@ -7,7 +7,7 @@
 //!
 //! Isolation: each client has a small queue of frames (by default 2). A client that does not
 //! read fast enough misses frames rather than holding memory; one that reads nothing for the
-//! stall timeout is disconnected (through [`crate::serve`]'s connection handle when the
+//! stall timeout is disconnected (through [`crate::serve()`]'s connection handle when the
 //! router runs there; otherwise its stream ends the next time it is polled). Everything a
 //! client holds is freed when it goes.
 

@@ -5,7 +5,7 @@
 //! and copying it into socket buffers once per watcher was the largest part of the server's
 //! CPU (`benches/README.md` has the profile). So a large frame is also written once into a
 //! sealed in-memory file
-//! (`memfd_create(2)`), and connections served by [`crate::serve`] send it with
+//! (`memfd_create(2)`), and connections served by [`crate::serve()`] send it with
 //! `sendfile(2)`, which hands the file's pages to the socket without copying them.
 //!
 //! How a write finds the file: a frame's [`Bytes`] own their memory together with the file and

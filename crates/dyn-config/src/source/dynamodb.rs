@@ -19,7 +19,7 @@ use crate::error::SourceError;
 use crate::metrics::{POLL_ERRORS_TOTAL, RELOADS_TOTAL, STALENESS_SECONDS, STREAM_ERRORS_TOTAL};
 use crate::origin::{Origin, SourceKind, Sourced};
 use crate::store::ConfigStore;
-use crate::table::{GLOBAL_SCOPE, INTERNAL_PREFIX, Row, Scope, VERSION_ITEM_KEY};
+use crate::table::{GLOBAL_SCOPE, INTERNAL_PREFIX, Row, Scope, VERSION_ITEM_KEY, rows_of_key};
 
 /// Reads settings from a DynamoDB table into a [`ConfigStore`]'s DynamoDB layer.
 ///
@@ -282,17 +282,7 @@ impl DynamoDbSource {
     ) -> Result<(), SdkError<QueryError, HttpResponse>> {
         let _loading = self.loading.lock().await;
         let mut best: HashMap<String, Row> = HashMap::new();
-        let mut items = self
-            .client
-            .query()
-            .table_name(&self.table)
-            .key_condition_expression("#k = :k")
-            .expression_attribute_names("#k", "key")
-            .expression_attribute_values(":k", AttributeValue::S(key.to_owned()))
-            .consistent_read(true)
-            .into_paginator()
-            .items()
-            .send();
+        let mut items = rows_of_key(&self.client, &self.table, key).send();
         while let Some(item) = items.try_next().await? {
             self.consider(&mut best, &item);
         }
