@@ -39,10 +39,16 @@ step "format"
 cargo fmt --all -- --check
 
 step "lint"
-cargo clippy --workspace --all-targets --locked -- -D warnings
+cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
+
+step "light builds: each crate on its default features (what a user who names one crate compiles)"
+for crate in backoff server circuit-breaker discovery tracing-mw dyn-config stream-dashboard; do
+  cargo check --quiet --locked --all-targets -p "breakwater-$crate"
+done
+cargo check --quiet --locked -p breakwater --no-default-features
 
 step "tests"
-cargo test --workspace --locked
+cargo test --workspace --all-features --locked
 
 step "demo smoke run (8 s): terminal output, registry discovery, config, dashboard page, stream and aggregation"
 cargo build --quiet --locked --example demo
