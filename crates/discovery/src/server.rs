@@ -200,6 +200,16 @@ fn validate_registration(doc: &Value, app: &str) -> Result<(), String> {
     if !present(instance.get("dataCenterInfo").and_then(|d| d.get("name"))) {
         return Err("instance.dataCenterInfo.name: required and missing".to_owned());
     }
+    for field in ["status", "overriddenStatus", "overriddenstatus"] {
+        if let Some(Value::String(s)) = instance.get(field)
+            && Status::parse_strict(s).is_none()
+        {
+            return Err(format!(
+                "instance.{field}: {s:?} is not UP, DOWN, STARTING, OUT_OF_SERVICE or UNKNOWN"
+            ));
+        }
+    }
+    check_text(instance, &mut "instance".to_owned())?;
     let body_app = instance.get("app").and_then(Value::as_str).unwrap_or("");
     if !body_app.eq_ignore_ascii_case(app) {
         return Err(format!(
@@ -207,6 +217,47 @@ fn validate_registration(doc: &Value, app: &str) -> Result<(), String> {
         ));
     }
     Ok(())
+}
+
+/// Refuses a control character, or one XML 1.0 cannot carry, anywhere in a document: in every
+/// string and every member name. One such character in one registration would otherwise make
+/// the XML registry unreadable for every client.
+fn check_text(v: &Value, path: &mut String) -> Result<(), String> {
+    let bad = |s: &str| s.chars().position(|c| c.is_control() || !wire::xml_char(c));
+    match v {
+        Value::String(s) => match bad(s) {
+            Some(at) => Err(format!(
+                "{path}: a control character (or one XML cannot carry) at character {at}"
+            )),
+            None => Ok(()),
+        },
+        Value::Array(items) => {
+            for (i, item) in items.iter().enumerate() {
+                let len = path.len();
+                path.push_str(&format!("[{i}]"));
+                check_text(item, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        Value::Object(members) => {
+            for (name, member) in members {
+                let len = path.len();
+                path.push('.');
+                // A name is shown escaped: it is the offending text itself.
+                if bad(name).is_some() {
+                    return Err(format!(
+                        "{path}{name:?}: a control character (or one XML cannot carry) in a member name"
+                    ));
+                }
+                path.push_str(name);
+                check_text(member, path)?;
+                path.truncate(len);
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
 }
 
 async fn register(State(r): Shared, Path(app): Path<String>, body: Body) -> Response {
@@ -328,6 +379,16 @@ async fn metadata(
 ) -> Response {
     if q.is_empty() {
         return bad_request("no metadata given: PUT .../metadata?key=value[&key2=value2]");
+    }
+    for (key, value) in &q {
+        let entry = Value::Object(
+            [(key.clone(), Value::String(value.clone()))]
+                .into_iter()
+                .collect(),
+        );
+        if let Err(message) = check_text(&entry, &mut "metadata".to_owned()) {
+            return bad_request(message);
+        }
     }
     match r.update_metadata(&app, &id, q, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),

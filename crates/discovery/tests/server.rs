@@ -222,7 +222,44 @@ async fn bad_registrations_and_parameters_get_400_with_the_reason() {
     let mut bad_port: serde_json::Value =
         serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
     bad_port["instance"]["port"]["$"] = "eighty".into();
+    let edited = |edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
+        edit(&mut doc["instance"]);
+        doc.to_string().into_bytes()
+    };
     let cases: Vec<(String, Vec<u8>, &str)> = vec![
+        (
+            "/eureka/apps/ORDERS".into(),
+            edited(&|i| i["status"] = "SLEEPY".into()),
+            "instance.status: \"SLEEPY\" is not UP, DOWN",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            edited(&|i| i["overriddenStatus"] = "up-ish".into()),
+            "instance.overriddenStatus: \"up-ish\" is not UP",
+        ),
+        (
+            // One NUL in one application name made the XML registry unreadable for everyone.
+            "/eureka/apps/ORDERS".into(),
+            edited(&|i| i["hostName"] = "host\u{0}.example".into()),
+            "instance.hostName: a control character",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            edited(&|i| i["metadata"] = serde_json::json!({"zone": "a\u{1b}[31m"})),
+            "instance.metadata.zone: a control character",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            edited(&|i| i["metadata"] = serde_json::json!({"k\u{7}": "v"})),
+            "a control character (or one XML cannot carry) in a member name",
+        ),
+        (
+            "/eureka/apps/ORDERS".into(),
+            edited(&|i| i["vipAddress"] = "orders\u{FFFE}".into()),
+            "instance.vipAddress: a control character (or one XML cannot carry)",
+        ),
         (
             "/eureka/apps/ORDERS".into(),
             b"{\"instance\":".to_vec(),
@@ -277,6 +314,42 @@ async fn bad_registrations_and_parameters_get_400_with_the_reason() {
         assert!(a.body.contains("larger than 262144 bytes"), "{}", a.body);
     }
     assert!(registry.applications().is_empty(), "nothing was registered");
+    // Metadata set later is held to the same rule, and the XML registry stays readable.
+    let a = request(
+        &addr,
+        "POST",
+        "/eureka/apps/ORDERS",
+        &[],
+        instance_json("ORDERS", "i-9").as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 204);
+    let a = request(
+        &addr,
+        "PUT",
+        "/eureka/apps/ORDERS/i-9/metadata?note=a%00b",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body.contains("metadata.note: a control character"),
+        "{}",
+        a.body
+    );
+    let xml = request(&addr, "GET", "/eureka/apps", &[], b"").await;
+    assert!(
+        wire::read_applications(xml.body.as_bytes()).is_ok(),
+        "{}",
+        xml.body
+    );
+    assert_eq!(
+        request(&addr, "DELETE", "/eureka/apps/ORDERS/i-9", &[], b"")
+            .await
+            .status,
+        200
+    );
 
     let a = request(
         &addr,

@@ -43,7 +43,17 @@ impl Writer {
     }
 
     fn xml_text(&mut self, s: &str) {
-        self.out.push_str(&quick_xml::escape::escape(s));
+        if s.chars().all(xml_char) {
+            self.out.push_str(&quick_xml::escape::escape(s));
+        } else {
+            // The registry refuses such text; anything that got in another way is written
+            // as U+FFFD rather than as a document no XML reader can parse.
+            let clean: String = s
+                .chars()
+                .map(|c| if xml_char(c) { c } else { '\u{FFFD}' })
+                .collect();
+            self.out.push_str(&quick_xml::escape::escape(&clean));
+        }
     }
 
     /// JSON: the separator and `"name":` (no key inside arrays).
@@ -188,6 +198,12 @@ impl Writer {
     fn finish(self) -> String {
         self.out
     }
+}
+
+/// Whether XML 1.0 can carry `c` at all (its `Char` production: tab, line feed, carriage
+/// return, and everything from U+0020 but U+FFFE and U+FFFF; surrogates are not `char`s).
+pub fn xml_char(c: char) -> bool {
+    matches!(c, '\t' | '\n' | '\r' | '\u{20}'..='\u{FFFD}' | '\u{10000}'..)
 }
 
 /// Whether `name` can be an XML element name (ASCII letters, digits, `-`, `.`, `_`; not
