@@ -48,7 +48,7 @@ fn bench(c: &mut Criterion) {
     let registry = Arc::new(InstanceRegistry::new(InstanceRegistryConfig::default()));
     for app in 0..APPS {
         for n in 0..PER_APP {
-            registry.register(instance(app, n), 1);
+            registry.register(instance(app, n), 1).unwrap();
         }
     }
     let url = runtime.block_on(async {

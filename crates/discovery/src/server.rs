@@ -94,8 +94,18 @@ fn bad_request(message: impl Into<String>) -> Response {
     text(StatusCode::BAD_REQUEST, message)
 }
 
-fn not_found(e: InstanceRegistryError) -> Response {
-    text(StatusCode::NOT_FOUND, e.to_string())
+/// The answer to a refused operation: 404 for an unknown (or stale) lease, as Eureka answers
+/// and clients rely on; 400 for metadata over its limits; 507 when the registry is full.
+fn refused(e: InstanceRegistryError) -> Response {
+    let status = match e {
+        InstanceRegistryError::MetadataTooLarge { .. } => StatusCode::BAD_REQUEST,
+        InstanceRegistryError::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        _ => StatusCode::NOT_FOUND,
+    };
+    if status != StatusCode::NOT_FOUND {
+        tracing::info!(error = %e, "registry request refused");
+    }
+    text(status, e.to_string())
 }
 
 fn wants_json(headers: &HeaderMap) -> bool {
@@ -267,9 +277,14 @@ async fn register(State(r): Shared, Path(app): Path<String>, body: Body) -> Resp
     };
     match parse_registration(&bytes, &app) {
         Ok(instance) => {
-            tracing::info!(app = %instance.app, id = %instance.id(), "registered");
-            r.register(instance, now_ms());
-            StatusCode::NO_CONTENT.into_response()
+            let (app, id) = (instance.app.clone(), instance.id().to_owned());
+            match r.register(instance, now_ms()) {
+                Ok(()) => {
+                    tracing::debug!(%app, %id, "registered");
+                    StatusCode::NO_CONTENT.into_response()
+                }
+                Err(e) => refused(e),
+            }
         }
         Err(message) => bad_request(message),
     }
@@ -319,7 +334,7 @@ async fn renew(
     }
     match r.renew(&app, &id, dirty, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => not_found(e),
+        Err(e) => refused(e),
     }
 }
 
@@ -329,7 +344,7 @@ async fn cancel(State(r): Shared, Path((app, id)): Path<(String, String)>) -> Re
             tracing::info!(%app, %id, "cancelled");
             StatusCode::OK.into_response()
         }
-        Err(e) => not_found(e),
+        Err(e) => refused(e),
     }
 }
 
@@ -349,7 +364,7 @@ async fn set_status(
     };
     match r.set_status_override(&app, &id, status, dirty, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => not_found(e),
+        Err(e) => refused(e),
     }
 }
 
@@ -368,7 +383,7 @@ async fn remove_status(
     };
     match r.remove_status_override(&app, &id, status, dirty, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => not_found(e),
+        Err(e) => refused(e),
     }
 }
 
@@ -392,6 +407,6 @@ async fn metadata(
     }
     match r.update_metadata(&app, &id, q, now_ms()) {
         Ok(()) => StatusCode::OK.into_response(),
-        Err(e) => not_found(e),
+        Err(e) => refused(e),
     }
 }

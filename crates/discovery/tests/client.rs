@@ -203,12 +203,12 @@ async fn deltas_are_checked_by_hash_and_fall_back_to_a_full_fetch() {
     )
     .await;
     let client = EurekaClient::new(fast(vec![forgetful.url.clone()]), None).unwrap();
-    forgetful.registry.register(me("a", "a-1", "z"), 1);
+    forgetful.registry.register(me("a", "a-1", "z"), 1).unwrap();
     assert!(
         client.fetch().await.unwrap(),
         "the first fetch is a full one"
     );
-    forgetful.registry.register(me("b", "b-1", "z"), 2);
+    forgetful.registry.register(me("b", "b-1", "z"), 2).unwrap();
     assert!(
         client.fetch().await.unwrap(),
         "hash mismatch after an empty delta: full fetch"
@@ -225,9 +225,15 @@ async fn deltas_are_checked_by_hash_and_fall_back_to_a_full_fetch() {
     )
     .await;
     let client = EurekaClient::new(fast(vec![no_deltas.url.clone()]), None).unwrap();
-    no_deltas.registry.register(me("a", "a-1", "z"), now());
+    no_deltas
+        .registry
+        .register(me("a", "a-1", "z"), now())
+        .unwrap();
     assert!(client.fetch().await.unwrap());
-    no_deltas.registry.register(me("b", "b-1", "z"), now());
+    no_deltas
+        .registry
+        .register(me("b", "b-1", "z"), now())
+        .unwrap();
     assert!(
         client.fetch().await.unwrap(),
         "a refused delta falls back to a full fetch"
@@ -236,9 +242,15 @@ async fn deltas_are_checked_by_hash_and_fall_back_to_a_full_fetch() {
 
     let server = eureka().await;
     let client = EurekaClient::new(fast(vec![server.url.clone()]), None).unwrap();
-    server.registry.register(me("a", "a-1", "z"), now());
+    server
+        .registry
+        .register(me("a", "a-1", "z"), now())
+        .unwrap();
     assert!(client.fetch().await.unwrap());
-    server.registry.register(me("b", "b-1", "z"), now());
+    server
+        .registry
+        .register(me("b", "b-1", "z"), now())
+        .unwrap();
     server.registry.cancel("A", "a-1", now()).unwrap();
     assert!(
         !client.fetch().await.unwrap(),
@@ -284,7 +296,8 @@ async fn fails_over_and_keeps_the_last_good_registry_while_all_are_down() {
     let server = eureka().await;
     server
         .registry
-        .register(me("orders", "orders-9", "a"), now());
+        .register(me("orders", "orders-9", "a"), now())
+        .unwrap();
     let client = EurekaClient::new(
         fast(vec![dead, server.url.clone()]),
         Some(me("web", "web-1", "a")),
@@ -320,7 +333,10 @@ async fn prefers_its_zone_and_sends_basic_auth_from_the_url() {
     .await;
     let url = server.url.replace("http://", "http://user:p%40ss@");
     for (id, zone) in [("o-1", "eu-1a"), ("o-2", "eu-1b"), ("o-3", "eu-1a")] {
-        server.registry.register(me("orders", id, zone), now());
+        server
+            .registry
+            .register(me("orders", id, zone), now())
+            .unwrap();
     }
     let config = EurekaClientConfig {
         zone: Some("eu-1a".into()),
@@ -542,8 +558,12 @@ async fn ids_with_reserved_characters_are_percent_encoded_in_paths() {
     // Decoys where a wrongly split path would land.
     server
         .registry
-        .register(me("orders", "host:svc", "a"), now());
-    server.registry.register(me("orders", "a", "a"), now());
+        .register(me("orders", "host:svc", "a"), now())
+        .unwrap();
+    server
+        .registry
+        .register(me("orders", "a", "a"), now())
+        .unwrap();
     for id in ["host:svc/1 a", "a?b=c#d", "50%25 off", "x;y+z&w", "ünï"] {
         let client =
             EurekaClient::new(fast(vec![server.url.clone()]), Some(me("orders", id, "a"))).unwrap();
@@ -577,7 +597,10 @@ async fn ids_with_reserved_characters_are_percent_encoded_in_paths() {
 async fn the_zone_defaults_to_the_clients_own_instance() {
     let server = eureka().await;
     for (id, zone) in [("o-1", "eu-1a"), ("o-2", "eu-1b"), ("o-3", "eu-1a")] {
-        server.registry.register(me("orders", id, zone), now());
+        server
+            .registry
+            .register(me("orders", id, zone), now())
+            .unwrap();
     }
     let ids = |client: &EurekaClient| -> Vec<String> {
         client

@@ -4,10 +4,13 @@
 //! Time is passed in (epoch milliseconds) so tests drive it; the server passes the wall
 //! clock.
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+mod recent;
+
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 
 use crate::wire::{ActionType, Application, Applications, Instance, Status};
+use recent::Recent;
 
 /// Settings of the registry (Eureka's `DefaultEurekaServerConfig` defaults).
 #[derive(Debug, Clone)]
@@ -24,6 +27,18 @@ pub struct InstanceRegistryConfig {
     /// Refuse delta fetches (403), as Eureka's `eureka.disableDelta` does (off): clients then
     /// fetch the whole registry every time.
     pub disable_delta: bool,
+    /// Most entries in the delta queue (one per instance changed in the window; 50,000).
+    pub max_delta_entries: usize,
+    /// Most bytes (about) the delta queue holds (32 MiB); the oldest changes go first.
+    pub max_delta_bytes: usize,
+    /// Most metadata entries per instance (256).
+    pub max_metadata_entries: usize,
+    /// Most bytes of metadata keys and values per instance (16 KiB).
+    pub max_metadata_bytes: usize,
+    /// Most instances per application (20,000).
+    pub max_instances_per_app: usize,
+    /// Most applications (10,000).
+    pub max_applications: usize,
 }
 
 impl Default for InstanceRegistryConfig {
@@ -34,6 +49,12 @@ impl Default for InstanceRegistryConfig {
             self_preservation: true,
             expected_renewal_interval_ms: 30_000,
             disable_delta: false,
+            max_delta_entries: 50_000,
+            max_delta_bytes: 32 << 20,
+            max_metadata_entries: 256,
+            max_metadata_bytes: 16 << 10,
+            max_instances_per_app: 20_000,
+            max_applications: 10_000,
         }
     }
 }
@@ -66,6 +87,24 @@ pub enum InstanceRegistryError {
         /// The instance id.
         id: String,
     },
+    /// An instance's metadata would pass a limit of [`InstanceRegistryConfig`].
+    #[error("instance.metadata: {actual} {what}, more than the {limit} allowed")]
+    MetadataTooLarge {
+        /// `entries` or `bytes`.
+        what: &'static str,
+        /// How many there would be.
+        actual: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The registry holds as many applications, or instances of this application, as it may.
+    #[error("the registry is full: {what} (limit {limit})")]
+    Full {
+        /// What is at its limit.
+        what: String,
+        /// The limit.
+        limit: usize,
+    },
 }
 
 /// The status an instance is given, by Eureka's rules in Eureka's order: a status other than
@@ -96,7 +135,7 @@ struct Lease {
 struct State {
     apps: BTreeMap<String, BTreeMap<String, Lease>>,
     overrides: HashMap<String, Status>,
-    recent: VecDeque<(i64, Instance)>,
+    recent: Recent,
     version: u64,
     // Renewals counted per minute: (minute index, count) for the current and the last one.
     renewals: (i64, u64, u64),
@@ -130,7 +169,15 @@ impl InstanceRegistry {
     /// Registers (or re-registers) an instance. A lease whose instance is dirtier (newer
     /// `lastDirtyTimestamp`) than the one registering keeps its own copy, as Eureka does;
     /// a status override set before survives the re-registration.
-    pub fn register(&self, mut instance: Instance, now_ms: i64) {
+    ///
+    /// Refused when its metadata passes the limits, or when it would be a new application or
+    /// instance beyond them.
+    pub fn register(
+        &self,
+        mut instance: Instance,
+        now_ms: i64,
+    ) -> Result<(), InstanceRegistryError> {
+        self.check_metadata(&instance.metadata)?;
         let mut state = self.lock();
         let app = instance.app.to_ascii_uppercase();
         instance.app = app.clone();
@@ -140,6 +187,23 @@ impl InstanceRegistry {
             .get(&app)
             .and_then(|leases| leases.get(&id))
             .cloned();
+        if existing.is_none() {
+            match state.apps.get(&app) {
+                None if state.apps.len() >= self.config.max_applications => {
+                    return Err(InstanceRegistryError::Full {
+                        what: "applications".into(),
+                        limit: self.config.max_applications,
+                    });
+                }
+                Some(leases) if leases.len() >= self.config.max_instances_per_app => {
+                    return Err(InstanceRegistryError::Full {
+                        what: format!("instances of {app}"),
+                        limit: self.config.max_instances_per_app,
+                    });
+                }
+                _ => {}
+            }
+        }
         let action = if existing.is_some() {
             ActionType::Modified
         } else {
@@ -188,6 +252,35 @@ impl InstanceRegistry {
         };
         state.apps.entry(app).or_default().insert(id, lease);
         record(&mut state, &self.config, instance, now_ms);
+        Ok(())
+    }
+
+    fn check_metadata(
+        &self,
+        metadata: &BTreeMap<String, String>,
+    ) -> Result<(), InstanceRegistryError> {
+        let entries = metadata.len();
+        if entries > self.config.max_metadata_entries {
+            return Err(InstanceRegistryError::MetadataTooLarge {
+                what: "entries",
+                actual: entries,
+                limit: self.config.max_metadata_entries,
+            });
+        }
+        let bytes: usize = metadata.iter().map(|(k, v)| k.len() + v.len()).sum();
+        if bytes > self.config.max_metadata_bytes {
+            return Err(InstanceRegistryError::MetadataTooLarge {
+                what: "bytes",
+                actual: bytes,
+                limit: self.config.max_metadata_bytes,
+            });
+        }
+        Ok(())
+    }
+
+    /// How many changes the delta queue holds and about how many bytes.
+    pub fn delta_queue(&self) -> (usize, usize) {
+        self.lock().recent.len_and_bytes()
     }
 
     /// A heartbeat. `None` when renewed; the caller answers 404 on an error, upon which the
@@ -307,7 +400,11 @@ impl InstanceRegistry {
     ) -> Result<(), InstanceRegistryError> {
         let mut state = self.lock();
         let lease = lease_mut(&mut state, app, id)?;
-        lease.instance.metadata.extend(entries);
+        let mut metadata = lease.instance.metadata.clone();
+        metadata.extend(entries);
+        self.check_metadata(&metadata)?;
+        let lease = lease_mut(&mut state, app, id)?;
+        lease.instance.metadata = metadata;
         touch(&mut lease.instance, now_ms);
         let instance = lease.instance.clone();
         record(&mut state, &self.config, instance, now_ms);
@@ -340,7 +437,7 @@ impl InstanceRegistry {
         let mut state = self.lock();
         prune(&mut state, &self.config, now_ms);
         let mut by_app: BTreeMap<String, Vec<Instance>> = BTreeMap::new();
-        for (_, instance) in &state.recent {
+        for instance in state.recent.instances() {
             by_app
                 .entry(instance.app.clone())
                 .or_default()
@@ -505,18 +602,19 @@ fn touch(instance: &mut Instance, now_ms: i64) {
 
 fn record(state: &mut State, config: &InstanceRegistryConfig, instance: Instance, now_ms: i64) {
     state.version += 1;
-    state.recent.push_back((now_ms, instance));
+    state.recent.record(
+        now_ms,
+        instance,
+        config.max_delta_entries,
+        config.max_delta_bytes,
+    );
     prune(state, config, now_ms);
 }
 
 fn prune(state: &mut State, config: &InstanceRegistryConfig, now_ms: i64) {
-    while state
+    state
         .recent
-        .front()
-        .is_some_and(|(at, _)| *at + config.delta_retention_ms < now_ms)
-    {
-        state.recent.pop_front();
-    }
+        .prune(now_ms.saturating_sub(config.delta_retention_ms));
 }
 
 #[cfg(test)]
