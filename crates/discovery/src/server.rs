@@ -95,10 +95,15 @@ fn bad_request(message: impl Into<String>) -> Response {
 }
 
 /// The answer to a refused operation: 404 for an unknown (or stale) lease, as Eureka answers
-/// and clients rely on; 400 for metadata over its limits; 507 when the registry is full.
+/// and clients rely on; 400 for metadata over its limits, a timestamp from the future or a
+/// lease too long; 409 for a registration that conflicts with a newer record; 507 when the
+/// registry is full.
 fn refused(e: InstanceRegistryError) -> Response {
     let status = match e {
-        InstanceRegistryError::MetadataTooLarge { .. } => StatusCode::BAD_REQUEST,
+        InstanceRegistryError::MetadataTooLarge { .. }
+        | InstanceRegistryError::FutureTimestamp { .. }
+        | InstanceRegistryError::LeaseTooLong { .. } => StatusCode::BAD_REQUEST,
+        InstanceRegistryError::Conflict { .. } => StatusCode::CONFLICT,
         InstanceRegistryError::Full { .. } => StatusCode::INSUFFICIENT_STORAGE,
         _ => StatusCode::NOT_FOUND,
     };

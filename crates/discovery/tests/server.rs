@@ -136,9 +136,12 @@ async fn lifecycle_under_both_prefixes_in_json_and_xml() {
     let delta = request(&addr, "GET", "/eureka/apps/delta", &[JSON], b"").await;
     let delta = wire::read_applications(delta.body.as_bytes()).unwrap();
     assert_eq!(delta.apps_hashcode, "OUT_OF_SERVICE_1_STARTING_1_");
+    // Both instances, each once with its latest change (registration, override, metadata).
+    assert_eq!(delta.len(), 2, "one delta entry per instance");
     assert!(
-        delta.len() >= 4,
-        "registrations and changes are in the delta"
+        delta
+            .instances()
+            .any(|i| i.id() == "i-1" && i.metadata.get("weight").is_some_and(|w| w == "5"))
     );
     let a = request(
         &addr,
@@ -339,4 +342,74 @@ async fn bad_registrations_and_parameters_get_400_with_the_reason() {
     }
     // The last good state keeps serving.
     assert_eq!(registry.instance(None, "i-1").unwrap().status, Status::Up);
+}
+
+#[tokio::test]
+async fn forged_timestamps_and_leases_are_refused_and_conflicts_answered() {
+    let (registry, addr) = start().await;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let registration = |ip: &str, dirty: i64, lease: u64| {
+        let mut doc: serde_json::Value =
+            serde_json::from_str(&instance_json("ORDERS", "i-1")).unwrap();
+        doc["instance"]["ipAddr"] = ip.into();
+        doc["instance"]["hostName"] = ip.into();
+        doc["instance"]["lastDirtyTimestamp"] = dirty.to_string().into();
+        doc["instance"]["leaseInfo"]["durationInSecs"] = lease.into();
+        doc.to_string().into_bytes()
+    };
+    let post = |body: Vec<u8>| {
+        let addr = addr.clone();
+        async move { request(&addr, "POST", "/eureka/apps/ORDERS", &[], &body).await }
+    };
+    // The forged record of the report: a timestamp no later registration can beat, and a
+    // lease that never expires.
+    let a = post(registration("6.6.6.6", i64::MAX, 30)).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(a.body.contains("lastDirtyTimestamp"), "{}", a.body);
+    let a = post(registration("6.6.6.6", now, u64::from(u32::MAX))).await;
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert!(
+        a.body
+            .contains("instance.leaseInfo.durationInSecs: 4294967295"),
+        "{}",
+        a.body
+    );
+    assert!(registry.applications().is_empty());
+
+    // Within the clock skew a newer record wins, as in Eureka; the older one's owner is told.
+    assert_eq!(post(registration("10.0.0.7", now, 30)).await.status, 204);
+    assert_eq!(
+        post(registration("6.6.6.6", now + 60_000, 30)).await.status,
+        204
+    );
+    let a = post(registration("10.0.0.7", now + 1, 30)).await;
+    assert_eq!(a.status, 409, "{}", a.body);
+    assert!(
+        a.body.contains("6.6.6.6") && a.body.contains("10.0.0.7"),
+        "{}",
+        a.body
+    );
+    // The same instance sending an older copy of itself is no conflict.
+    assert_eq!(post(registration("6.6.6.6", now + 1, 30)).await.status, 204);
+
+    for path in [
+        format!(
+            "/eureka/apps/ORDERS/i-1?status=UP&lastDirtyTimestamp={}",
+            i64::MAX
+        ),
+        format!(
+            "/eureka/apps/ORDERS/i-1/status?value=OUT_OF_SERVICE&lastDirtyTimestamp={}",
+            i64::MAX
+        ),
+    ] {
+        let a = request(&addr, "PUT", &path, &[], b"").await;
+        assert_eq!(a.status, 400, "{path}: {}", a.body);
+    }
+    assert_ne!(
+        registry.instance(None, "i-1").unwrap().last_dirty_timestamp,
+        i64::MAX
+    );
 }

@@ -17,6 +17,22 @@ fn fixtures() -> Vec<Vec<u8>> {
     docs
 }
 
+/// Every string of `v` as the XML writer writes it.
+fn xml_safe(v: &mut serde_json::Value) {
+    use breakwater_discovery::wire::xml_char;
+    match v {
+        serde_json::Value::String(s) => {
+            *s = s
+                .chars()
+                .map(|c| if xml_char(c) { c } else { '\u{FFFD}' })
+                .collect();
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(xml_safe),
+        serde_json::Value::Object(members) => members.values_mut().for_each(xml_safe),
+        _ => {}
+    }
+}
+
 fn check(bytes: &[u8]) {
     match breakwater_discovery::wire::read_applications(bytes) {
         Ok(apps) => {
@@ -40,11 +56,20 @@ fn check(bytes: &[u8]) {
                 i.metadata.retain(|k, _| is_xml_name(k));
                 i.data_center_info.metadata.retain(|k, _| is_xml_name(k));
             }
+            // ... and text XML cannot carry is written as U+FFFD.
+            let mut doc: serde_json::Value =
+                serde_json::from_str(&applications_document(&xml_apps, Format::Json)).unwrap();
+            xml_safe(&mut doc);
+            let xml_apps = read_applications(doc.to_string().as_bytes()).unwrap();
             let xml = applications_document(&apps, Format::Xml);
             assert_eq!(
                 read_applications(xml.as_bytes()).as_ref(),
                 Ok(&xml_apps),
                 "XML:\n{xml}"
+            );
+            assert!(
+                roxmltree::Document::parse(&xml).is_ok(),
+                "a standard parser reads it:\n{xml}"
             );
         }
         Err(e) => assert!(!e.path.is_empty() && !e.reason.is_empty(), "{e:?}"),

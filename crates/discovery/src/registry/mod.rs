@@ -39,6 +39,11 @@ pub struct InstanceRegistryConfig {
     pub max_instances_per_app: usize,
     /// Most applications (10,000).
     pub max_applications: usize,
+    /// How far in the future a `lastDirtyTimestamp` may be (a clock skew; 5 minutes). A
+    /// later one would make its record win over every later registration.
+    pub max_clock_skew_ms: i64,
+    /// The longest lease an instance may ask for (300 s; Eureka's clients ask 30-90 s).
+    pub max_lease_duration_secs: u32,
 }
 
 impl Default for InstanceRegistryConfig {
@@ -55,6 +60,8 @@ impl Default for InstanceRegistryConfig {
             max_metadata_bytes: 16 << 10,
             max_instances_per_app: 20_000,
             max_applications: 10_000,
+            max_clock_skew_ms: 300_000,
+            max_lease_duration_secs: 300,
         }
     }
 }
@@ -96,6 +103,43 @@ pub enum InstanceRegistryError {
         actual: usize,
         /// The limit.
         limit: usize,
+    },
+    /// A `lastDirtyTimestamp` further in the future than the allowed clock skew.
+    #[error(
+        "lastDirtyTimestamp {timestamp} is more than {skew_ms} ms ahead of this server's clock ({now})"
+    )]
+    FutureTimestamp {
+        /// The timestamp given.
+        timestamp: i64,
+        /// The server's time.
+        now: i64,
+        /// The allowed skew.
+        skew_ms: i64,
+    },
+    /// A lease longer than allowed.
+    #[error("instance.leaseInfo.durationInSecs: {asked} is more than the {limit} allowed")]
+    LeaseTooLong {
+        /// The duration asked for.
+        asked: u32,
+        /// The limit.
+        limit: u32,
+    },
+    /// Another record of this instance id is registered with a newer `lastDirtyTimestamp` and
+    /// another address: the registration is refused rather than silently ignored.
+    #[error(
+        "instance {id:?} is registered from {held} with a newer lastDirtyTimestamp ({held_dirty} > {dirty}); this registration from {asked} is refused"
+    )]
+    Conflict {
+        /// The instance id.
+        id: String,
+        /// Where the held record says the instance is.
+        held: String,
+        /// Its lastDirtyTimestamp.
+        held_dirty: i64,
+        /// Where this registration says it is.
+        asked: String,
+        /// This registration's lastDirtyTimestamp.
+        dirty: i64,
     },
     /// The registry holds as many applications, or instances of this application, as it may.
     #[error("the registry is full: {what} (limit {limit})")]
@@ -178,6 +222,13 @@ impl InstanceRegistry {
         now_ms: i64,
     ) -> Result<(), InstanceRegistryError> {
         self.check_metadata(&instance.metadata)?;
+        self.check_timestamp(instance.last_dirty_timestamp, now_ms)?;
+        if instance.lease_info.duration_secs > self.config.max_lease_duration_secs {
+            return Err(InstanceRegistryError::LeaseTooLong {
+                asked: instance.lease_info.duration_secs,
+                limit: self.config.max_lease_duration_secs,
+            });
+        }
         let mut state = self.lock();
         let app = instance.app.to_ascii_uppercase();
         instance.app = app.clone();
@@ -212,6 +263,24 @@ impl InstanceRegistry {
         if let Some(existing) = &existing
             && existing.instance.last_dirty_timestamp > instance.last_dirty_timestamp
         {
+            let whereabouts = |i: &Instance| {
+                format!(
+                    "{} ({}:{})",
+                    i.host_name,
+                    i.ip_addr,
+                    i.port.map_or(0, |p| p.port)
+                )
+            };
+            let (held, asked) = (whereabouts(&existing.instance), whereabouts(&instance));
+            if held != asked {
+                return Err(InstanceRegistryError::Conflict {
+                    id,
+                    held,
+                    held_dirty: existing.instance.last_dirty_timestamp,
+                    asked,
+                    dirty: instance.last_dirty_timestamp,
+                });
+            }
             instance = existing.instance.clone();
         }
         if let Some(&status) = state.overrides.get(&id) {
@@ -255,6 +324,17 @@ impl InstanceRegistry {
         Ok(())
     }
 
+    fn check_timestamp(&self, timestamp: i64, now_ms: i64) -> Result<(), InstanceRegistryError> {
+        if timestamp > now_ms.saturating_add(self.config.max_clock_skew_ms) {
+            return Err(InstanceRegistryError::FutureTimestamp {
+                timestamp,
+                now: now_ms,
+                skew_ms: self.config.max_clock_skew_ms,
+            });
+        }
+        Ok(())
+    }
+
     fn check_metadata(
         &self,
         metadata: &BTreeMap<String, String>,
@@ -292,6 +372,9 @@ impl InstanceRegistry {
         client_dirty: Option<i64>,
         now_ms: i64,
     ) -> Result<(), InstanceRegistryError> {
+        if let Some(timestamp) = client_dirty {
+            self.check_timestamp(timestamp, now_ms)?;
+        }
         let mut state = self.lock();
         let overridden = state.overrides.get(id).copied();
         let lease = lease_mut(&mut state, app, id)?;
@@ -358,6 +441,9 @@ impl InstanceRegistry {
         client_dirty: Option<i64>,
         now_ms: i64,
     ) -> Result<(), InstanceRegistryError> {
+        if let Some(timestamp) = client_dirty {
+            self.check_timestamp(timestamp, now_ms)?;
+        }
         let mut state = self.lock();
         let lease = lease_mut(&mut state, app, id)?;
         lease.instance.overridden_status = status;
@@ -379,6 +465,9 @@ impl InstanceRegistry {
         client_dirty: Option<i64>,
         now_ms: i64,
     ) -> Result<(), InstanceRegistryError> {
+        if let Some(timestamp) = client_dirty {
+            self.check_timestamp(timestamp, now_ms)?;
+        }
         let mut state = self.lock();
         let lease = lease_mut(&mut state, app, id)?;
         lease.instance.overridden_status = Status::Unknown;
