@@ -1,4 +1,5 @@
-//! The registry binary, run as a child process, against the memory attack that blew it up:
+//! The registry binary, run as a child process: the exposure rule, and the memory attack that
+//! blew it up:
 //! 150 metadata updates of 50 KB (refused now: metadata has a limit), then 150 updates that
 //! fit (each replacing the last: the delta keeps one entry per instance). Resident memory is
 //! read from `/proc/PID/status`; the delta's size from the answer.
@@ -120,4 +121,21 @@ async fn metadata_updates_leave_memory_and_the_delta_small() {
     let big = vec![b' '; 10 << 20];
     let a = request(&addr, "POST", "/eureka/apps/ORDERS", &[], &big).await;
     assert_eq!(a.status, 413, "{}", a.body);
+}
+
+#[test]
+fn the_binary_will_not_listen_beyond_loopback_without_a_token() {
+    // Refused before anything is bound: no socket is opened on 0.0.0.0.
+    let out = Command::new(env!("CARGO_BIN_EXE_breakwater-eureka"))
+        .args(["--bind", "0.0.0.0:0"])
+        .env_remove("BREAKWATER_EUREKA_TOKEN")
+        .env_remove("BREAKWATER_EUREKA_INSECURE_LISTEN_WITHOUT_TOKEN")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("refusing to listen on 0.0.0.0:0 without a token"),
+        "{stderr}"
+    );
 }

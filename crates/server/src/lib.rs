@@ -19,7 +19,7 @@
 //!
 //! # #[tokio::main] async fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! let addr = "127.0.0.1:8080".parse()?;
-//! check_exposure(addr, None)?; // a non-loopback address would need a token
+//! check_exposure(addr, None, false)?; // a non-loopback address would need a token
 //! let listener = tokio::net::TcpListener::bind(addr).await?;
 //! let router = Router::new().route("/", get(|| async { "hello" }));
 //! serve(listener, router, shutdown_signal(), ServeConfig::default()).await?;
@@ -43,4 +43,4 @@ pub use exposure::{ExposureError, check_exposure};
 pub use limit::{ConnectionLimit, ConnectionPermit};
 pub use serve::{ConnectionHandle, ServeConfig, serve, serve_with};
 pub use signal::shutdown_signal;
-pub use token::require_token;
+pub use token::{require_token, require_token_for_writes};

@@ -35,11 +35,32 @@ pub fn require_token(
     token: impl Into<Arc<str>>,
     public_paths: &'static [&'static str],
 ) -> Router {
-    let token: Arc<str> = token.into();
+    guard(router, token.into(), move |request| {
+        public_paths.contains(&request.uri().path())
+    })
+}
+
+/// [`require_token`] for writes only: `GET`, `HEAD` and `OPTIONS` pass without it (a registry
+/// whose reads are open and whose writes are not, as secured Eureka servers are often run).
+pub fn require_token_for_writes(router: Router, token: impl Into<Arc<str>>) -> Router {
+    guard(router, token.into(), |request| {
+        matches!(
+            *request.method(),
+            http::Method::GET | http::Method::HEAD | http::Method::OPTIONS
+        )
+    })
+}
+
+fn guard(
+    router: Router,
+    token: Arc<str>,
+    open: impl Fn(&Request) -> bool + Clone + Send + Sync + 'static,
+) -> Router {
     router.layer(middleware::from_fn(move |request: Request, next: Next| {
         let token = token.clone();
+        let open = open.clone();
         async move {
-            if public_paths.contains(&request.uri().path()) || presents(&request, &token) {
+            if open(&request) || presents(&request, &token) {
                 return next.run(request).await;
             }
             let mut response = (
@@ -64,10 +85,13 @@ fn presents(request: &Request, token: &str) -> bool {
         .and_then(|v| v.to_str().ok())
         .map(str::trim);
     if let Some(value) = authorization {
-        if let Some(bearer) = value.strip_prefix("Bearer ") {
-            return constant_time_eq(bearer.trim().as_bytes(), token.as_bytes());
+        // Auth schemes are case-insensitive (RFC 9110): `bearer` and `BASIC` count too.
+        let (scheme, credentials) = value.split_once(' ').unwrap_or((value, ""));
+        if scheme.eq_ignore_ascii_case("Bearer") {
+            return constant_time_eq(credentials.trim().as_bytes(), token.as_bytes());
         }
-        if let Some(basic) = value.strip_prefix("Basic ") {
+        if scheme.eq_ignore_ascii_case("Basic") {
+            let basic = credentials;
             let Ok(decoded) = base64::engine::general_purpose::STANDARD.decode(basic.trim()) else {
                 return false;
             };
@@ -84,7 +108,12 @@ fn presents(request: &Request, token: &str) -> bool {
             .find(|(k, _)| *k == "access_token")
             .map(|(_, v)| v)
     });
-    from_query.is_some_and(|presented| constant_time_eq(presented.as_bytes(), token.as_bytes()))
+    // A query value is form-encoded (RFC 6750 section 2.3): `%2B` is `+`, `+` is a space.
+    from_query.is_some_and(|presented| {
+        let presented = presented.replace('+', " ");
+        let decoded: Vec<u8> = percent_encoding::percent_decode_str(&presented).collect();
+        constant_time_eq(&decoded, token.as_bytes())
+    })
 }
 
 // Compares without returning early, so the time taken does not tell how much matched.

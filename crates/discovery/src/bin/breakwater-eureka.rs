@@ -27,6 +27,13 @@ struct Args {
     /// listen beyond loopback.
     #[arg(long, env = "BREAKWATER_EUREKA_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// With a token: reads (GET) need none, only writes do.
+    #[arg(long, env = "BREAKWATER_EUREKA_OPEN_READS")]
+    open_reads: bool,
+    /// Listen beyond loopback with no token: anyone who can reach the address can register,
+    /// deregister and take over instances.
+    #[arg(long, env = "BREAKWATER_EUREKA_INSECURE_LISTEN_WITHOUT_TOKEN")]
+    insecure_listen_without_token: bool,
     /// Most connections open at once.
     #[arg(
         long,
@@ -44,7 +51,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    breakwater_server::check_exposure(args.bind, args.token.as_deref())?;
+    if let Err(refused) = breakwater_server::check_exposure(
+        args.bind,
+        args.token.as_deref(),
+        args.insecure_listen_without_token,
+    ) {
+        eprintln!("breakwater-eureka: {refused}");
+        std::process::exit(2);
+    }
     let registry = Arc::new(InstanceRegistry::new(InstanceRegistryConfig {
         self_preservation: !args.no_self_preservation,
         ..InstanceRegistryConfig::default()
@@ -57,7 +71,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let mut router = breakwater_discovery::server::router(registry);
     if let Some(token) = args.token.filter(|t| !t.is_empty()) {
-        router = breakwater_server::require_token(router, token, &[]);
+        router = if args.open_reads {
+            breakwater_server::require_token_for_writes(router, token)
+        } else {
+            breakwater_server::require_token(router, token, &[])
+        };
     }
     let config = breakwater_server::ServeConfig {
         max_connections: args.max_connections,

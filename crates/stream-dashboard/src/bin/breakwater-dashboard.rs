@@ -43,6 +43,10 @@ struct Args {
     /// Require this bearer token on every route (needed to listen beyond loopback).
     #[arg(long, env = "BREAKWATER_DASHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Listen beyond loopback with no token: anyone who can reach the address can watch the
+    /// streams and use the proxy.
+    #[arg(long, env = "BREAKWATER_DASHBOARD_INSECURE_LISTEN_WITHOUT_TOKEN")]
+    insecure_listen_without_token: bool,
     /// Most stream connections at once.
     #[arg(
         long,
@@ -63,7 +67,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         )
         .init();
     let args = Args::parse();
-    breakwater_server::check_exposure(args.bind, args.token.as_deref())?;
+    if let Err(refused) = breakwater_server::check_exposure(
+        args.bind,
+        args.token.as_deref(),
+        args.insecure_listen_without_token,
+    ) {
+        eprintln!("breakwater-dashboard: {refused}");
+        std::process::exit(2);
+    }
     let mut allow = OriginAllowList::new();
     for entry in &args.proxy_allow {
         allow = allow.allow(entry)?;
