@@ -29,7 +29,7 @@ pub mod wire;
 
 pub use client::{EurekaClient, EurekaClientConfig, EurekaClientError, Renewal, Running};
 #[cfg(feature = "server")]
-pub use registry::{InstanceRegistry, InstanceRegistryConfig, InstanceRegistryError};
+pub use registry::{Activity, InstanceRegistry, InstanceRegistryConfig, InstanceRegistryError};
 pub use wire::{
     ActionType, Application, Applications, DataCenterInfo, Instance, LeaseInfo, Port, Status,
     WireError,

@@ -79,9 +79,32 @@ pub fn spawn_eviction(registry: Arc<InstanceRegistry>) -> tokio::task::JoinHandl
         tick.tick().await;
         loop {
             tick.tick().await;
-            registry.evict(now_ms());
+            let evicted = registry.evict(now_ms()).len();
+            log_activity(&registry, evicted);
         }
     })
+}
+
+/// Requests refused with 400, for the summary line.
+static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// One INFO line per minute for the routine work (registrations, renewals and
+/// cancellations are logged one by one at debug only: with a thousand instances a line each
+/// would be megabytes a minute).
+fn log_activity(registry: &InstanceRegistry, evicted: usize) {
+    let activity = registry.take_activity();
+    let apps = registry.applications();
+    let refused = REFUSED.swap(0, std::sync::atomic::Ordering::Relaxed);
+    tracing::info!(
+        instances = apps.len(),
+        applications = apps.applications.len(),
+        registrations = activity.registrations,
+        renewals = activity.renewals,
+        cancellations = activity.cancellations,
+        evicted,
+        refused,
+        "registry in the last minute"
+    );
 }
 
 fn text(status: StatusCode, message: impl Into<String>) -> Response {
@@ -90,7 +113,8 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
 
 fn bad_request(message: impl Into<String>) -> Response {
     let message = message.into();
-    tracing::info!(%message, "registry request refused");
+    REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tracing::debug!(%message, "registry request refused");
     text(StatusCode::BAD_REQUEST, message)
 }
 
@@ -108,7 +132,7 @@ fn refused(e: InstanceRegistryError) -> Response {
         _ => StatusCode::NOT_FOUND,
     };
     if status != StatusCode::NOT_FOUND {
-        tracing::info!(error = %e, "registry request refused");
+        tracing::debug!(error = %e, "registry request refused");
     }
     text(status, e.to_string())
 }
@@ -346,7 +370,7 @@ async fn renew(
 async fn cancel(State(r): Shared, Path((app, id)): Path<(String, String)>) -> Response {
     match r.cancel(&app, &id, now_ms()) {
         Ok(()) => {
-            tracing::info!(%app, %id, "cancelled");
+            tracing::debug!(%app, %id, "cancelled");
             StatusCode::OK.into_response()
         }
         Err(e) => refused(e),

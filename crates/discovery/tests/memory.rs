@@ -139,3 +139,22 @@ fn the_binary_will_not_listen_beyond_loopback_without_a_token() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_binary_refuses_a_renewal_threshold_above_one() {
+    let out = Command::new(env!("CARGO_BIN_EXE_breakwater-eureka"))
+        .args([
+            "--bind",
+            "127.0.0.1:0",
+            "--renewal-percent-threshold",
+            "1.5",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("renewal_percent_threshold 1.5 is outside 0.0..=1.0"),
+        "{stderr}"
+    );
+}

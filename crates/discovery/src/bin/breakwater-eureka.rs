@@ -19,6 +19,14 @@ struct Args {
     /// Address to listen on.
     #[arg(long, env = "BREAKWATER_EUREKA_BIND", default_value = "127.0.0.1:8761")]
     bind: SocketAddr,
+    /// Self-preservation holds evictions while fewer than this share (0..=1) of the
+    /// instances renewed in the last minute.
+    #[arg(
+        long,
+        env = "BREAKWATER_EUREKA_RENEWAL_PERCENT_THRESHOLD",
+        default_value_t = 0.85
+    )]
+    renewal_percent_threshold: f64,
     /// Turn self-preservation off (evict expired leases even when many stop renewing).
     #[arg(long, env = "BREAKWATER_EUREKA_NO_SELF_PRESERVATION")]
     no_self_preservation: bool,
@@ -59,10 +67,16 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         eprintln!("breakwater-eureka: {refused}");
         std::process::exit(2);
     }
-    let registry = Arc::new(InstanceRegistry::new(InstanceRegistryConfig {
+    let config = InstanceRegistryConfig {
         self_preservation: !args.no_self_preservation,
+        renewal_percent_threshold: args.renewal_percent_threshold,
         ..InstanceRegistryConfig::default()
-    }));
+    };
+    if let Err(reason) = config.check() {
+        eprintln!("breakwater-eureka: {reason}");
+        std::process::exit(2);
+    }
+    let registry = Arc::new(InstanceRegistry::new(config));
     let eviction = breakwater_discovery::server::spawn_eviction(registry.clone());
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     tracing::info!(

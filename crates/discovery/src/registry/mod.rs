@@ -46,6 +46,26 @@ pub struct InstanceRegistryConfig {
     pub max_lease_duration_secs: u32,
 }
 
+impl InstanceRegistryConfig {
+    /// Checks the settings a registry cannot run with: a renewal threshold outside 0..=1, an
+    /// expected renewal interval or a retention that is not positive.
+    pub fn check(&self) -> Result<(), String> {
+        if !(0.0..=1.0).contains(&self.renewal_percent_threshold) {
+            return Err(format!(
+                "renewal_percent_threshold {} is outside 0.0..=1.0",
+                self.renewal_percent_threshold
+            ));
+        }
+        if self.expected_renewal_interval_ms <= 0 {
+            return Err("expected_renewal_interval_ms must be positive".into());
+        }
+        if self.delta_retention_ms <= 0 {
+            return Err("delta_retention_ms must be positive".into());
+        }
+        Ok(())
+    }
+}
+
 impl Default for InstanceRegistryConfig {
     fn default() -> Self {
         InstanceRegistryConfig {
@@ -182,7 +202,61 @@ struct State {
     recent: Recent,
     version: u64,
     // Renewals counted per minute: (minute index, count) for the current and the last one.
-    renewals: (i64, u64, u64),
+    renewals: Renewals,
+}
+
+/// The distinct instances that renewed, per minute: this minute's so far and the last one's.
+#[derive(Debug, Default)]
+struct Renewals {
+    minute: i64,
+    this: std::collections::HashSet<String>,
+    last: usize,
+}
+
+impl Renewals {
+    fn roll(&mut self, now_ms: i64) {
+        let minute = now_ms.div_euclid(60_000);
+        if minute == self.minute {
+            return;
+        }
+        self.last = if minute == self.minute + 1 {
+            self.this.len()
+        } else {
+            0
+        };
+        self.this.clear();
+        self.minute = minute;
+    }
+
+    fn renewed(&mut self, id: &str, now_ms: i64) {
+        self.roll(now_ms);
+        if !self.this.contains(id) {
+            self.this.insert(id.to_owned());
+        }
+    }
+
+    fn last_full_minute(&self, now_ms: i64) -> usize {
+        let minute = now_ms.div_euclid(60_000);
+        if minute == self.minute {
+            self.last
+        } else if minute == self.minute + 1 {
+            self.this.len()
+        } else {
+            0
+        }
+    }
+}
+
+/// What a registry did since it was last asked ([`InstanceRegistry::take_activity`]): routine
+/// work is logged as these counts, not a line per request.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Activity {
+    /// Registrations (new and repeated).
+    pub registrations: u64,
+    /// Renewals.
+    pub renewals: u64,
+    /// Cancellations (evictions included).
+    pub cancellations: u64,
 }
 
 /// An in-memory Eureka registry.
@@ -190,6 +264,7 @@ struct State {
 pub struct InstanceRegistry {
     config: InstanceRegistryConfig,
     state: Mutex<State>,
+    activity: Mutex<Activity>,
 }
 
 impl InstanceRegistry {
@@ -198,6 +273,7 @@ impl InstanceRegistry {
         InstanceRegistry {
             config,
             state: Mutex::default(),
+            activity: Mutex::default(),
         }
     }
 
@@ -321,6 +397,8 @@ impl InstanceRegistry {
         };
         state.apps.entry(app).or_default().insert(id, lease);
         record(&mut state, &self.config, instance, now_ms);
+        drop(state);
+        self.count(|a| a.registrations += 1);
         Ok(())
     }
 
@@ -356,6 +434,15 @@ impl InstanceRegistry {
             });
         }
         Ok(())
+    }
+
+    fn count(&self, what: impl FnOnce(&mut Activity)) {
+        what(&mut self.activity.lock().unwrap_or_else(|p| p.into_inner()));
+    }
+
+    /// What the registry did since the last call, and starts counting afresh.
+    pub fn take_activity(&self) -> Activity {
+        std::mem::take(&mut self.activity.lock().unwrap_or_else(|p| p.into_inner()))
     }
 
     /// How many changes the delta queue holds and about how many bytes.
@@ -398,15 +485,9 @@ impl InstanceRegistry {
         }
         lease.last_renewal_ms = now_ms;
         lease.instance.lease_info.last_renewal_timestamp = now_ms;
-        let minute = now_ms.div_euclid(60_000);
-        let (current, this, _) = state.renewals;
-        state.renewals = if minute == current {
-            (minute, this + 1, state.renewals.2)
-        } else if minute == current + 1 {
-            (minute, 1, this)
-        } else {
-            (minute, 1, 0)
-        };
+        state.renewals.renewed(id, now_ms);
+        drop(state);
+        self.count(|a| a.renewals += 1);
         Ok(())
     }
 
@@ -427,6 +508,8 @@ impl InstanceRegistry {
         instance.action_type = Some(ActionType::Deleted);
         instance.last_updated_timestamp = now_ms;
         record(&mut state, &self.config, instance, now_ms);
+        drop(state);
+        self.count(|a| a.cancellations += 1);
         Ok(())
     }
 
@@ -597,27 +680,22 @@ impl InstanceRegistry {
         apps
     }
 
-    /// True while self-preservation holds evictions back: renewals in the last full minute
-    /// are at or below the threshold of those expected.
+    /// True while self-preservation holds evictions back: the instances that renewed in the
+    /// last full minute are at or below the threshold of those expected to. Instances are
+    /// counted once however often they renew, so one chatty client cannot hold the count up
+    /// while every other lease lapses.
     pub fn self_preserving(&self, now_ms: i64) -> bool {
         if !self.config.self_preservation {
             return false;
         }
         let state = self.lock();
         let clients: usize = state.apps.values().map(BTreeMap::len).sum();
-        let per_minute = 60_000 / self.config.expected_renewal_interval_ms.max(1);
-        let expected = clients as f64 * per_minute as f64;
-        let threshold = (expected * self.config.renewal_percent_threshold).floor();
-        let minute = now_ms.div_euclid(60_000);
-        let (current, this, last) = state.renewals;
-        let last_minute = if minute == current {
-            last
-        } else if minute == current + 1 {
-            this
-        } else {
-            0
-        };
-        clients > 0 && (last_minute as f64) <= threshold
+        // With renewals less often than once a minute, only a share renews in any minute.
+        let share = (60_000.0 / self.config.expected_renewal_interval_ms.max(1) as f64).min(1.0);
+        let expected = clients as f64 * share;
+        let threshold = (expected * self.config.renewal_percent_threshold.clamp(0.0, 1.0)).floor();
+        let renewed = state.renewals.last_full_minute(now_ms);
+        clients > 0 && (renewed as f64) <= threshold
     }
 
     /// Removes leases not renewed within their duration, unless self-preservation holds;
@@ -629,7 +707,8 @@ impl InstanceRegistry {
         }
         let state = self.lock();
         let size: usize = state.apps.values().map(BTreeMap::len).sum();
-        let limit = size - (size as f64 * self.config.renewal_percent_threshold).floor() as usize;
+        let kept = (size as f64 * self.config.renewal_percent_threshold.clamp(0.0, 1.0)).floor();
+        let limit = size.saturating_sub(kept as usize);
         let expired: Vec<(String, String)> = state
             .apps
             .iter()

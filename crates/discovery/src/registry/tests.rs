@@ -259,3 +259,36 @@ fn metadata_applications_and_instances_have_limits() {
     // Re-registering what is there is always allowed.
     r.register(instance("shop", "b"), 6).unwrap();
 }
+
+#[test]
+fn one_chatty_client_does_not_hold_self_preservation_off() {
+    let r = InstanceRegistry::new(InstanceRegistryConfig::default());
+    for id in ["a", "b", "c", "d", "e", "f", "g", "h", "i", "j"] {
+        r.register(instance("shop", id), 0).unwrap();
+    }
+    // `a` heartbeats five times a second for two minutes; nobody else renews.
+    for t in (60_000..180_000).step_by(200) {
+        r.renew("shop", "a", None, t).unwrap();
+    }
+    assert!(
+        r.self_preserving(185_000),
+        "one instance of ten renewed: self-preservation holds"
+    );
+    assert!(r.evict(185_000).is_empty());
+}
+
+#[test]
+fn thresholds_outside_zero_to_one_are_refused_and_never_underflow() {
+    for bad in [1.5, -0.1, f64::NAN] {
+        let config = InstanceRegistryConfig {
+            renewal_percent_threshold: bad,
+            ..InstanceRegistryConfig::default()
+        };
+        assert!(config.check().is_err(), "{bad}");
+        // A registry built anyway does not panic when it evicts.
+        let r = InstanceRegistry::new(config);
+        r.register(instance("shop", "a"), 0).unwrap();
+        let _ = r.evict(1_000_000);
+    }
+    assert!(InstanceRegistryConfig::default().check().is_ok());
+}
