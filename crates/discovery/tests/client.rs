@@ -648,3 +648,73 @@ async fn the_zone_defaults_to_the_clients_own_instance() {
     client.fetch().await.unwrap();
     assert_eq!(ids(&client).len(), 3);
 }
+
+/// A server whose full registry is small and whose delta is over the answer limit (announced,
+/// so the client refuses it before reading). Serves any number of requests per connection.
+async fn oversized_delta() -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/eureka/", listener.local_addr().unwrap());
+    let full = breakwater_discovery::wire::applications_document(
+        &breakwater_discovery::Applications {
+            versions_delta: "1".into(),
+            apps_hashcode: "UP_1_".into(),
+            applications: vec![breakwater_discovery::Application {
+                name: "ORDERS".into(),
+                instances: vec![me("orders", "orders-1", "a")],
+            }],
+        },
+        breakwater_discovery::wire::Format::Json,
+    );
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            let full = full.clone();
+            tokio::spawn(async move {
+                loop {
+                    let mut request = Vec::new();
+                    let mut buf = [0u8; 4096];
+                    while !request.windows(4).any(|w| w == b"\r\n\r\n") {
+                        match socket.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => request.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    if request.starts_with(b"GET /eureka/apps/delta") {
+                        let head = format!(
+                            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+                            MAX_DOCUMENT + 1
+                        );
+                        // The client hangs up once it sees the length; so does this task.
+                        let _ = socket.write_all(head.as_bytes()).await;
+                        let _ = socket.read(&mut buf).await;
+                        return;
+                    }
+                    let answer = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n{full}",
+                        full.len()
+                    );
+                    if socket.write_all(answer.as_bytes()).await.is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delta_over_the_answer_limit_falls_back_to_a_full_fetch() {
+    let url = oversized_delta().await;
+    let client = EurekaClient::new(fast(vec![url]), None).unwrap();
+    assert!(
+        client.fetch().await.unwrap(),
+        "the first fetch is a full one"
+    );
+    assert_eq!(client.applications().len(), 1);
+    // Every later fetch asks for the delta, is refused it, and fetches all instead.
+    for _ in 0..2 {
+        assert!(client.fetch().await.unwrap(), "fell back to a full fetch");
+        assert_eq!(client.applications().len(), 1);
+    }
+}

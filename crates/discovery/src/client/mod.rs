@@ -123,6 +123,9 @@ struct Inner {
     instance: Mutex<Option<Instance>>,
     registry: watch::Sender<Arc<Applications>>,
     fetched_once: Mutex<bool>,
+    /// Bumped by every background run that reached the servers: a loop that is backing off
+    /// tries again at once when the other one got through.
+    reached: watch::Sender<u64>,
 }
 
 /// A Eureka client. Cloning shares it.
@@ -177,6 +180,7 @@ impl EurekaClient {
                 instance: Mutex::new(instance),
                 registry: watch::channel(Arc::new(Applications::default())).0,
                 fetched_once: Mutex::new(false),
+                reached: watch::channel(0).0,
             }),
         })
     }
@@ -348,7 +352,12 @@ impl EurekaClient {
             Ok(delta) => delta,
             // A server answered but gave no usable delta (deltas disabled, a bad document):
             // the full registry is the way back, as the Java client does.
-            Err(error @ (EurekaClientError::Status { .. } | EurekaClientError::Document(_))) => {
+            // A delta over the answer limit too: the full registry is smaller than such a delta.
+            Err(
+                error @ (EurekaClientError::Status { .. }
+                | EurekaClientError::Document(_)
+                | EurekaClientError::TooLarge { .. }),
+            ) => {
                 tracing::info!(%error, "no usable delta; fetching all");
                 self.fetch_full().await?;
                 return Ok(true);
@@ -475,7 +484,10 @@ impl EurekaClient {
 
     /// Runs `work` now and then every `interval` (start to start, or at once when it took
     /// longer), backing off on errors: each failure in a row doubles the time to the next
-    /// run, up to `interval` times the multiplier; a success goes back to `interval`.
+    /// run, up to `interval` times the multiplier; a success goes back to `interval`. While
+    /// backing off it runs at once when another loop of this client got through (after a
+    /// registry restart the heartbeat then learns of its lost lease, and registers again,
+    /// with the first successful fetch rather than a back-off later).
     async fn every(
         self,
         interval: Duration,
@@ -496,14 +508,19 @@ impl EurekaClient {
         // The time from one run's start to the next one's; what is left of it is waited.
         let mut failures = 0u32;
         let mut wait = Duration::ZERO;
+        let mut reached = self.inner.reached.subscribe();
         loop {
+            reached.borrow_and_update();
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
                 _ = stopped.wait_for(|s| *s) => return,
+                // Backing off, and the other loop reached the servers: they are back.
+                Ok(()) = reached.changed(), if failures > 0 => {}
             }
             let started = tokio::time::Instant::now();
             let outcome = work(self.clone()).await;
             failures = if outcome.is_ok() {
+                self.inner.reached.send_modify(|n| *n = n.wrapping_add(1));
                 0
             } else {
                 failures.saturating_add(1)

@@ -99,3 +99,51 @@ async fn the_interval_is_kept_from_start_to_start() {
     .await;
     assert_eq!(starts, [0.0, 1.0, 2.0, 3.0]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_loop_backing_off_tries_again_when_the_other_one_gets_through() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // The servers are down for the first 12 s. The heartbeat (every 5 s) backs off to 10 s,
+    // then would wait 20 s; the fetch (every 1 s) gets through at 14 s, and the heartbeat
+    // must follow at once, not at 30 s.
+    let origin = tokio::time::Instant::now();
+    let up = Arc::new(AtomicBool::new(false));
+    let client = client(10);
+    let (stop, stopped) = watch::channel(false);
+    let heartbeats = Arc::new(Mutex::new(Vec::new()));
+    let work = |log: Option<Arc<Mutex<Vec<f64>>>>| {
+        let up = up.clone();
+        move |_: EurekaClient| {
+            let up = up.clone();
+            let log = log.clone();
+            Box::pin(async move {
+                if let Some(log) = log {
+                    log.lock().unwrap().push(origin.elapsed().as_secs_f64());
+                }
+                if up.load(Ordering::SeqCst) {
+                    Ok(())
+                } else {
+                    Err(EurekaClientError::Unavailable("down".into()))
+                }
+            })
+                as std::pin::Pin<
+                    Box<dyn std::future::Future<Output = Result<(), EurekaClientError>> + Send>,
+                >
+        }
+    };
+    let heartbeat = tokio::spawn(client.clone().every(
+        5 * S,
+        stopped.clone(),
+        false,
+        work(Some(heartbeats.clone())),
+    ));
+    let fetch = tokio::spawn(client.clone().every(S, stopped, false, work(None)));
+    tokio::time::sleep(Duration::from_millis(12_000)).await;
+    up.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(12_500)).await;
+    stop.send(true).unwrap();
+    heartbeat.await.unwrap();
+    fetch.await.unwrap();
+    // Fetch: 0, 2, 6, 14 (up). Heartbeat: 0, 10 (down), then 14 with the fetch, then every 5 s.
+    assert_eq!(*heartbeats.lock().unwrap(), [0.0, 10.0, 14.0, 19.0, 24.0]);
+}
