@@ -718,3 +718,70 @@ async fn a_delta_over_the_answer_limit_falls_back_to_a_full_fetch() {
         assert_eq!(client.applications().len(), 1);
     }
 }
+
+#[tokio::test]
+async fn a_registry_that_lost_most_instances_is_believed_after_three_fetches() {
+    let server = eureka().await;
+    let client = EurekaClient::new(fast(vec![server.url.clone()]), None).unwrap();
+    for n in 0..4 {
+        server
+            .registry
+            .register(me("orders", &format!("o-{n}"), "a"), now())
+            .unwrap();
+    }
+    client.fetch_full().await.unwrap();
+    assert_eq!(client.applications().len(), 4);
+    // The registry restarted with one instance (more than half gone): held twice.
+    for n in 1..4 {
+        server
+            .registry
+            .cancel("ORDERS", &format!("o-{n}"), now())
+            .unwrap();
+    }
+    for _ in 0..2 {
+        client.fetch_full().await.unwrap();
+        assert_eq!(client.applications().len(), 4, "not believed yet");
+    }
+    client.fetch_full().await.unwrap();
+    assert_eq!(
+        client.applications().len(),
+        1,
+        "three fetches in a row: believed"
+    );
+    // Losing half or less goes through at once; so does growth.
+    server
+        .registry
+        .register(me("orders", "o-5", "a"), now())
+        .unwrap();
+    client.fetch_full().await.unwrap();
+    assert_eq!(client.applications().len(), 2);
+    server.registry.cancel("ORDERS", "o-5", now()).unwrap();
+    client.fetch_full().await.unwrap();
+    assert_eq!(client.applications().len(), 1);
+    // An empty answer is held the same way.
+    server.registry.cancel("ORDERS", "o-0", now()).unwrap();
+    for _ in 0..2 {
+        client.fetch_full().await.unwrap();
+        assert_eq!(client.applications().len(), 1);
+    }
+    client.fetch_full().await.unwrap();
+    assert!(client.applications().is_empty());
+    // With confirmations off, a fetch is believed at once.
+    let client = EurekaClient::new(
+        EurekaClientConfig {
+            drop_confirmations: 0,
+            ..fast(vec![server.url.clone()])
+        },
+        None,
+    )
+    .unwrap();
+    server
+        .registry
+        .register(me("orders", "o-6", "a"), now())
+        .unwrap();
+    client.fetch_full().await.unwrap();
+    server.registry.cancel("ORDERS", "o-6", now()).unwrap();
+    client.fetch_full().await.unwrap();
+    assert!(client.applications().is_empty());
+    server.stop().await;
+}

@@ -29,6 +29,10 @@ use crate::wire::{self, Applications, Instance, Status};
 
 mod transport;
 
+/// Fetches that would have emptied the view or lost more than half of it (held back until
+/// [`EurekaClientConfig::drop_confirmations`] in a row said so).
+pub const SUSPICIOUS_FETCHES_TOTAL: &str = "breakwater_eureka_client_suspicious_fetches_total";
+
 use transport::{Transport, encode, segment};
 
 /// Settings of a client (Java client defaults).
@@ -54,6 +58,10 @@ pub struct EurekaClientConfig {
     pub zone: Option<String>,
     /// Give only UP instances (on).
     pub filter_only_up: bool,
+    /// A fetch that would empty the view, or lose more than half its instances, is taken only
+    /// when this many fetches in a row say so (3): a registry that restarted empty is not
+    /// believed at once, a real scale-in still goes through. 0 or 1: believe every fetch.
+    pub drop_confirmations: u32,
 }
 
 impl Default for EurekaClientConfig {
@@ -68,6 +76,7 @@ impl Default for EurekaClientConfig {
             tries: 3,
             zone: None,
             filter_only_up: true,
+            drop_confirmations: 3,
         }
     }
 }
@@ -126,6 +135,8 @@ struct Inner {
     /// Bumped by every background run that reached the servers: a loop that is backing off
     /// tries again at once when the other one got through.
     reached: watch::Sender<u64>,
+    /// Fetches in a row that would have dropped most of the view.
+    suspicious: Mutex<u32>,
 }
 
 /// A Eureka client. Cloning shares it.
@@ -181,6 +192,7 @@ impl EurekaClient {
                 registry: watch::channel(Arc::new(Applications::default())).0,
                 fetched_once: Mutex::new(false),
                 reached: watch::channel(0).0,
+                suspicious: Mutex::new(0),
             }),
         })
     }
@@ -378,6 +390,37 @@ impl EurekaClient {
     }
 
     fn publish(&self, apps: Applications) {
+        let held = self.inner.registry.borrow().len();
+        let drop = held > 0 && (apps.is_empty() || apps.len() * 2 < held);
+        {
+            let mut suspicious = self
+                .inner
+                .suspicious
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            if !drop {
+                *suspicious = 0;
+            } else {
+                *suspicious += 1;
+                metrics::counter!(SUSPICIOUS_FETCHES_TOTAL).increment(1);
+                if *suspicious < self.inner.config.drop_confirmations {
+                    tracing::warn!(
+                        held,
+                        fetched = apps.len(),
+                        seen = *suspicious,
+                        needed = self.inner.config.drop_confirmations,
+                        "the registry answered with most instances gone; keeping the last view until more fetches say so"
+                    );
+                    return;
+                }
+                tracing::warn!(
+                    held,
+                    fetched = apps.len(),
+                    "the drop persisted; taking the new view"
+                );
+                *suspicious = 0;
+            }
+        }
         self.inner.registry.send_if_modified(|current| {
             if **current == apps {
                 return false;
