@@ -55,5 +55,5 @@ mod zero_copy;
 pub use aggregate::Aggregator;
 pub use dashboard::Dashboard;
 pub use proxy::OriginAllowList;
-pub use serve::serve;
+pub use serve::{ServeConfig, serve, serve_with_config};
 pub use stream::StreamConfig;

@@ -15,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 pub use breakwater_server::ConnectionHandle;
-use breakwater_server::ServeConfig;
+pub use breakwater_server::ServeConfig;
 use tokio::net::TcpListener;
 
 /// How long open connections get to finish after shutdown is asked for. Streams never
@@ -34,6 +34,16 @@ pub async fn serve(
         drain: DRAIN,
         ..ServeConfig::default()
     };
+    serve_with_config(listener, router, shutdown, config).await
+}
+
+/// [`serve`] with settings of its own (header-read timeout, connection cap, drain).
+pub async fn serve_with_config(
+    listener: TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send,
+    config: ServeConfig,
+) -> std::io::Result<()> {
     // Stream frames are sent from memory files without a copy per client (Linux).
     #[cfg(target_os = "linux")]
     return breakwater_server::serve_with(

@@ -428,3 +428,47 @@ async fn a_stuck_proxy_client_is_cut_off_and_its_slot_freed() {
     .await;
     assert!(ended.is_ok(), "the stuck proxy client is still connected");
 }
+
+#[tokio::test]
+async fn three_hundred_half_sent_requests_are_cut_off() {
+    let server = Server::start_with(
+        Dashboard::new().registry(registry_with(&["a"])).router(),
+        breakwater_stream_dashboard::ServeConfig {
+            header_read_timeout: Duration::from_millis(500),
+            drain: Duration::from_secs(1),
+            ..breakwater_stream_dashboard::ServeConfig::default()
+        },
+    )
+    .await;
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+        stream
+            .write_all(b"GET /hystrix.stream HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (n, stream) in slow.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut buf = [0u8; 256];
+        let closed = matches!(
+            tokio::time::timeout(left, stream.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        );
+        assert!(closed, "half-sent request {n} still open after 5 s");
+    }
+    let mut open = get(&server.url("/hystrix.stream"), &[]).await;
+    assert_eq!(
+        open.status,
+        StatusCode::OK,
+        "and the dashboard still streams"
+    );
+    assert!(
+        open.read_until(Duration::from_secs(5), |t| t.contains("data:"))
+            .await
+            .contains("data:")
+    );
+    server.stop().await;
+}

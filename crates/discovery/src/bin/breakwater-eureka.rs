@@ -49,6 +49,13 @@ struct Args {
         default_value_t = 1024
     )]
     max_connections: usize,
+    /// A connection must have sent a request's headers within this many milliseconds.
+    #[arg(
+        long,
+        env = "BREAKWATER_EUREKA_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    header_read_timeout_ms: u64,
 }
 
 #[tokio::main]
@@ -93,6 +100,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let config = breakwater_server::ServeConfig {
         max_connections: args.max_connections,
+        header_read_timeout: std::time::Duration::from_millis(args.header_read_timeout_ms.max(1)),
         ..breakwater_server::ServeConfig::default()
     };
     breakwater_server::serve(

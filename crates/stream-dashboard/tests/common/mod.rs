@@ -22,15 +22,30 @@ pub struct Server {
 
 impl Server {
     pub async fn start(router: Router) -> Server {
+        Server::start_with(
+            router,
+            breakwater_stream_dashboard::ServeConfig {
+                drain: Duration::from_secs(1),
+                ..breakwater_stream_dashboard::ServeConfig::default()
+            },
+        )
+        .await
+    }
+
+    pub async fn start_with(
+        router: Router,
+        config: breakwater_stream_dashboard::ServeConfig,
+    ) -> Server {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel();
-        let task = tokio::spawn(breakwater_stream_dashboard::serve(
+        let task = tokio::spawn(breakwater_stream_dashboard::serve_with_config(
             listener,
             router,
             async {
                 let _ = stopped.await;
             },
+            config,
         ));
         Server {
             addr,

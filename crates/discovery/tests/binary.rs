@@ -1,6 +1,5 @@
-//! The registry binary, run as a child process: the exposure rule, and the memory attack that
-//! blew it up:
-//! 150 metadata updates of 50 KB (refused now: metadata has a limit), then 150 updates that
+//! The registry binary, run as a child process: the exposure rule, slow clients, and the
+//! memory attack that blew it up: 150 metadata updates of 50 KB (refused now: metadata has a limit), then 150 updates that
 //! fit (each replacing the last: the delta keeps one entry per instance). Resident memory is
 //! read from `/proc/PID/status`; the delta's size from the answer.
 
@@ -24,6 +23,10 @@ impl Drop for Registry {
 }
 
 async fn start() -> Registry {
+    start_with(&[]).await
+}
+
+async fn start_with(args: &[&str]) -> Registry {
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
@@ -32,6 +35,7 @@ async fn start() -> Registry {
     let addr = format!("127.0.0.1:{port}");
     let child = Command::new(env!("CARGO_BIN_EXE_breakwater-eureka"))
         .args(["--bind", &addr])
+        .args(args)
         .env("RUST_LOG", "warn")
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
@@ -157,4 +161,33 @@ fn the_binary_refuses_a_renewal_threshold_above_one() {
         stderr.contains("renewal_percent_threshold 1.5 is outside 0.0..=1.0"),
         "{stderr}"
     );
+}
+
+#[tokio::test]
+async fn three_hundred_half_sent_requests_are_cut_off() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let registry = start_with(&["--header-read-timeout-ms", "500"]).await;
+    let mut slow = Vec::new();
+    for _ in 0..300 {
+        let mut stream = tokio::net::TcpStream::connect(&registry.addr)
+            .await
+            .unwrap();
+        stream
+            .write_all(b"GET /eureka/apps HTTP/1.1\r\nHost: x\r\n")
+            .await
+            .unwrap();
+        slow.push(stream);
+    }
+    let deadline = Instant::now() + Duration::from_secs(5);
+    for (n, stream) in slow.iter_mut().enumerate() {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let mut buf = [0u8; 256];
+        let closed = matches!(
+            tokio::time::timeout(left, stream.read(&mut buf)).await,
+            Ok(Ok(0)) | Ok(Err(_))
+        );
+        assert!(closed, "half-sent request {n} still open after 5 s");
+    }
+    let a = request(&registry.addr, "GET", "/eureka/apps", &[], b"").await;
+    assert_eq!(a.status, 200, "and the registry still answers");
 }
