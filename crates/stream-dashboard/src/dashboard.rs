@@ -12,7 +12,7 @@ use breakwater_circuit_breaker::CircuitBreakerRegistry;
 use breakwater_server::ConnectionLimit;
 use http::{HeaderMap, Method, StatusCode, Uri, header};
 use serde_json::json;
-use tower_http::cors::{Any, CorsLayer};
+use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::aggregate::Aggregator;
 use crate::hystrix;
@@ -46,6 +46,7 @@ pub struct Dashboard {
     proxy_allow: OriginAllowList,
     token: Option<String>,
     settings: StreamConfig,
+    cors_origins: Vec<http::HeaderValue>,
 }
 
 /// The followed instances: the merged stream and one per instance, each with its own frame
@@ -95,6 +96,25 @@ impl Dashboard {
     pub fn bearer_token(mut self, token: impl Into<String>) -> Self {
         self.token = Some(token.into());
         self
+    }
+
+    /// Lets pages of `origin` (`https://ops.example.com`) read the dashboard's routes from a
+    /// browser (CORS). None by default: the page served here needs none, and a `*` would let
+    /// any page an operator opens read the streams, and the proxy, through the dashboard.
+    pub fn allow_cors_origin(mut self, origin: &str) -> Result<Self, String> {
+        let origin = origin.trim().trim_end_matches('/');
+        let valid = (origin.starts_with("http://") || origin.starts_with("https://"))
+            && !origin.contains(['*', ' ', ','])
+            && origin.matches('/').count() == 2;
+        if !valid {
+            return Err(format!(
+                "CORS origin {origin:?}: expected scheme://host[:port], like https://ops.example.com"
+            ));
+        }
+        let value = http::HeaderValue::from_str(origin)
+            .map_err(|_| format!("CORS origin {origin:?}: not a valid header value"))?;
+        self.cors_origins.push(value);
+        Ok(self)
     }
 
     /// Intervals, connection cap, per-client buffer, stall timeout and compression.
@@ -168,9 +188,12 @@ impl Dashboard {
         if let Some(token) = self.token {
             router = breakwater_server::require_token(router, token, &PUBLIC_PATHS);
         }
+        if self.cors_origins.is_empty() {
+            return router;
+        }
         router.layer(
             CorsLayer::new()
-                .allow_origin(Any)
+                .allow_origin(AllowOrigin::list(self.cors_origins))
                 .allow_methods([Method::GET])
                 .allow_headers([header::AUTHORIZATION, header::ACCEPT, header::CACHE_CONTROL]),
         )

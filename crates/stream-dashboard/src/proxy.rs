@@ -28,10 +28,25 @@ const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(5);
 /// upstream connection, so this bounds what one client holds to a few hundred KiB).
 const RELAY_QUEUE: usize = 16;
 
-/// The origins the proxy may connect to: `host:port` entries, or `host:*` for any port.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The paths the proxy relays by default: a path must end with one of them.
+pub const STREAM_PATHS: [&str; 2] = ["/hystrix.stream", "/turbine.stream"];
+
+/// The origins the proxy may connect to: `host:port` entries, or `host:*` for any port; and
+/// the stream paths it relays from them (by default those ending in [`STREAM_PATHS`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OriginAllowList {
-    entries: Vec<(String, Option<u16>)>,
+    /// (host, port or any, whether the caller's `authorization` parameter may be sent).
+    entries: Vec<(String, Option<u16>, bool)>,
+    paths: Vec<String>,
+}
+
+impl Default for OriginAllowList {
+    fn default() -> Self {
+        OriginAllowList {
+            entries: Vec::new(),
+            paths: STREAM_PATHS.iter().map(|p| p.to_string()).collect(),
+        }
+    }
 }
 
 impl OriginAllowList {
@@ -40,8 +55,26 @@ impl OriginAllowList {
         Self::default()
     }
 
-    /// Adds `host:port`, `host:*`, or a URL (its host and port are taken).
-    pub fn allow(mut self, entry: &str) -> Result<Self, String> {
+    /// The path endings relayed instead of [`STREAM_PATHS`] (e.g. `/actuator/hystrix.stream`).
+    pub fn stream_paths(mut self, paths: impl IntoIterator<Item = impl Into<String>>) -> Self {
+        self.paths = paths.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds `host:port`, `host:*`, or a URL (its host and port are taken). The caller's
+    /// `authorization` parameter is never sent there: see
+    /// [`allow_with_credentials`](Self::allow_with_credentials).
+    pub fn allow(self, entry: &str) -> Result<Self, String> {
+        self.add(entry, false)
+    }
+
+    /// [`allow`](Self::allow), and the `authorization` parameter of a caller (the stock
+    /// dashboard's way to reach a secured stream) is sent on to that origin.
+    pub fn allow_with_credentials(self, entry: &str) -> Result<Self, String> {
+        self.add(entry, true)
+    }
+
+    fn add(mut self, entry: &str, credentials: bool) -> Result<Self, String> {
         let entry = entry.trim();
         let bare = entry
             .split_once("://")
@@ -70,19 +103,34 @@ impl OriginAllowList {
         if host.is_empty() {
             return Err(format!("proxy allow-list entry {entry:?}: no host"));
         }
-        self.entries.push((host.to_ascii_lowercase(), port));
+        self.entries
+            .push((host.to_ascii_lowercase(), port, credentials));
         Ok(self)
+    }
+
+    fn entry(&self, uri: &Uri) -> Option<&(String, Option<u16>, bool)> {
+        let host = uri.host()?;
+        let port = uri.port_u16().unwrap_or(80);
+        self.entries
+            .iter()
+            .find(|(h, p, _)| h.eq_ignore_ascii_case(host) && p.is_none_or(|p| p == port))
     }
 
     /// True when `uri`'s host and port are on the list.
     pub fn allows(&self, uri: &Uri) -> bool {
-        let Some(host) = uri.host() else {
-            return false;
-        };
-        let port = uri.port_u16().unwrap_or(80);
-        self.entries
-            .iter()
-            .any(|(h, p)| h.eq_ignore_ascii_case(host) && p.is_none_or(|p| p == port))
+        self.entry(uri).is_some()
+    }
+
+    /// True when credentials may be sent to `uri`'s origin.
+    pub fn sends_credentials_to(&self, uri: &Uri) -> bool {
+        self.entry(uri)
+            .is_some_and(|(_, _, credentials)| *credentials)
+    }
+
+    /// True when `uri`'s path is one of the stream paths.
+    pub fn is_stream_path(&self, uri: &Uri) -> bool {
+        let path = uri.path();
+        self.paths.iter().any(|p| path.ends_with(p.as_str()))
     }
 
     /// True when nothing is allowed.
@@ -183,6 +231,28 @@ pub(crate) async fn relay(
         )
         .into_response();
     }
+    if !allow.is_stream_path(&uri) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "path {:?} of {} is not a stream path this proxy relays",
+                uri.path(),
+                uri.host().unwrap_or("")
+            ),
+        )
+        .into_response();
+    }
+    if query.contains_key("authorization") && !allow.sends_credentials_to(&uri) {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            format!(
+                "parameter 'authorization': this proxy sends no credentials to {}:{}",
+                uri.host().unwrap_or(""),
+                uri.port_u16().unwrap_or(80)
+            ),
+        )
+        .into_response();
+    }
     let permit = match crate::stream::admit(connections) {
         Ok(permit) => permit,
         Err(refusal) => return refusal.into_response(),
@@ -232,6 +302,22 @@ pub(crate) async fn relay(
         )
         .into_response();
     }
+    let content_type = upstream
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if !content_type
+        .trim_start()
+        .to_ascii_lowercase()
+        .starts_with("text/event-stream")
+    {
+        return refuse(
+            StatusCode::BAD_GATEWAY,
+            format!("{uri} answered {content_type:?}, not an event stream"),
+        )
+        .into_response();
+    }
     let (parts, mut body) = upstream.into_parts();
     // Relayed through a bounded queue, as our own streams are: a client that stops reading
     // holds at most RELAY_QUEUE chunks and is cut off after the stall timeout, which frees
@@ -273,11 +359,15 @@ pub(crate) async fn relay(
             .map(|data| data.map(Ok::<_, std::convert::Infallible>))
     });
     let mut response = Response::new(Body::from_stream(relayed));
-    for (name, value) in &parts.headers {
-        if name != header::TRANSFER_ENCODING
-            && name != header::CONNECTION
-            && name != header::CONTENT_LENGTH
-        {
+    // Only what describes the stream comes back: no cookies, no headers of the upstream's
+    // own (which the dashboard's origin would otherwise lend its name to).
+    for name in [
+        header::CONTENT_TYPE,
+        header::CACHE_CONTROL,
+        header::PRAGMA,
+        header::EXPIRES,
+    ] {
+        for value in parts.headers.get_all(&name) {
             response.headers_mut().append(name.clone(), value.clone());
         }
     }

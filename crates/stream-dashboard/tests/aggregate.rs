@@ -291,3 +291,100 @@ async fn proxy_relays_allowed_origins_only() {
             .contains("failed opening connection to http://127.0.0.1:9/")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_relays_event_streams_only_without_cookies_or_unasked_credentials() {
+    use axum::routing::get as route;
+    let registry = CircuitBreakerRegistry::new();
+    registry.breaker("proxied-command");
+    // An upstream with an admin page, a stream path that is no stream, and cookies on
+    // every answer; it records the Authorization it is sent.
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let record = seen.clone();
+    let upstream_router = Dashboard::new()
+        .registry(registry)
+        .router()
+        .route("/admin", route(|| async { "secret admin page" }))
+        .route(
+            "/html/hystrix.stream",
+            route(|| async { axum::response::Html("<html>not a stream</html>") }),
+        )
+        .layer(axum::middleware::from_fn(
+            move |request: axum::extract::Request, next: axum::middleware::Next| {
+                let record = record.clone();
+                async move {
+                    if let Some(auth) = request.headers().get("authorization") {
+                        record
+                            .lock()
+                            .unwrap()
+                            .push(auth.to_str().unwrap().to_owned());
+                    }
+                    let mut response = next.run(request).await;
+                    response.headers_mut().insert(
+                        "set-cookie",
+                        http::HeaderValue::from_static("session=upstream; HttpOnly"),
+                    );
+                    response
+                }
+            },
+        ));
+    let upstream = Server::start(upstream_router).await;
+    let plain = Server::start(
+        Dashboard::new()
+            .proxy_allow_list(
+                OriginAllowList::new()
+                    .allow(&upstream.addr.to_string())
+                    .unwrap(),
+            )
+            .router(),
+    )
+    .await;
+    let origin = |path: &str| format!("/proxy.stream?origin={}{path}", upstream.addr);
+
+    let admin = get(&plain.url(&origin("/admin")), &[]).await;
+    assert_eq!(admin.status, StatusCode::FORBIDDEN);
+    assert!(admin.text().await.contains("\"/admin\""));
+    let html = get(&plain.url(&origin("/html/hystrix.stream")), &[]).await;
+    assert_eq!(html.status, StatusCode::BAD_GATEWAY);
+    assert!(html.text().await.contains("not an event stream"));
+
+    let mut open = get(
+        &plain.url(&origin("/hystrix.stream")),
+        &[("Cookie", "dashboard-session=mine")],
+    )
+    .await;
+    assert_eq!(open.status, StatusCode::OK);
+    assert!(
+        open.headers.get("set-cookie").is_none(),
+        "{:?}",
+        open.headers
+    );
+    open.read_until(Duration::from_secs(5), |t| {
+        count_events(t, "proxied-command") >= 1
+    })
+    .await;
+
+    // Credentials go only where configured.
+    let with_auth = origin("/hystrix.stream") + "&authorization=Basic%20dTpw";
+    let refused = get(&plain.url(&with_auth), &[]).await;
+    assert_eq!(refused.status, StatusCode::FORBIDDEN);
+    assert!(refused.text().await.contains("sends no credentials"));
+    assert!(seen.lock().unwrap().is_empty(), "nothing was sent");
+    let trusting = Server::start(
+        Dashboard::new()
+            .proxy_allow_list(
+                OriginAllowList::new()
+                    .allow_with_credentials(&upstream.addr.to_string())
+                    .unwrap(),
+            )
+            .router(),
+    )
+    .await;
+    let mut open = get(&trusting.url(&with_auth), &[]).await;
+    assert_eq!(open.status, StatusCode::OK);
+    open.read_until(Duration::from_secs(5), |t| {
+        count_events(t, "proxied-command") >= 1
+    })
+    .await;
+    assert_eq!(*seen.lock().unwrap(), ["Basic dTpw"]);
+}

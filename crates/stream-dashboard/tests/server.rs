@@ -39,7 +39,8 @@ async fn streams_one_event_per_breaker_and_bulkhead_with_hystrix_headers() {
         "no-cache, no-store, max-age=0, must-revalidate"
     );
     assert_eq!(h["pragma"], "no-cache");
-    assert_eq!(h["access-control-allow-origin"], "*");
+    // No CORS unless origins are configured: a page elsewhere cannot read the stream.
+    assert!(h.get("access-control-allow-origin").is_none(), "{h:?}");
     assert!(h.get("content-encoding").is_none(), "no gzip unless asked");
     let started = Instant::now();
     let text = open
@@ -175,6 +176,8 @@ async fn bearer_token_is_required_when_set() {
     let router = Dashboard::new()
         .registry(registry_with(&["a"]))
         .bearer_token("s3cret")
+        .allow_cors_origin("http://other")
+        .unwrap()
         .router();
     let server = Server::start(router).await;
     let url = server.url("/hystrix.stream");
@@ -217,7 +220,28 @@ async fn bearer_token_is_required_when_set() {
         .await
         .unwrap();
     assert_eq!(preflight.status(), StatusCode::OK);
-    assert_eq!(preflight.headers()["access-control-allow-origin"], "*");
+    assert_eq!(
+        preflight.headers()["access-control-allow-origin"],
+        "http://other"
+    );
+    let elsewhere = get(
+        &server.url("/hystrix.stream?access_token=s3cret"),
+        &[("Origin", "http://elsewhere")],
+    )
+    .await;
+    assert!(
+        elsewhere
+            .headers
+            .get("access-control-allow-origin")
+            .is_none(),
+        "only configured origins get CORS"
+    );
+    assert!(Dashboard::new().allow_cors_origin("*").is_err());
+    assert!(
+        Dashboard::new()
+            .allow_cors_origin("https://a.example/path")
+            .is_err()
+    );
 }
 
 #[tokio::test]

@@ -40,6 +40,21 @@ struct Args {
         value_delimiter = ','
     )]
     proxy_allow: Vec<String>,
+    /// A page origin (`https://ops.example.com`) allowed to read the routes from a browser
+    /// (repeatable; none by default).
+    #[arg(
+        long = "cors-origin",
+        env = "BREAKWATER_DASHBOARD_CORS_ORIGINS",
+        value_delimiter = ','
+    )]
+    cors_origins: Vec<String>,
+    /// Like --proxy-allow, and the caller's `authorization` parameter is sent on there.
+    #[arg(
+        long = "proxy-allow-with-credentials",
+        env = "BREAKWATER_DASHBOARD_PROXY_ALLOW_WITH_CREDENTIALS",
+        value_delimiter = ','
+    )]
+    proxy_allow_with_credentials: Vec<String>,
     /// Require this bearer token on every route (needed to listen beyond loopback).
     #[arg(long, env = "BREAKWATER_DASHBOARD_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -79,6 +94,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     for entry in &args.proxy_allow {
         allow = allow.allow(entry)?;
     }
+    for entry in &args.proxy_allow_with_credentials {
+        allow = allow.allow_with_credentials(entry)?;
+    }
     let settings = StreamConfig {
         interval: Duration::from_millis(args.interval_ms),
         max_connections: args.max_connections,
@@ -90,6 +108,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .stream_config(settings);
     if let Some(token) = args.token {
         dashboard = dashboard.bearer_token(token);
+    }
+    for origin in &args.cors_origins {
+        dashboard = dashboard.allow_cors_origin(origin)?;
     }
     let listener = tokio::net::TcpListener::bind(args.bind).await?;
     tracing::info!("dashboard on http://{}/", listener.local_addr()?);
