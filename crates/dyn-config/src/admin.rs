@@ -97,6 +97,18 @@ pub struct Admin {
     client: Client,
     table: String,
     history: String,
+    force: bool,
+}
+
+/// The history item id of `key` in `scope`: the key's length first, so that no key and scope
+/// can spell another's (`col2|app=A` everywhere and `col2` for app `A|*` once shared an id).
+fn history_id(key: &str, scope: &Scope) -> String {
+    format!("{}:{key}|{}", key.len(), scope.id())
+}
+
+/// The id history items had before [`history_id`]: still read, never written.
+fn legacy_history_id(key: &str, scope: &Scope) -> String {
+    format!("{key}|{}", scope.id())
 }
 
 fn now() -> String {
@@ -110,14 +122,23 @@ fn s(v: impl Into<String>) -> AttributeValue {
 }
 
 impl Admin {
-    /// Works on `table` and `<table>-history`.
+    /// Works on `table` and `<table>-history`. A client with no operation timeout of its own
+    /// gets [`call_timeouts`](crate::source::dynamodb::call_timeouts).
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         let table = table.into();
         Admin {
             history: format!("{table}-history"),
-            client,
+            client: crate::source::dynamodb::bounded(client),
             table,
+            force: false,
         }
+    }
+
+    /// Writes keys under a known prefix that match no known setting (a likely typo, refused
+    /// by default with the nearest known name).
+    pub fn force(mut self, force: bool) -> Self {
+        self.force = force;
+        self
     }
 
     /// The history table's name.
@@ -242,10 +263,18 @@ impl Admin {
         who: &str,
         expected: Option<u64>,
     ) -> Result<Row, WriteError> {
-        if let Err(reason) = scope.check() {
+        if let Err(reason) = scope.check().and(crate::validate::key(key)) {
             return Err(WriteError::Invalid {
                 key: key.to_owned(),
                 reason,
+            });
+        }
+        if !self.force
+            && let Some(reason) = crate::hystrix::unknown_setting(key)
+        {
+            return Err(WriteError::Invalid {
+                key: key.to_owned(),
+                reason: format!("{reason}; --force writes it anyway"),
             });
         }
         if let Some(value) = value
@@ -287,7 +316,7 @@ impl Admin {
             previous_value: current.as_ref().and_then(|r| r.value.clone()),
         };
         let mut history: HashMap<String, AttributeValue> = HashMap::new();
-        history.insert("id".into(), s(format!("{key}|{}", scope.id())));
+        history.insert("id".into(), s(history_id(key, scope)));
         history.insert("version".into(), AttributeValue::N(row.version.to_string()));
         match &row.value {
             Some(v) => history.insert("value".into(), s(v.clone())),
@@ -353,15 +382,14 @@ impl Admin {
         Ok(row)
     }
 
-    /// The key's writes, oldest first.
-    pub async fn history(&self, key: &str, scope: &Scope) -> Result<Vec<HistoryEntry>, WriteError> {
+    async fn history_items(&self, id: &str) -> Result<Vec<HistoryEntry>, WriteError> {
         let mut entries = Vec::new();
         let mut items = self
             .client
             .query()
             .table_name(&self.history)
             .key_condition_expression("id = :id")
-            .expression_attribute_values(":id", s(format!("{key}|{}", scope.id())))
+            .expression_attribute_values(":id", s(id))
             .consistent_read(true)
             .into_paginator()
             .items()
@@ -382,6 +410,17 @@ impl Admin {
                 updated_by: text("updated_by").unwrap_or_default(),
                 updated_at: text("updated_at").unwrap_or_default(),
             });
+        }
+        Ok(entries)
+    }
+
+    /// The key's writes, oldest first (items of the former id format included).
+    pub async fn history(&self, key: &str, scope: &Scope) -> Result<Vec<HistoryEntry>, WriteError> {
+        let mut entries = self.history_items(&history_id(key, scope)).await?;
+        for old in self.history_items(&legacy_history_id(key, scope)).await? {
+            if !entries.iter().any(|e| e.version == old.version) {
+                entries.push(old);
+            }
         }
         entries.sort_by_key(|e| e.version);
         Ok(entries)

@@ -58,6 +58,59 @@ fn setting_of(key: &str) -> Option<Kind> {
     })
 }
 
+/// For a key under `hystrix.command.<name>.` that is no setting this crate knows: why, with
+/// the nearest known setting (a misspelled `forceOpn` would otherwise be written and never
+/// read).
+///
+/// ```
+/// use breakwater_dyn_config::hystrix::unknown_setting;
+///
+/// let typo = unknown_setting("hystrix.command.x.circuitBreaker.forceOpn").unwrap();
+/// assert!(typo.contains("did you mean `circuitBreaker.forceOpen`"));
+/// assert_eq!(unknown_setting("hystrix.command.x.circuitBreaker.forceOpen"), None);
+/// assert_eq!(unknown_setting("orders.timeoutMs"), None);
+/// ```
+pub fn unknown_setting(key: &str) -> Option<String> {
+    let rest = key.strip_prefix("hystrix.command.")?;
+    if setting_of(key).is_some() {
+        return None;
+    }
+    // The command name is what comes before the setting: try every split point.
+    let (name, nearest, distance) = rest
+        .match_indices('.')
+        .flat_map(|(i, _)| {
+            let (name, setting) = (&rest[..i], &rest[i + 1..]);
+            SETTINGS
+                .iter()
+                .map(move |(known, _)| (name, *known, edit_distance(setting, known)))
+        })
+        .min_by_key(|(_, _, d)| *d)?;
+    let suggestion = if distance <= 3 {
+        format!(" (did you mean `{nearest}`, as in `hystrix.command.{name}.{nearest}`?)")
+    } else {
+        String::new()
+    };
+    Some(format!(
+        "`{key}` is under hystrix.command. but names no known setting{suggestion}"
+    ))
+}
+
+/// Levenshtein distance, for suggestions.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut previous = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let substitution = previous + usize::from(ca != *cb);
+            previous = row[j + 1];
+            row[j + 1] = substitution.min(row[j] + 1).min(previous + 1);
+        }
+    }
+    row[b.len()]
+}
+
 /// Checks `value` for a Hystrix key: `None` for other keys, else whether the value is
 /// acceptable, with the reason when not ([`crate::validate::known_key`] covers every known
 /// key).

@@ -31,6 +31,37 @@ pub fn known_key(key: &str, value: &str) -> Option<Result<(), String>> {
     None
 }
 
+/// Checks a key can be written: not empty, no whitespace or control characters, not under
+/// the prefix of the table's own bookkeeping.
+///
+/// ```
+/// use breakwater_dyn_config::validate::key;
+///
+/// assert!(key("orders.timeoutMs").is_ok());
+/// assert!(key("orders timeoutMs").is_err());
+/// assert!(key("__breakwater__/version").is_err());
+/// ```
+pub fn key(key: &str) -> Result<(), String> {
+    if key.is_empty() {
+        return Err("the key is empty".into());
+    }
+    if let Some(at) = key
+        .chars()
+        .position(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err(format!(
+            "the key has whitespace or a control character at character {at}"
+        ));
+    }
+    if key.starts_with(crate::table::INTERNAL_PREFIX) {
+        return Err(format!(
+            "keys starting with {:?} are the table's own bookkeeping",
+            crate::table::INTERNAL_PREFIX
+        ));
+    }
+    Ok(())
+}
+
 /// A validator for [`ConfigStore::property_validated`](crate::ConfigStore::property_validated):
 /// the value must lie in `min..=max`.
 ///

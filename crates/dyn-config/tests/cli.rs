@@ -10,11 +10,16 @@ use serde_json::Value;
 
 /// The CLI with its settings from the environment (no flags), as in a shell profile.
 fn command(moto: &Moto, args: &[&str]) -> Command {
+    command_for(&moto.url, args)
+}
+
+/// [`command`] against any endpoint.
+fn command_for(url: &str, args: &[&str]) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_breakwater-config"));
     command
         .args(args)
         .env("BREAKWATER_CONFIG_TABLE", "ops")
-        .env("AWS_ENDPOINT_URL_DYNAMODB", &moto.url)
+        .env("AWS_ENDPOINT_URL_DYNAMODB", url)
         .env("AWS_REGION", "us-east-1")
         .env("AWS_ACCESS_KEY_ID", "test")
         .env("AWS_SECRET_ACCESS_KEY", "test")
@@ -288,4 +293,132 @@ async fn a_closed_stdout_ends_quietly_and_json_errors_are_json() {
     assert_eq!(refused.status.code(), Some(1));
     let error: Value = serde_json::from_slice(&refused.stderr).expect("a JSON error");
     assert!(error["error"].is_string(), "{error}");
+}
+
+/// A loopback endpoint that accepts connections and never answers.
+fn hung_endpoint() -> String {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for stream in listener.incoming().flatten() {
+            held.push(stream); // keep it open, say nothing
+            if held.len() > 64 {
+                held.remove(0);
+            }
+        }
+    });
+    url
+}
+
+#[test]
+fn a_hung_endpoint_is_an_error_within_the_timeout_not_a_hang() {
+    let url = hung_endpoint();
+    let started = std::time::Instant::now();
+    let out = command_for(&url, &["--timeout-secs", "2", "get", "orders.timeoutMs"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(15),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_source_bounds_each_call_against_a_hung_endpoint() {
+    use breakwater_dyn_config::{ConfigStore, DynamoDbSource};
+    let url = hung_endpoint();
+    let port: u16 = url.rsplit(':').next().unwrap().parse().unwrap();
+    let source = DynamoDbSource::new(common::client_for(port), "ops");
+    let started = std::time::Instant::now();
+    let load = tokio::time::timeout(
+        std::time::Duration::from_secs(40),
+        source.load(&ConfigStore::new()),
+    )
+    .await
+    .expect("the load ends by itself");
+    assert!(load.is_err());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "took {:?}",
+        started.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn typos_under_hystrix_and_malformed_keys_are_refused() {
+    let moto = Moto::start().await;
+    ok(&cli(&moto, &["init"]));
+    let typo = cli(
+        &moto,
+        &["set", "hystrix.command.x.circuitBreaker.forceOpn", "true"],
+    );
+    assert!(!typo.status.success());
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains("did you mean `circuitBreaker.forceOpen`"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("--force"), "{stderr}");
+    ok(&cli(
+        &moto,
+        &[
+            "set",
+            "hystrix.command.x.circuitBreaker.forceOpn",
+            "true",
+            "--force",
+        ],
+    ));
+    for key in [
+        "orders timeoutMs",
+        "orders.\u{7}x",
+        "__breakwater__/version",
+        "",
+    ] {
+        let out = cli(&moto, &["set", key, "1", "--force"]);
+        assert!(!out.status.success(), "{key:?} was written");
+    }
+}
+
+#[tokio::test]
+async fn history_ids_do_not_collide_and_old_ones_are_still_read() {
+    let moto = Moto::start().await;
+    ok(&cli(&moto, &["init"]));
+    // Under the old `key|scope` id these two shared one history id.
+    ok(&cli(&moto, &["set", "col2|app=A", "1"]));
+    ok(&cli(&moto, &["set", "col2", "2", "--app", "A|*"]));
+    let history = |args: &[&str]| {
+        let mut all = vec!["--output", "json", "history"];
+        all.extend_from_slice(args);
+        let out: Value = serde_json::from_str(&ok(&cli(&moto, &all))).unwrap();
+        out.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["value"].as_str().unwrap_or("").to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(history(&["col2|app=A"]), ["1"]);
+    assert_eq!(history(&["col2", "--app", "A|*"]), ["2"]);
+    // A history item written with the old id is read back.
+    moto.client()
+        .put_item()
+        .table_name("ops-history")
+        .item(
+            "id",
+            aws_sdk_dynamodb::types::AttributeValue::S("legacy|*".into()),
+        )
+        .item(
+            "version",
+            aws_sdk_dynamodb::types::AttributeValue::N("1".into()),
+        )
+        .item(
+            "value",
+            aws_sdk_dynamodb::types::AttributeValue::S("old".into()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(history(&["legacy"]), ["old"]);
 }

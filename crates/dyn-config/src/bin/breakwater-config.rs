@@ -40,6 +40,9 @@ struct Cli {
     /// The AWS region (else from the standard chain: AWS_REGION, profile, ...).
     #[arg(long, env = "AWS_REGION")]
     region: Option<String>,
+    /// Longest a DynamoDB call may take, retries included, in seconds (connecting: 3 s).
+    #[arg(long, env = "BREAKWATER_CONFIG_TIMEOUT_SECS", default_value_t = 20)]
+    timeout_secs: u64,
     /// Output for people or as JSON.
     #[arg(long, env = "BREAKWATER_CONFIG_OUTPUT", value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -92,6 +95,10 @@ struct WriteArgs {
     /// Who is writing (default: $USER).
     #[arg(long, env = "USER", default_value = "unknown")]
     who: String,
+    /// Write a key under `hystrix.command.` that names no known setting (refused by
+    /// default as a likely typo).
+    #[arg(long)]
+    force: bool,
 }
 
 #[derive(Subcommand)]
@@ -198,6 +205,15 @@ async fn client(cli: &Cli) -> aws_sdk_dynamodb::Client {
     if let Some(url) = &cli.endpoint_url {
         loader = loader.endpoint_url(url);
     }
+    // An endpoint that accepts a connection and never answers must not hang the CLI.
+    let total = std::time::Duration::from_secs(cli.timeout_secs.max(1));
+    loader = loader.timeout_config(
+        aws_config::timeout::TimeoutConfig::builder()
+            .connect_timeout(std::time::Duration::from_secs(3).min(total))
+            .operation_attempt_timeout(total / 2)
+            .operation_timeout(total)
+            .build(),
+    );
     aws_sdk_dynamodb::Client::new(&loader.load().await)
 }
 
@@ -270,6 +286,8 @@ async fn run(cli: &Cli) -> Result<String, String> {
             write,
         } => {
             let row = admin
+                .clone()
+                .force(write.force)
                 .write(
                     key,
                     &scope.scope(),

@@ -130,13 +130,45 @@ fn backoff(base: Duration, failures: u32) -> Duration {
         .delay(base, failures)
 }
 
+/// The timeouts every DynamoDB call of ours runs with when the client has none: 3 s to
+/// connect, 5 s an attempt, 10 s a call with its retries.
+pub fn call_timeouts() -> aws_sdk_dynamodb::config::timeout::TimeoutConfig {
+    aws_sdk_dynamodb::config::timeout::TimeoutConfig::builder()
+        .connect_timeout(Duration::from_secs(3))
+        .operation_attempt_timeout(Duration::from_secs(5))
+        .operation_timeout(Duration::from_secs(10))
+        .build()
+}
+
+/// `client`, with [`call_timeouts`] unless it has an operation timeout of its own.
+pub(crate) fn bounded(client: Client) -> Client {
+    if client
+        .config()
+        .timeout_config()
+        .and_then(|t| t.operation_timeout())
+        .is_some()
+    {
+        return client;
+    }
+    Client::from_conf(
+        client
+            .config()
+            .to_builder()
+            .timeout_config(call_timeouts())
+            .build(),
+    )
+}
+
 impl DynamoDbSource {
     /// Reads `table` with `client`, as an instance with no scope (global rows only).
+    ///
+    /// A client with no operation timeout of its own gets [`call_timeouts`]: one hung call
+    /// must not stop every later poll.
     pub fn new(client: Client, table: impl Into<String>) -> Self {
         DynamoDbSource {
             loading: Arc::default(),
             streams: None,
-            client,
+            client: bounded(client),
             table: table.into(),
             scope: Scope::default(),
             poll_interval: Duration::from_secs(5),
@@ -155,6 +187,20 @@ impl DynamoDbSource {
     /// Follows the table's DynamoDB Stream (when it has one) with this client, so changes
     /// arrive within about `stream_interval` instead of at the next poll.
     pub fn streams(mut self, client: aws_sdk_dynamodbstreams::Client) -> Self {
+        let client = match client
+            .config()
+            .timeout_config()
+            .and_then(|t| t.operation_timeout())
+        {
+            Some(_) => client,
+            None => aws_sdk_dynamodbstreams::Client::from_conf(
+                client
+                    .config()
+                    .to_builder()
+                    .timeout_config(call_timeouts())
+                    .build(),
+            ),
+        };
         self.streams = Some(client);
         self
     }
