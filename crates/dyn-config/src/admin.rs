@@ -51,13 +51,84 @@ pub enum WriteError {
         /// The version asked for.
         version: u64,
     },
-    /// DynamoDB refused or could not be reached.
-    #[error("DynamoDB: {0}")]
-    DynamoDb(String),
+    /// DynamoDB refused or could not be reached: one line a person can act on; the SDK's
+    /// whole account of it in `detail`.
+    #[error("DynamoDB {}: {message}", code.as_deref().unwrap_or("call failed"))]
+    DynamoDb {
+        /// The AWS error code (`ResourceNotFoundException`, `AccessDeniedException`...), when
+        /// DynamoDB answered; `None` when it could not be reached or did not answer in time.
+        code: Option<String>,
+        /// What went wrong, in a line.
+        message: String,
+        /// The SDK's full description (several lines; for `--verbose`).
+        detail: String,
+    },
 }
 
-fn dynamo(e: impl std::error::Error) -> WriteError {
-    WriteError::DynamoDb(aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string())
+impl WriteError {
+    /// A word for the kind of error: `invalid`, `conflict`, `not-found`, `unreachable` (no
+    /// answer from DynamoDB) or `dynamodb` (DynamoDB answered with an error).
+    pub fn kind(&self) -> &'static str {
+        match self {
+            WriteError::Invalid { .. } => "invalid",
+            WriteError::Conflict { .. } => "conflict",
+            WriteError::NoSuchVersion { .. } => "not-found",
+            WriteError::DynamoDb { code: None, .. } => "unreachable",
+            WriteError::DynamoDb { .. } => "dynamodb",
+        }
+    }
+
+    /// The SDK's full account of a DynamoDB error (empty for the others).
+    pub fn detail(&self) -> &str {
+        match self {
+            WriteError::DynamoDb { detail, .. } => detail,
+            _ => "",
+        }
+    }
+}
+
+/// A request that could not be put together (a required part missing: a bug, not input).
+fn built(e: aws_sdk_dynamodb::error::BuildError) -> WriteError {
+    WriteError::DynamoDb {
+        code: None,
+        message: format!("the request could not be built: {e}"),
+        detail: String::new(),
+    }
+}
+
+fn dynamo<E, R>(e: aws_sdk_dynamodb::error::SdkError<E, R>) -> WriteError
+where
+    E: aws_sdk_dynamodb::error::ProvideErrorMetadata + std::error::Error + 'static,
+    R: std::fmt::Debug,
+{
+    use aws_sdk_dynamodb::error::SdkError;
+    let (code, message) = match &e {
+        SdkError::ServiceError(service) => {
+            let err = service.err();
+            (
+                err.code().map(str::to_owned),
+                err.message().unwrap_or("no message").to_owned(),
+            )
+        }
+        SdkError::TimeoutError(_) => (None, "no answer in time".to_owned()),
+        SdkError::DispatchFailure(failure) => (
+            None,
+            if failure.is_timeout() {
+                "no answer in time".to_owned()
+            } else if failure.is_io() {
+                "could not connect".to_owned()
+            } else {
+                "the request could not be sent".to_owned()
+            },
+        ),
+        SdkError::ResponseError(_) => (None, "the answer could not be read".to_owned()),
+        _ => (None, "the request could not be built".to_owned()),
+    };
+    WriteError::DynamoDb {
+        code,
+        message,
+        detail: aws_sdk_dynamodb::error::DisplayErrorContext(e).to_string(),
+    }
 }
 
 /// One past write of a key.
@@ -111,6 +182,34 @@ fn legacy_history_id(key: &str, scope: &Scope) -> String {
     format!("{key}|{}", scope.id())
 }
 
+/// How long [`Admin::create_tables`] waits for new tables to become `ACTIVE`.
+pub const TABLE_WAIT: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// What [`Admin::create_tables`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Tables {
+    /// Tables it created.
+    pub created: Vec<String>,
+    /// Tables that were there already.
+    pub existing: Vec<String>,
+}
+
+fn attribute(name: &str, kind: ScalarAttributeType) -> AttributeDefinition {
+    AttributeDefinition::builder()
+        .attribute_name(name)
+        .attribute_type(kind)
+        .build()
+        .expect("name and type are set")
+}
+
+fn key_element(name: &str, kind: KeyType) -> KeySchemaElement {
+    KeySchemaElement::builder()
+        .attribute_name(name)
+        .key_type(kind)
+        .build()
+        .expect("name and key type are set")
+}
+
 fn now() -> String {
     DateTime::from(std::time::SystemTime::now())
         .fmt(DateTimeFormat::DateTime)
@@ -146,54 +245,126 @@ impl Admin {
         &self.history
     }
 
-    /// Creates both tables (on-demand billing); `streams` turns DynamoDB Streams on for the
-    /// settings table.
-    pub async fn create_tables(&self, streams: bool) -> Result<(), WriteError> {
-        let attr = |name: &str, t: ScalarAttributeType| {
-            AttributeDefinition::builder()
-                .attribute_name(name)
-                .attribute_type(t)
-                .build()
-                .map_err(dynamo)
-        };
-        let key = |name: &str, t: KeyType| {
-            KeySchemaElement::builder()
-                .attribute_name(name)
-                .key_type(t)
-                .build()
-                .map_err(dynamo)
-        };
+    /// Creates both tables (on-demand billing; `streams` turns DynamoDB Streams on for the
+    /// settings table) unless they exist, and waits until both are `ACTIVE` (at most
+    /// [`TABLE_WAIT`]): a write right after it must not find no table.
+    pub async fn create_tables(&self, streams: bool) -> Result<Tables, WriteError> {
+        self.create_tables_reporting(streams, |_| {}).await
+    }
+
+    /// [`create_tables`](Self::create_tables), telling `progress` what it is waiting for.
+    pub async fn create_tables_reporting(
+        &self,
+        streams: bool,
+        mut progress: impl FnMut(&str),
+    ) -> Result<Tables, WriteError> {
+        let mut tables = Tables::default();
+        for (table, outcome) in [
+            (&self.table, self.create_settings_table(streams).await),
+            (&self.history, self.create_history_table().await),
+        ] {
+            match outcome {
+                Ok(()) => tables.created.push(table.clone()),
+                Err(error)
+                    if error
+                        .as_service_error()
+                        .is_some_and(|e| e.is_resource_in_use_exception()) =>
+                {
+                    tables.existing.push(table.clone())
+                }
+                Err(error) => return Err(dynamo(error)),
+            }
+        }
+        let started = std::time::Instant::now();
+        let mut last_said: Option<std::time::Instant> = None;
+        for table in [&self.table, &self.history] {
+            loop {
+                let description = self
+                    .client
+                    .describe_table()
+                    .table_name(table)
+                    .send()
+                    .await
+                    .map_err(dynamo)?;
+                let status = description
+                    .table()
+                    .and_then(|t| t.table_status())
+                    .map_or("UNKNOWN".to_owned(), |s| s.as_str().to_owned());
+                if status == "ACTIVE" {
+                    break;
+                }
+                if started.elapsed() >= TABLE_WAIT {
+                    return Err(WriteError::DynamoDb {
+                        code: None,
+                        message: format!(
+                            "table {table} is still {status} after {} s",
+                            TABLE_WAIT.as_secs()
+                        ),
+                        detail: String::new(),
+                    });
+                }
+                if last_said.is_none_or(|at| at.elapsed() >= std::time::Duration::from_secs(5)) {
+                    progress(&format!(
+                        "waiting for table {table} to become ACTIVE (now {status}, {} s so far)",
+                        started.elapsed().as_secs()
+                    ));
+                    last_said = Some(std::time::Instant::now());
+                }
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+        }
+        Ok(tables)
+    }
+
+    async fn create_settings_table(
+        &self,
+        streams: bool,
+    ) -> Result<
+        (),
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::create_table::CreateTableError,
+        >,
+    > {
         let mut settings = self
             .client
             .create_table()
             .table_name(&self.table)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("key", ScalarAttributeType::S)?)
-            .attribute_definitions(attr("scope", ScalarAttributeType::S)?)
-            .key_schema(key("key", KeyType::Hash)?)
-            .key_schema(key("scope", KeyType::Range)?);
+            .attribute_definitions(attribute("key", ScalarAttributeType::S))
+            .attribute_definitions(attribute("scope", ScalarAttributeType::S))
+            .key_schema(key_element("key", KeyType::Hash))
+            .key_schema(key_element("scope", KeyType::Range));
         if streams {
             settings = settings.stream_specification(
                 StreamSpecification::builder()
                     .stream_enabled(true)
                     .stream_view_type(StreamViewType::NewAndOldImages)
                     .build()
-                    .map_err(dynamo)?,
+                    .expect("enabled and view type are set"),
             );
         }
-        settings.send().await.map_err(dynamo)?;
+        settings.send().await.map(|_| ())
+    }
+
+    async fn create_history_table(
+        &self,
+    ) -> Result<
+        (),
+        aws_sdk_dynamodb::error::SdkError<
+            aws_sdk_dynamodb::operation::create_table::CreateTableError,
+        >,
+    > {
         self.client
             .create_table()
             .table_name(&self.history)
             .billing_mode(BillingMode::PayPerRequest)
-            .attribute_definitions(attr("id", ScalarAttributeType::S)?)
-            .attribute_definitions(attr("version", ScalarAttributeType::N)?)
-            .key_schema(key("id", KeyType::Hash)?)
-            .key_schema(key("version", KeyType::Range)?)
+            .attribute_definitions(attribute("id", ScalarAttributeType::S))
+            .attribute_definitions(attribute("version", ScalarAttributeType::N))
+            .key_schema(key_element("id", KeyType::Hash))
+            .key_schema(key_element("version", KeyType::Range))
             .send()
             .await
-            .map_err(dynamo)?;
-        Ok(())
+            .map(|_| ())
     }
 
     /// The row of `key` in `scope` (tombstones included).
@@ -211,7 +382,10 @@ impl Admin {
         out.item()
             .map(Row::from_item)
             .transpose()
-            .map_err(WriteError::DynamoDb)
+            .map_err(|reason| WriteError::Invalid {
+                key: key.to_owned(),
+                reason: format!("the stored row is malformed: {reason}"),
+            })
     }
 
     /// The row an instance of scope `reader` uses for `key`: the most specific row that
@@ -342,13 +516,13 @@ impl Admin {
             put.condition_expression("#v = :expected")
                 .expression_attribute_values(":expected", AttributeValue::N(expected.to_string()))
         };
-        let put = put.build().map_err(dynamo)?;
+        let put = put.build().map_err(built)?;
         let history = Put::builder()
             .table_name(&self.history)
             .set_item(Some(history))
             .condition_expression("attribute_not_exists(id)")
             .build()
-            .map_err(dynamo)?;
+            .map_err(built)?;
         let bump = Update::builder()
             .table_name(&self.table)
             .key("key", s(VERSION_ITEM_KEY))
@@ -357,7 +531,7 @@ impl Admin {
             .expression_attribute_names("#v", "version")
             .expression_attribute_values(":one", AttributeValue::N("1".into()))
             .build()
-            .map_err(dynamo)?;
+            .map_err(built)?;
         let result = self
             .client
             .transact_write_items()

@@ -235,7 +235,7 @@ fn an_unreachable_endpoint_is_an_error_not_a_panic() {
         .env("AWS_MAX_ATTEMPTS", "1")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(6), "unreachable");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(
         stderr.starts_with("breakwater-config: ") && !stderr.contains("panicked"),
@@ -268,7 +268,7 @@ async fn a_closed_stdout_ends_quietly_and_json_errors_are_json() {
 
     // Errors with --output json: one JSON object on stderr, a non-zero status.
     let missing = cli(&moto, &["--output", "json", "get", "orders.unknown"]);
-    assert_eq!(missing.status.code(), Some(1));
+    assert_eq!(missing.status.code(), Some(5), "not found");
     assert!(missing.stdout.is_empty());
     let error: Value = serde_json::from_slice(&missing.stderr).expect("a JSON error");
     assert!(
@@ -277,7 +277,12 @@ async fn a_closed_stdout_ends_quietly_and_json_errors_are_json() {
             .is_some_and(|e| e.contains("orders.unknown") && e.contains("not set")),
         "{error}"
     );
-    assert_eq!(error.as_object().unwrap().len(), 1, "{error}");
+    assert_eq!(error["kind"], "not-found");
+    assert_eq!(
+        error.as_object().unwrap().len(),
+        2,
+        "error and kind: {error}"
+    );
     let refused = cli(
         &moto,
         &[
@@ -290,9 +295,10 @@ async fn a_closed_stdout_ends_quietly_and_json_errors_are_json() {
             "7",
         ],
     );
-    assert_eq!(refused.status.code(), Some(1));
+    assert_eq!(refused.status.code(), Some(4), "conflict");
     let error: Value = serde_json::from_slice(&refused.stderr).expect("a JSON error");
     assert!(error["error"].is_string(), "{error}");
+    assert_eq!(error["kind"], "conflict");
 }
 
 /// A loopback endpoint that accepts connections and never answers.
@@ -421,4 +427,100 @@ async fn history_ids_do_not_collide_and_old_ones_are_still_read() {
         .await
         .unwrap();
     assert_eq!(history(&["legacy"]), ["old"]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn init_waits_for_tables_to_become_active_and_a_second_init_says_they_exist() {
+    use std::sync::atomic::Ordering;
+    let moto = Moto::start().await;
+    let port: u16 = moto.url.rsplit(':').next().unwrap().parse().unwrap();
+    let faults = std::sync::Arc::new(common::proxy::Faults::default());
+    // The first four DescribeTable answers say CREATING, and the tables' items cannot be
+    // reached until then: as real DynamoDB behaves for a few seconds after CreateTable.
+    faults.creating_for.store(4, Ordering::SeqCst);
+    let url = format!(
+        "http://127.0.0.1:{}",
+        common::proxy::proxy(port, faults.clone())
+    );
+    let out = command_for(&url, &["init"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("waiting for table ops to become ACTIVE (now CREATING"),
+        "{stderr}"
+    );
+    assert_eq!(
+        faults.creating_for.load(Ordering::SeqCst),
+        0,
+        "it asked until ACTIVE"
+    );
+    // The set right after init works.
+    ok(&command_for(&url, &["set", "orders.timeoutMs", "250"])
+        .output()
+        .unwrap());
+    let again = command_for(&url, &["init"]).output().unwrap();
+    let stdout = ok(&again);
+    assert!(stdout.contains("ops exists already"), "{stdout}");
+    assert!(stdout.contains("ops-history exists already"), "{stdout}");
+}
+
+#[tokio::test]
+async fn errors_are_one_line_with_a_kind_and_an_exit_code_of_their_own() {
+    let moto = Moto::start().await;
+    // No table yet: DynamoDB answers with an error code.
+    let missing = cli(&moto, &["get", "orders.timeoutMs"]);
+    assert_eq!(missing.status.code(), Some(7));
+    let stderr = String::from_utf8_lossy(&missing.stderr);
+    assert_eq!(stderr.trim_end().lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.contains("DynamoDB ResourceNotFoundException"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("table ops") && stderr.contains(&moto.url),
+        "{stderr}"
+    );
+    assert!(stderr.len() < 400, "{} bytes: {stderr}", stderr.len());
+    let verbose = cli(&moto, &["--verbose", "get", "orders.timeoutMs"]);
+    assert!(
+        verbose.stderr.len() > missing.stderr.len(),
+        "--verbose adds the SDK's account"
+    );
+    let json = cli(&moto, &["--output", "json", "get", "orders.timeoutMs"]);
+    let error: Value = serde_json::from_slice(&json.stderr).unwrap();
+    assert_eq!(error["kind"], "dynamodb");
+
+    ok(&cli(&moto, &["init"]));
+    let invalid = cli(
+        &moto,
+        &[
+            "set",
+            "hystrix.command.x.circuitBreaker.errorThresholdPercentage",
+            "150",
+        ],
+    );
+    assert_eq!(invalid.status.code(), Some(3));
+    ok(&cli(&moto, &["set", "orders.timeoutMs", "250"]));
+    let conflict = cli(
+        &moto,
+        &["set", "orders.timeoutMs", "300", "--expect-version", "7"],
+    );
+    assert_eq!(conflict.status.code(), Some(4));
+    let unset = cli(&moto, &["get", "orders.nothing"]);
+    assert_eq!(unset.status.code(), Some(5));
+
+    let nobody = format!("http://127.0.0.1:{}", common::free_port());
+    let unreachable = command_for(
+        &nobody,
+        &["--output", "json", "--timeout-secs", "2", "get", "k"],
+    )
+    .output()
+    .unwrap();
+    assert_eq!(unreachable.status.code(), Some(6));
+    let error: Value = serde_json::from_slice(&unreachable.stderr).unwrap();
+    assert_eq!(error["kind"], "unreachable");
+    assert!(
+        error["error"].as_str().unwrap().contains(&nobody),
+        "{error}"
+    );
 }

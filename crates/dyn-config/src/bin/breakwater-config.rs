@@ -6,7 +6,10 @@
 //! records who, when and the previous value, and goes into the key's history.
 //!
 //! Results go to stdout; a closed stdout (`| head`) ends the command quietly with status 0.
-//! Errors go to stderr (as `{"error": "..."}` with `--output json`) with status 1.
+//! Errors go to stderr as one line (as `{"error": "...", "kind": "..."}` with `--output
+//! json`; the SDK's whole account of a DynamoDB error only with `--verbose`), with a status
+//! per kind: 3 invalid (refused before writing), 4 conflict, 5 not found, 6 unreachable (no
+//! answer from DynamoDB), 7 DynamoDB answered with an error, 1 anything else.
 
 #![forbid(unsafe_code)]
 
@@ -43,6 +46,9 @@ struct Cli {
     /// Longest a DynamoDB call may take, retries included, in seconds (connecting: 3 s).
     #[arg(long, env = "BREAKWATER_CONFIG_TIMEOUT_SECS", default_value_t = 20)]
     timeout_secs: u64,
+    /// On errors, also print the SDK's whole account of them.
+    #[arg(long, global = true)]
+    verbose: bool,
     /// Output for people or as JSON.
     #[arg(long, env = "BREAKWATER_CONFIG_OUTPUT", value_enum, default_value_t = Output::Text)]
     output: Output,
@@ -217,8 +223,39 @@ async fn client(cli: &Cli) -> aws_sdk_dynamodb::Client {
     aws_sdk_dynamodb::Client::new(&loader.load().await)
 }
 
+/// Why a command failed.
+struct Failure {
+    /// `invalid`, `conflict`, `not-found`, `unreachable`, `dynamodb` or `error`.
+    kind: &'static str,
+    /// One line a person can act on.
+    message: String,
+    /// The SDK's account, for `--verbose`.
+    detail: String,
+}
+
+impl Failure {
+    fn not_found(message: String) -> Self {
+        Failure {
+            kind: "not-found",
+            message,
+            detail: String::new(),
+        }
+    }
+
+    fn exit_code(&self) -> u8 {
+        match self.kind {
+            "invalid" => 3,
+            "conflict" => 4,
+            "not-found" => 5,
+            "unreachable" => 6,
+            "dynamodb" => 7,
+            _ => 1,
+        }
+    }
+}
+
 /// Runs the command; returns what to print on stdout.
-async fn run(cli: &Cli) -> Result<String, String> {
+async fn run(cli: &Cli) -> Result<String, Failure> {
     let admin = Admin::new(client(cli).await, &cli.table);
     let json = matches!(cli.output, Output::Json);
     let mut out = String::new();
@@ -230,32 +267,56 @@ async fn run(cli: &Cli) -> Result<String, String> {
             let _ = writeln!(out, "{}", row_text(row));
         }
     };
-    let err = |e: WriteError| e.to_string();
+    let err = |e: WriteError| {
+        let mut message = e.to_string();
+        if matches!(e.kind(), "unreachable" | "dynamodb") {
+            let endpoint = cli.endpoint_url.as_deref().unwrap_or("AWS's endpoint");
+            message.push_str(&format!(" (table {}, {endpoint})", cli.table));
+        }
+        Failure {
+            kind: e.kind(),
+            message,
+            detail: e.detail().to_owned(),
+        }
+    };
     match &cli.command {
         Command::Init { streams } => {
-            admin.create_tables(*streams).await.map_err(err)?;
+            let tables = admin
+                .create_tables_reporting(*streams, |line| eprintln!("{line}"))
+                .await
+                .map_err(err)?;
             if json {
                 let _ = writeln!(
                     out,
                     "{}",
-                    json!({"created": [cli.table, admin.history_table()]})
+                    json!({"created": tables.created, "existing": tables.existing})
                 );
             } else {
-                let _ = writeln!(out, "created {} and {}", cli.table, admin.history_table());
+                for table in &tables.created {
+                    let _ = writeln!(out, "created {table}");
+                }
+                for table in &tables.existing {
+                    let _ = writeln!(out, "{table} exists already (left as it is)");
+                }
             }
         }
         Command::Get { key, scope } => match admin.get(key, &scope.scope()).await.map_err(err)? {
             Some(row) if row.value.is_some() => show_row(&mut out, &row),
-            _ => return Err(format!("`{key}` ({}) is not set", scope.scope().id())),
+            _ => {
+                return Err(Failure::not_found(format!(
+                    "`{key}` ({}) is not set",
+                    scope.scope().id()
+                )));
+            }
         },
         Command::Resolve { key, scope } => {
             match admin.resolve(key, &scope.scope()).await.map_err(err)? {
                 Some(row) => show_row(&mut out, &row),
                 None => {
-                    return Err(format!(
+                    return Err(Failure::not_found(format!(
                         "no row of `{key}` applies to {}: its other layers or default do",
                         scope.scope().id()
-                    ));
+                    )));
                 }
             }
         }
@@ -352,11 +413,21 @@ fn print(text: &str) -> io::Result<()> {
 }
 
 /// Reports an error on stderr (ignoring a closed stderr: there is nowhere else to say it).
-fn report(output: Output, message: &str) {
+fn report(output: Output, verbose: bool, failure: &Failure) {
     let mut stderr = io::stderr().lock();
+    let detail = (verbose && !failure.detail.is_empty()).then_some(failure.detail.as_str());
     let _ = match output {
-        Output::Json => writeln!(stderr, "{}", json!({ "error": message })),
-        Output::Text => writeln!(stderr, "breakwater-config: {message}"),
+        Output::Json => {
+            let mut error = json!({ "error": failure.message, "kind": failure.kind });
+            if let Some(detail) = detail {
+                error["detail"] = detail.into();
+            }
+            writeln!(stderr, "{error}")
+        }
+        Output::Text => match detail {
+            Some(detail) => writeln!(stderr, "breakwater-config: {}\n{detail}", failure.message),
+            None => writeln!(stderr, "breakwater-config: {}", failure.message),
+        },
     };
 }
 
@@ -367,13 +438,17 @@ async fn main() -> ExitCode {
         Ok(()) => Ok(()),
         // The reader went away (`| head`): it has what it wanted.
         Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        Err(e) => Err(format!("cannot write the output: {e}")),
+        Err(e) => Err(Failure {
+            kind: "error",
+            message: format!("cannot write the output: {e}"),
+            detail: String::new(),
+        }),
     });
     match result {
         Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            report(cli.output, &message);
-            ExitCode::FAILURE
+        Err(failure) => {
+            report(cli.output, cli.verbose, &failure);
+            ExitCode::from(failure.exit_code())
         }
     }
 }
