@@ -113,7 +113,7 @@ impl Admin {
         let table = table.into();
         Admin {
             history: format!("{table}-history"),
-            client: crate::source::dynamodb::bounded(client),
+            client: crate::source::calls::bounded(client),
             table,
             force: false,
         }

@@ -3,6 +3,8 @@
 //! Runtime overrides need no source: [`ConfigStore::set_override`](crate::ConfigStore::set_override).
 
 #[cfg(feature = "dynamodb")]
+pub(crate) mod calls;
+#[cfg(feature = "dynamodb")]
 pub mod dynamodb;
 pub mod env;
 pub mod file;
