@@ -4,6 +4,7 @@
 //!
 //! | feature | module | crate |
 //! |---|---|---|
+//! | `balance` | [`balance`] | `breakwater-balance`: discovery as `tower::discover` streams (Eureka, static lists); balancing itself is being built |
 //! | `circuit-breaker` | [`circuit_breaker`] | `breakwater-circuit-breaker`: breakers, timeouts, bulkheads, fallbacks, registry and snapshots |
 //! | `stream-dashboard` | [`stream_dashboard`] | `breakwater-stream-dashboard`: `/hystrix.stream`, Turbine-style aggregation, the live page |
 //! | `discovery` | [`discovery`] | `breakwater-discovery`: Eureka client and embedded Eureka-compatible registry |
@@ -25,6 +26,8 @@
 
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "balance")]
+pub use breakwater_balance as balance;
 #[cfg(feature = "circuit-breaker")]
 pub use breakwater_circuit_breaker as circuit_breaker;
 #[cfg(feature = "discovery")]

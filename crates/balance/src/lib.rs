@@ -1,0 +1,45 @@
+//! Client-side load balancing over discovered instances.
+//!
+//! This first part turns discovery into what `tower::balance` and `tower::discover` consume:
+//! a stream of [`Change`](tower::discover::Change)s, an insert or a removal per instance.
+//!
+//! - [`EurekaDiscover`]: the instances of one application (or VIP address) in the view of an
+//!   [`EurekaClient`](breakwater_discovery::EurekaClient), `UP` only: an instance that goes
+//!   `DOWN`, `OUT_OF_SERVICE` or `STARTING`, or leaves, is removed; one whose address, port,
+//!   zone or weight changed is inserted again under its id (which replaces it).
+//! - [`StaticDiscover`]: a list of [`Endpoint`]s that can change at run time (from dyn-config
+//!   or the environment), through a `tokio::sync::watch` channel.
+//!
+//! Each yields `Change<String, S>`, keyed by instance id, where `S` is what a closure makes
+//! of an [`Endpoint`] (a client bound to that address, say).
+//!
+//! ```
+//! use breakwater_balance::{Endpoint, StaticDiscover};
+//! use tower::discover::{Change, Discover};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let (list, updates) = tokio::sync::watch::channel(vec![
+//!     Endpoint::new("a", "10.0.0.1", 8080),
+//!     Endpoint::new("b", "10.0.0.2", 8080),
+//! ]);
+//! let mut discover = StaticDiscover::new(updates, |e: &Endpoint| e.authority());
+//! let mut ids = Vec::new();
+//! for _ in 0..2 {
+//!     let change = std::future::poll_fn(|cx| std::pin::Pin::new(&mut discover).poll_discover(cx));
+//!     if let Some(Ok(Change::Insert(id, authority))) = change.await {
+//!         ids.push(format!("{id} {authority}"));
+//!     }
+//! }
+//! assert_eq!(ids, ["a 10.0.0.1:8080", "b 10.0.0.2:8080"]);
+//! # drop(list);
+//! # }
+//! ```
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod discover;
+mod endpoint;
+
+pub use discover::{EurekaDiscover, StaticDiscover};
+pub use endpoint::{Endpoint, MAX_WEIGHT};
