@@ -1,7 +1,10 @@
 //! Client-side load balancing over discovered instances.
 //!
-//! This first part turns discovery into what `tower::balance` and `tower::discover` consume:
-//! a stream of [`Change`](tower::discover::Change)s, an insert or a removal per instance.
+//! What is here so far: discovery turned into what `tower::balance` and `tower::discover`
+//! consume (a stream of [`Change`](tower::discover::Change)s, an insert or a removal per
+//! instance), and a per-instance [`CostService`] whose cost follows latency like PeakEWMA
+//! *and* counts failures, for `tower::balance::p2c::Balance` to pick the cheaper of two.
+//! Per-instance ejection, zones and live settings are not built yet.
 //!
 //! - [`EurekaDiscover`]: the instances of one application (or VIP address) in the view of an
 //!   [`EurekaClient`](breakwater_discovery::EurekaClient), `UP` only: an instance that goes
@@ -38,8 +41,10 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod cost;
 mod discover;
 mod endpoint;
 
+pub use cost::{Cost, CostConfig, CostService};
 pub use discover::{EurekaDiscover, StaticDiscover};
 pub use endpoint::{Endpoint, MAX_WEIGHT};

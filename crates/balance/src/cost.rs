@@ -1,0 +1,232 @@
+//! [`CostService`]: what an instance costs to send a request to, for power-of-two-choices.
+//!
+//! Like tower's PeakEWMA (and Finagle's and linkerd's) the cost follows latency: a peak-
+//! sensitive moving average of response times (a slower response takes over at once, faster
+//! ones pull it down with a time constant, `decay`), times the requests in flight plus one.
+//! Unlike it, failures cost too: an instance that answers `503` or resets *fast* looks cheap to
+//! a latency-only estimate and draws ever more traffic; here a moving average of its failure
+//! share multiplies the cost (by up to `1 + failure_penalty`). And the cost is divided by the
+//! instance's weight.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use breakwater_circuit_breaker::classify::{AnyError, Classify, Outcome};
+use breakwater_circuit_breaker::error::BoxError;
+use tokio::time::Instant;
+use tower::Service;
+use tower::load::Load;
+
+/// Settings of the cost estimate (linkerd's defaults for latency).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostConfig {
+    /// The latency assumed before an instance has answered (30 ms).
+    pub default_rtt: Duration,
+    /// The time constant of the moving averages (10 s).
+    pub decay: Duration,
+    /// How much an instance that only fails costs more than one that never does (100).
+    pub failure_penalty: f64,
+}
+
+impl Default for CostConfig {
+    fn default() -> Self {
+        CostConfig {
+            default_rtt: Duration::from_millis(30),
+            decay: Duration::from_secs(10),
+            failure_penalty: 100.0,
+        }
+    }
+}
+
+/// A comparable cost: lower is better.
+#[derive(Debug, Clone, Copy, PartialEq, PartialOrd)]
+pub struct Cost(pub f64);
+
+#[derive(Debug)]
+struct Estimate {
+    rtt_ns: f64,
+    failure: f64,
+    updated: Instant,
+}
+
+#[derive(Debug)]
+struct Shared {
+    estimate: Mutex<Estimate>,
+    in_flight: AtomicUsize,
+    weight: f64,
+    config: CostConfig,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Estimate> {
+        self.estimate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// One response: `elapsed` after it was sent, failed or not.
+    fn observe(&self, elapsed: Duration, failed: Option<bool>) {
+        let now = Instant::now();
+        let mut e = self.lock();
+        let since = now.saturating_duration_since(e.updated).as_nanos() as f64;
+        let keep = (-since / self.config.decay.as_nanos().max(1) as f64).exp();
+        let sample = elapsed.as_nanos() as f64;
+        e.rtt_ns = if sample > e.rtt_ns {
+            sample
+        } else {
+            e.rtt_ns * keep + sample * (1.0 - keep)
+        };
+        if let Some(failed) = failed {
+            let x = if failed { 1.0 } else { 0.0 };
+            e.failure = e.failure * keep + x * (1.0 - keep);
+        }
+        e.updated = now;
+    }
+
+    fn cost(&self) -> Cost {
+        let now = Instant::now();
+        let e = self.lock();
+        // Both averages decay while nothing is heard, so a penalised instance is tried again.
+        let since = now.saturating_duration_since(e.updated).as_nanos() as f64;
+        let keep = (-since / self.config.decay.as_nanos().max(1) as f64).exp();
+        let failure = e.failure * keep;
+        let in_flight = self.in_flight.load(Ordering::Relaxed) as f64;
+        let penalty = 1.0 + self.config.failure_penalty.max(0.0) * failure;
+        Cost(e.rtt_ns * (in_flight + 1.0) * penalty / self.weight)
+    }
+}
+
+/// A service whose [`Load`] is its [`Cost`]; `tower::balance::p2c::Balance` over these picks
+/// the cheaper of two.
+#[derive(Debug, Clone)]
+pub struct CostService<S, C = AnyError> {
+    inner: S,
+    classify: C,
+    shared: Arc<Shared>,
+}
+
+impl<S> CostService<S> {
+    /// `inner`, of `weight` (at least 1), counting every `Err` as a failure.
+    pub fn new(inner: S, weight: u32, config: CostConfig) -> Self {
+        CostService::with_classifier(inner, weight, config, AnyError)
+    }
+}
+
+impl<S, C> CostService<S, C> {
+    /// `inner`, with `classify` telling failures (an HTTP 503 is an `Ok`, but a failure to
+    /// the balancer: use `HttpStatus`).
+    pub fn with_classifier(inner: S, weight: u32, config: CostConfig, classify: C) -> Self {
+        let rtt_ns = config.default_rtt.as_nanos() as f64;
+        CostService {
+            inner,
+            classify,
+            shared: Arc::new(Shared {
+                estimate: Mutex::new(Estimate {
+                    rtt_ns,
+                    failure: 0.0,
+                    updated: Instant::now(),
+                }),
+                in_flight: AtomicUsize::new(0),
+                weight: f64::from(weight.max(1)),
+                config,
+            }),
+        }
+    }
+
+    /// The latency estimate and the failure share, as they stand.
+    pub fn estimate(&self) -> (Duration, f64) {
+        let e = self.shared.lock();
+        (Duration::from_nanos(e.rtt_ns as u64), e.failure)
+    }
+}
+
+impl<S, C> Load for CostService<S, C> {
+    type Metric = Cost;
+
+    fn load(&self) -> Cost {
+        self.shared.cost()
+    }
+}
+
+impl<S, C, Req> Service<Req> for CostService<S, C>
+where
+    S: Service<Req>,
+    S::Error: Into<BoxError>,
+    C: Classify<S::Response> + Clone,
+{
+    type Response = S::Response;
+    type Error = BoxError;
+    type Future = CostFuture<S::Future, C>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, request: Req) -> Self::Future {
+        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        CostFuture {
+            future: Box::pin(self.inner.call(request)),
+            classify: self.classify.clone(),
+            tracker: Some(Tracker {
+                shared: self.shared.clone(),
+                sent: Instant::now(),
+            }),
+        }
+    }
+}
+
+/// Counts the call out when it ends, however it ends.
+struct Tracker {
+    shared: Arc<Shared>,
+    sent: Instant,
+}
+
+impl Drop for Tracker {
+    fn drop(&mut self) {
+        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The response future of a [`CostService`].
+pub struct CostFuture<F, C> {
+    future: Pin<Box<F>>,
+    classify: C,
+    tracker: Option<Tracker>,
+}
+
+impl<F, C> std::fmt::Debug for CostFuture<F, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CostFuture").finish_non_exhaustive()
+    }
+}
+
+// Never pinned structurally: the inner future is boxed.
+impl<F, C> Unpin for CostFuture<F, C> {}
+
+impl<F, C, R, E> Future for CostFuture<F, C>
+where
+    F: Future<Output = Result<R, E>>,
+    E: Into<BoxError>,
+    C: Classify<R>,
+{
+    type Output = Result<R, BoxError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = &mut *self;
+        let result = match this.future.as_mut().poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(result) => result.map_err(Into::into),
+        };
+        if let Some(tracker) = this.tracker.take() {
+            let failed = match this.classify.classify(result.as_ref()) {
+                Outcome::Success => Some(false),
+                Outcome::Failure => Some(true),
+                Outcome::Ignored => None,
+            };
+            tracker.shared.observe(tracker.sent.elapsed(), failed);
+        }
+        Poll::Ready(result)
+    }
+}
