@@ -31,10 +31,13 @@ use std::fmt;
 use std::time::Duration;
 
 /// Delays that grow on failures in a row: after `n` failures the delay is
-/// `base * multiplier^n`, capped at `max`, then spread by `jitter` and capped at `max` again.
+/// `base * multiplier^n` ([`Growth::Exponential`]) or `base * (n + 1)` ([`Growth::Linear`]),
+/// capped at `max`, then spread by `jitter` and capped at `max` again.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Backoff {
-    /// Growth factor per failure, at least 1.
+    /// How the delay grows. Default [`Growth::Exponential`].
+    pub growth: Growth,
+    /// Growth factor per failure, at least 1 (exponential growth only).
     pub multiplier: f64,
     /// Longest delay.
     pub max: Duration,
@@ -43,10 +46,22 @@ pub struct Backoff {
     pub jitter: f64,
 }
 
+/// How a [`Backoff`]'s delay grows with failures in a row.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Growth {
+    /// `base * multiplier^n` after `n` failures.
+    #[default]
+    Exponential,
+    /// `base * (n + 1)` after `n` failures: the base again for each failure (Envoy's
+    /// ejection time, 30 s times the ejections).
+    Linear,
+}
+
 impl Default for Backoff {
     /// Doubling up to 60 s with 20 % jitter.
     fn default() -> Self {
         Backoff {
+            growth: Growth::Exponential,
             multiplier: 2.0,
             max: Duration::from_secs(60),
             jitter: 0.2,
@@ -75,7 +90,30 @@ impl Backoff {
     /// Doubling up to `max`, without jitter.
     pub fn exponential(max: Duration) -> Self {
         Backoff {
+            growth: Growth::Exponential,
             multiplier: 2.0,
+            max,
+            jitter: 0.0,
+        }
+    }
+
+    /// The base delay once more per failure (`base * (n + 1)` after `n` failures) up to
+    /// `max`, without jitter.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use breakwater_backoff::Backoff;
+    ///
+    /// let b = Backoff::linear(Duration::from_secs(300));
+    /// let s = Duration::from_secs(30);
+    /// assert_eq!(b.delay(s, 0), s);
+    /// assert_eq!(b.delay(s, 2), s * 3);
+    /// assert_eq!(b.delay(s, 20), Duration::from_secs(300));
+    /// ```
+    pub fn linear(max: Duration) -> Self {
+        Backoff {
+            growth: Growth::Linear,
+            multiplier: 1.0,
             max,
             jitter: 0.0,
         }
@@ -140,8 +178,11 @@ impl Backoff {
         } else {
             0.0
         };
-        let exponent = failures.min(1024) as i32;
-        let grown = (base.as_secs_f64() * multiplier.powi(exponent)).min(max);
+        let grown = match self.growth {
+            Growth::Exponential => base.as_secs_f64() * multiplier.powi(failures.min(1024) as i32),
+            Growth::Linear => base.as_secs_f64() * (f64::from(failures) + 1.0),
+        }
+        .min(max);
         let spread = 1.0 + jitter * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
         let secs = (grown * spread).min(max).max(0.0);
         Duration::try_from_secs_f64(secs).unwrap_or(self.max)
@@ -184,6 +225,7 @@ mod tests {
         let b = Backoff::exponential(Duration::MAX).with_jitter(0.2);
         assert!(b.delay(Duration::MAX, 4) > Duration::from_secs(1 << 60));
         let bad = Backoff {
+            growth: Growth::Exponential,
             multiplier: f64::NAN,
             max: S,
             jitter: f64::INFINITY,

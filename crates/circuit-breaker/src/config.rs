@@ -112,7 +112,7 @@ pub struct SlowCalls {
 /// Sleep windows that grow on repeated trips: the n-th consecutive trip (counting from 1)
 /// sleeps `sleep_window * multiplier^(n-1)`, capped at `max`, then spread by `jitter`.
 /// The schedule every back-off of Breakwater follows ([`breakwater_backoff`]).
-pub use breakwater_backoff::Backoff;
+pub use breakwater_backoff::{Backoff, Growth};
 
 /// Every setting of one breaker. `CircuitBreakerConfig::default()` is Hystrix's defaults.
 #[derive(Debug, Clone, PartialEq)]
@@ -129,6 +129,9 @@ pub struct CircuitBreakerConfig {
     pub error_threshold_percentage: u8,
     /// Optional slow-call tripping. Default off.
     pub slow_calls: Option<SlowCalls>,
+    /// Trip after this many failures in a row, whatever the window holds (Envoy's outlier
+    /// detection: 5 consecutive 5xx). A success starts the count again. Default off.
+    pub consecutive_failures: Option<u32>,
     /// How long the breaker stays open before it lets trial calls through. Default 5 s.
     pub sleep_window: Duration,
     /// Optional growth of the sleep window on repeated trips. Default off.
@@ -161,6 +164,7 @@ impl Default for CircuitBreakerConfig {
             request_volume_threshold: 20,
             error_threshold_percentage: 50,
             slow_calls: None,
+            consecutive_failures: None,
             sleep_window: Duration::from_secs(5),
             backoff: None,
             half_open_trial_calls: 1,
@@ -218,6 +222,12 @@ impl CircuitBreakerConfig {
                     format!("{} is outside 1..=100", slow.rate_threshold_percentage),
                 ));
             }
+        }
+        if self.consecutive_failures == Some(0) {
+            return Err(ConfigError::new(
+                "consecutive_failures",
+                "must be at least 1 (use None to disable)",
+            ));
         }
         if self.sleep_window.is_zero() {
             return Err(ConfigError::new("sleep_window", "must be longer than zero"));
@@ -473,6 +483,7 @@ mod tests {
     fn backoff_grows_and_is_capped() {
         let c = CircuitBreakerConfig {
             backoff: Some(Backoff {
+                growth: Growth::Exponential,
                 multiplier: 2.0,
                 max: Duration::from_secs(30),
                 jitter: 0.0,
@@ -486,6 +497,7 @@ mod tests {
         assert_eq!(c.sleep_for(40), Duration::from_secs(30));
         let j = CircuitBreakerConfig {
             backoff: Some(Backoff {
+                growth: Growth::Exponential,
                 multiplier: 1.0,
                 max: Duration::from_secs(30),
                 jitter: 0.5,

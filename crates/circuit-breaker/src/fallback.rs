@@ -51,7 +51,7 @@ impl<F> FallbackLayer<F> {
     pub fn new(breaker: &CircuitBreaker, fallback: F) -> Self {
         breaker.mark_has_fallback();
         FallbackLayer {
-            breaker: *breaker,
+            breaker: breaker.clone(),
             fallback,
         }
     }
@@ -63,7 +63,7 @@ impl<S, F: Clone> Layer<S> for FallbackLayer<F> {
     fn layer(&self, inner: S) -> Self::Service {
         FallbackService {
             inner,
-            breaker: self.breaker,
+            breaker: self.breaker.clone(),
             fallback: self.fallback.clone(),
         }
     }
@@ -98,7 +98,7 @@ where
             state: FallbackState::Primary {
                 future: self.inner.call(request),
             },
-            breaker: self.breaker,
+            breaker: self.breaker.clone(),
             fallback: self.fallback.clone(),
             start,
             slot: None,
@@ -181,7 +181,7 @@ where
                         .into()));
                     }
                     *this.slot = Some(FallbackSlot {
-                        breaker: *this.breaker,
+                        breaker: this.breaker.clone(),
                     });
                     let future = (this.fallback)(error);
                     this.state.set(FallbackState::Fallback { future });

@@ -30,7 +30,7 @@ impl CircuitBreakerLayer {
     /// A layer for `breaker` that counts every `Err` as a failure.
     pub fn new(breaker: &CircuitBreaker) -> Self {
         CircuitBreakerLayer {
-            breaker: *breaker,
+            breaker: breaker.clone(),
             classify: AnyError,
         }
     }
@@ -40,7 +40,7 @@ impl<C> CircuitBreakerLayer<C> {
     /// Uses another classifier.
     pub fn classify<C2>(self, classify: C2) -> CircuitBreakerLayer<C2> {
         CircuitBreakerLayer {
-            breaker: self.breaker,
+            breaker: self.breaker.clone(),
             classify,
         }
     }

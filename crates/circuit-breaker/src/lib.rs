@@ -92,10 +92,10 @@ pub mod snapshot;
 mod stats;
 pub mod timeout;
 
-pub use breaker::{Builder, CircuitBreaker};
+pub use breaker::{Builder, CircuitBreaker, WeakCircuitBreaker};
 pub use classify::{Classify, Outcome};
 pub use clock::Clock;
-pub use config::{Backoff, CircuitBreakerConfig, Mode, SlowCalls, Window};
+pub use config::{Backoff, CircuitBreakerConfig, Growth, Mode, SlowCalls, Window};
 pub use event::{Event, EventKind, State};
 pub use future::CircuitBreakerFuture;
 pub use layer::CircuitBreakerLayer;

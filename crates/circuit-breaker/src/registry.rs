@@ -122,14 +122,14 @@ impl CircuitBreakerRegistry {
             .write()
             .unwrap_or_else(|p| p.into_inner());
         if let Some(existing) = map.get(builder.name()) {
-            return Ok(*existing);
+            return Ok(existing.clone());
         }
         let name = builder.name().clone();
         let breaker = builder.build_in(
             Some(self.inner.events.clone()),
             Some(Arc::downgrade(&self.inner.bulkheads)),
         )?;
-        map.insert(name, breaker);
+        map.insert(name, breaker.clone());
         Ok(breaker)
     }
 

@@ -28,7 +28,7 @@ impl<S, C> CircuitBreakerService<S, C> {
     pub fn new(inner: S, breaker: &CircuitBreaker, classify: C) -> Self {
         CircuitBreakerService {
             inner,
-            handle: *breaker,
+            handle: breaker.clone(),
             classify,
         }
     }
@@ -73,7 +73,7 @@ where
         match self.handle.acquire() {
             Ok(permit) => CircuitBreakerFuture::running(
                 self.inner.call(request),
-                CallGuard::new(self.handle, permit),
+                CallGuard::new(self.handle.clone(), permit),
                 self.classify.clone(),
             ),
             Err(open) => {

@@ -26,7 +26,9 @@ pub struct TimeoutLayer {
 impl TimeoutLayer {
     /// A layer that times calls out after `breaker`'s current `timeout`.
     pub fn new(breaker: &CircuitBreaker) -> Self {
-        TimeoutLayer { breaker: *breaker }
+        TimeoutLayer {
+            breaker: breaker.clone(),
+        }
     }
 }
 
@@ -36,7 +38,7 @@ impl<S> Layer<S> for TimeoutLayer {
     fn layer(&self, inner: S) -> Self::Service {
         TimeoutService {
             inner,
-            breaker: self.breaker,
+            breaker: self.breaker.clone(),
         }
     }
 }
@@ -74,7 +76,7 @@ where
             future: self.inner.call(request),
             sleep,
             after,
-            breaker: self.breaker,
+            breaker: self.breaker.clone(),
         }
     }
 }

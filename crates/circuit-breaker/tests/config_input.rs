@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use breakwater_circuit_breaker::error::BoxError;
 use breakwater_circuit_breaker::{
-    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, Mode, SlowCalls,
-    Window,
+    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, Growth, Mode,
+    SlowCalls, Window,
 };
 use proptest::prelude::*;
 use tower::{Layer, Service};
@@ -35,6 +35,7 @@ fn wild_config() -> impl Strategy<Value = CircuitBreakerConfig> {
             prop_oneof![any::<f64>(), 0.0f64..1.0],
         )
             .prop_map(|(multiplier, max, jitter)| Backoff {
+                growth: Growth::Exponential,
                 multiplier,
                 max,
                 jitter,
@@ -78,6 +79,7 @@ fn wild_config() -> impl Strategy<Value = CircuitBreakerConfig> {
                     request_volume_threshold: volume % 50,
                     error_threshold_percentage: threshold,
                     slow_calls,
+                    consecutive_failures: (volume % 5 == 0).then_some(volume % 3),
                     sleep_window: sleep,
                     backoff,
                     half_open_trial_calls: trials,
@@ -140,8 +142,14 @@ fn valid_config() -> impl Strategy<Value = CircuitBreakerConfig> {
                     request_volume_threshold: volume,
                     error_threshold_percentage: threshold,
                     slow_calls,
+                    consecutive_failures: (threshold % 4 == 0).then_some(1 + volume % 10),
                     sleep_window: Duration::from_millis(sleep_ms),
                     backoff: backoff.map(|(multiplier, jitter)| Backoff {
+                        growth: if multiplier > 3.0 {
+                            Growth::Linear
+                        } else {
+                            Growth::Exponential
+                        },
                         multiplier,
                         max: Duration::from_millis(day_ms),
                         jitter,

@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use breakwater_circuit_breaker::error::{BoxError, CircuitOpen, Elapsed};
 use breakwater_circuit_breaker::{
-    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, Mode, Outcome,
-    SlowCalls, State,
+    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, Growth, Mode,
+    Outcome, SlowCalls, State,
 };
 use proptest::prelude::*;
 use tokio::sync::oneshot;
@@ -273,6 +273,7 @@ fn run(ops: Vec<Op>, trials: u32, backoff: bool) -> Result<(), TestCaseError> {
         }),
         sleep_window: Duration::from_millis(SLEEP_MS),
         backoff: backoff.then_some(Backoff {
+            growth: Growth::Exponential,
             multiplier: 2.0,
             max: Duration::from_millis(4 * SLEEP_MS),
             jitter: 0.0,

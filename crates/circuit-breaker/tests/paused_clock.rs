@@ -9,8 +9,8 @@ use breakwater_circuit_breaker::error::{BoxError, CircuitOpen, Elapsed, Fallback
 use breakwater_circuit_breaker::fallback::FallbackLayer;
 use breakwater_circuit_breaker::timeout::TimeoutLayer;
 use breakwater_circuit_breaker::{
-    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, EventKind, Mode,
-    SlowCalls, State, Window,
+    Backoff, CircuitBreaker, CircuitBreakerConfig, CircuitBreakerLayer, Clock, EventKind, Growth,
+    Mode, SlowCalls, State, Window,
 };
 use tokio::time::{advance, sleep};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt, service_fn};
@@ -112,6 +112,7 @@ async fn failed_trial_reopens_with_growing_backoff() {
     let b = breaker(CircuitBreakerConfig {
         request_volume_threshold: 2,
         backoff: Some(Backoff {
+            growth: Growth::Exponential,
             multiplier: 2.0,
             max: Duration::from_secs(15),
             jitter: 0.0,
@@ -521,4 +522,75 @@ async fn metrics_are_published_with_prometheus_names() {
         }
         other => panic!("{other:?}"),
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn consecutive_failures_trip_and_ejections_grow_linearly() {
+    // Envoy's outlier detection: 5 in a row, 30 s x ejections up to 300 s.
+    let b = breaker(CircuitBreakerConfig {
+        consecutive_failures: Some(5),
+        request_volume_threshold: 1_000,
+        sleep_window: Duration::from_secs(30),
+        backoff: Some(Backoff::linear(Duration::from_secs(300))),
+        ..CircuitBreakerConfig::default()
+    });
+    let svc = service(&b);
+    // Four failures, a success, four failures: never five in a row.
+    for round in 0..2 {
+        for _ in 0..4 {
+            call(&svc, Do::Fail).await.unwrap_err();
+        }
+        assert_eq!(b.state(), State::Closed, "round {round}");
+        call(&svc, Do::Ok).await.unwrap();
+    }
+    for _ in 0..5 {
+        call(&svc, Do::Fail).await.unwrap_err();
+    }
+    assert_eq!(b.state(), State::Open);
+    assert_eq!(b.snapshot().open_for, Some(Duration::from_secs(30)));
+    for expected in [60, 90, 120, 150, 180, 210, 240, 270, 300, 300] {
+        advance(b.snapshot().open_for.unwrap()).await;
+        call(&svc, Do::Fail).await.unwrap_err(); // the half-open probe fails
+        assert_eq!(b.snapshot().open_for, Some(Duration::from_secs(expected)));
+    }
+    advance(Duration::from_secs(300)).await;
+    call(&svc, Do::Ok).await.unwrap();
+    assert_eq!(b.state(), State::Closed);
+    // Closing started the count again: four more failures keep it closed.
+    for _ in 0..4 {
+        call(&svc, Do::Fail).await.unwrap_err();
+    }
+    assert_eq!(b.state(), State::Closed);
+    call(&svc, Do::Fail).await.unwrap_err();
+    assert_eq!(b.snapshot().open_for, Some(Duration::from_secs(30)));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_breaker_freed_when_dropped_goes_with_its_last_service() {
+    let b = CircuitBreaker::builder("instance 10.0.0.1:80")
+        .clock(Clock::tokio())
+        .build_freed_when_dropped()
+        .unwrap();
+    let weak = b.downgrade();
+    let svc = service(&b);
+    drop(b);
+    call(&svc, Do::Ok).await.unwrap();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let pending = tokio::spawn({
+        let svc = svc.clone();
+        async move {
+            let _ = rx.await;
+            call(&svc, Do::Ok).await
+        }
+    });
+    drop(svc);
+    assert!(weak.upgrade().is_some(), "a call still holds it");
+    tx.send(()).unwrap();
+    pending.await.unwrap().unwrap();
+    assert!(weak.upgrade().is_none(), "freed with the last holder");
+    // A breaker for the life of the process always upgrades.
+    let leaked = CircuitBreaker::new("named");
+    let weak = leaked.downgrade();
+    drop(leaked);
+    assert_eq!(weak.upgrade().unwrap().name(), "named");
 }

@@ -220,7 +220,7 @@ mod binding {
                 return;
             }
             let watcher: Arc<dyn Watcher> = Arc::new(BreakerWatcher {
-                breaker: *breaker,
+                breaker: breaker.clone(),
                 original: (*breaker.config()).clone(),
                 config: config.clone(),
                 last_good: Mutex::new(Vec::new()),

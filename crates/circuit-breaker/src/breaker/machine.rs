@@ -45,7 +45,7 @@ impl CircuitBreaker {
     /// Decides whether a call may start. Every `Ok` must be handed back to [`Self::complete`].
     #[inline]
     pub(crate) fn acquire(&self) -> Result<Permit, CircuitOpen> {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let hot = inner.hot.load(Ordering::Acquire);
         let mode = Mode::from_bits(hot & MODE_MASK);
         let mut trial = None;
@@ -123,7 +123,7 @@ impl CircuitBreaker {
     /// state word someone else left.
     #[cold]
     fn enter_half_open(&self, seen: u64) -> Result<u32, u64> {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let _t = self.lock_transitions();
         let word = inner.state.load(Ordering::Acquire);
         if word != seen {
@@ -147,7 +147,7 @@ impl CircuitBreaker {
         if permit.flags & PASSTHROUGH != 0 {
             return;
         }
-        let inner = self.inner;
+        let inner = &*self.inner;
         let end = inner.clock.raw();
         let now = inner.clock.nanos(end);
         let health = counter <= stats::REJECTED;
@@ -175,9 +175,35 @@ impl CircuitBreaker {
                 let unhealthy =
                     matches!(counter, stats::FAILURE | stats::TIMEOUT | stats::REJECTED);
                 let mode = Mode::from_bits(hot & MODE_MASK);
+                if hot & CONSECUTIVE != 0 && health {
+                    self.count_in_a_row(unhealthy, mode, now);
+                }
                 if (unhealthy || slow) && matches!(mode, Mode::Normal | Mode::ForcedClosed) {
                     self.evaluate(now);
                 }
+            }
+        }
+    }
+
+    /// Closed, with `consecutive_failures` set: counts a failure or starts again on a
+    /// success, and trips when the count reaches the setting.
+    #[inline]
+    fn count_in_a_row(&self, unhealthy: bool, mode: Mode, now: u64) {
+        let inner = &*self.inner;
+        if !unhealthy {
+            if inner.failures_in_a_row.load(Ordering::Relaxed) != 0 {
+                inner.failures_in_a_row.store(0, Ordering::Relaxed);
+            }
+            return;
+        }
+        let in_a_row = inner.failures_in_a_row.fetch_add(1, Ordering::Relaxed) + 1;
+        let limit = inner.config.load().consecutive_failures;
+        if limit.is_some_and(|limit| in_a_row >= limit)
+            && matches!(mode, Mode::Normal | Mode::ForcedClosed)
+        {
+            let word = inner.state.load(Ordering::Acquire);
+            if state_of(word) == CLOSED {
+                self.open(word, now);
             }
         }
     }
@@ -199,7 +225,7 @@ impl CircuitBreaker {
     /// Closed: trip if the health window says so.
     #[cold]
     fn evaluate(&self, now: u64) {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let word = inner.state.load(Ordering::Acquire);
         if state_of(word) != CLOSED {
             return;
@@ -216,7 +242,7 @@ impl CircuitBreaker {
 
     /// Moves from the state in `seen` to open, if nobody moved it first.
     pub(super) fn open(&self, seen: u64, now: u64) {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let mut t = self.lock_transitions();
         let word = inner.state.load(Ordering::Acquire);
         let still = match state_of(seen) {
@@ -228,6 +254,7 @@ impl CircuitBreaker {
             return;
         }
         t.consecutive_trips = t.consecutive_trips.saturating_add(1);
+        inner.failures_in_a_row.store(0, Ordering::Relaxed);
         let sleep = inner.config.load().sleep_for(t.consecutive_trips);
         inner
             .open_until
@@ -241,8 +268,9 @@ impl CircuitBreaker {
     }
 
     pub(super) fn close_locked(&self, word: u64, now: u64) {
-        let inner = self.inner;
+        let inner = &*self.inner;
         inner.stats.reset_window(now);
+        inner.failures_in_a_row.store(0, Ordering::Relaxed);
         if let Some(window) = inner.count_window.load().as_ref() {
             window.clear();
         }
@@ -258,7 +286,7 @@ impl CircuitBreaker {
     /// A trial call of half-open generation `generation` ended.
     #[cold]
     fn trial_done(&self, generation: u32, counter: usize, now: u64) {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let mut word = inner.state.load(Ordering::Acquire);
         loop {
             if state_of(word) != HALF_OPEN || generation_of(word) != generation {

@@ -47,6 +47,8 @@ pub(crate) struct Inner {
     hot: AtomicU64,
     slow_nanos: AtomicU64,
     pub(crate) timeout_nanos: AtomicU64,
+    /// Failures in a row, counted only when `consecutive_failures` is set.
+    failures_in_a_row: AtomicU32,
     pub(crate) fallback_limit: AtomicU32,
     pub(crate) fallbacks_running: AtomicU32,
     state: AtomicU64,
@@ -63,12 +65,18 @@ pub(crate) struct Inner {
     bulkheads: Option<Weak<Bulkheads>>,
 }
 
-/// A named circuit breaker. `Copy`: copies share one breaker.
+/// A named circuit breaker. Cheap to clone: clones share one breaker.
 ///
-/// A breaker lives for the rest of the process, like a Hystrix command: make one per
-/// dependency (a [`CircuitBreakerRegistry`](crate::CircuitBreakerRegistry) does it once per name), not one per request.
-/// In exchange a call never touches a reference count, which would be a cache line shared
-/// by every thread.
+/// A breaker made by [`new`](Self::new), [`with_config`](Self::with_config), [`Builder::build`]
+/// or a [`CircuitBreakerRegistry`](crate::CircuitBreakerRegistry) lives for the rest of the
+/// process, like a Hystrix command: make one per dependency, not one per request. In exchange
+/// a call never touches a reference count, which would be a cache line shared by every
+/// thread.
+///
+/// A breaker for something that comes and goes (an instance of a service, which leaves with
+/// the next deploy) comes from [`Builder::build_freed_when_dropped`]: it is freed when its
+/// last clone is dropped, and each call through a [`CircuitBreakerService`](crate::CircuitBreakerService)
+/// pays for a reference count.
 ///
 /// Wrap services with [`CircuitBreakerLayer`](crate::CircuitBreakerLayer); read its state with
 /// [`snapshot`](Self::snapshot); change its settings at run time with
@@ -89,9 +97,29 @@ pub(crate) struct Inner {
 /// assert_eq!(err.field, "error_threshold_percentage");
 /// assert_eq!(breaker.config().mode, Mode::ForcedOpen);
 /// ```
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 pub struct CircuitBreaker {
-    pub(crate) inner: &'static Inner,
+    pub(crate) inner: Handle,
+}
+
+/// How a [`CircuitBreaker`] holds its state: leaked for the life of the process (the default,
+/// no reference count per call), or shared and freed with its last clone.
+#[derive(Clone)]
+pub(crate) enum Handle {
+    Leaked(&'static Inner),
+    Shared(Arc<Inner>),
+}
+
+impl std::ops::Deref for Handle {
+    type Target = Inner;
+
+    #[inline(always)]
+    fn deref(&self) -> &Inner {
+        match self {
+            Handle::Leaked(inner) => inner,
+            Handle::Shared(inner) => inner,
+        }
+    }
 }
 
 impl std::fmt::Debug for CircuitBreaker {
@@ -100,6 +128,35 @@ impl std::fmt::Debug for CircuitBreaker {
             .field("name", &self.inner.name)
             .field("state", &self.state())
             .field("mode", &self.config().mode)
+            .finish()
+    }
+}
+
+/// A [`CircuitBreaker`] that may have been freed: see [`CircuitBreaker::downgrade`].
+#[derive(Clone)]
+pub struct WeakCircuitBreaker(WeakHandle);
+
+#[derive(Clone)]
+enum WeakHandle {
+    Leaked(&'static Inner),
+    Shared(Weak<Inner>),
+}
+
+impl WeakCircuitBreaker {
+    /// The breaker, if it is still alive.
+    pub fn upgrade(&self) -> Option<CircuitBreaker> {
+        let inner = match &self.0 {
+            WeakHandle::Leaked(inner) => Handle::Leaked(inner),
+            WeakHandle::Shared(weak) => Handle::Shared(weak.upgrade()?),
+        };
+        Some(CircuitBreaker { inner })
+    }
+}
+
+impl std::fmt::Debug for WeakCircuitBreaker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("WeakCircuitBreaker")
+            .field("alive", &self.upgrade().is_some())
             .finish()
     }
 }
@@ -139,9 +196,32 @@ impl Builder {
         self
     }
 
-    /// Validates the settings and builds the breaker.
+    /// Validates the settings and builds the breaker, which lives for the rest of the
+    /// process.
     pub fn build(self) -> Result<CircuitBreaker, ConfigError> {
         self.build_in(None, None)
+    }
+
+    /// Validates the settings and builds a breaker that is freed when its last clone is
+    /// dropped: for instances of a service, which come and go. Not for a registry, which
+    /// would keep it alive.
+    ///
+    /// ```
+    /// use breakwater_circuit_breaker::CircuitBreaker;
+    ///
+    /// let breaker = CircuitBreaker::builder("payments 10.0.0.7:8080")
+    ///     .build_freed_when_dropped()
+    ///     .unwrap();
+    /// let watcher = breaker.downgrade();
+    /// assert!(watcher.upgrade().is_some());
+    /// drop(breaker);
+    /// assert!(watcher.upgrade().is_none());
+    /// ```
+    pub fn build_freed_when_dropped(self) -> Result<CircuitBreaker, ConfigError> {
+        let inner = self.build_inner(None, None)?;
+        Ok(CircuitBreaker {
+            inner: Handle::Shared(Arc::new(inner)),
+        })
     }
 
     pub(crate) fn name(&self) -> &Arc<str> {
@@ -157,6 +237,17 @@ impl Builder {
         registry_events: Option<broadcast::Sender<Event>>,
         bulkheads: Option<Weak<Bulkheads>>,
     ) -> Result<CircuitBreaker, ConfigError> {
+        let inner = self.build_inner(registry_events, bulkheads)?;
+        Ok(CircuitBreaker {
+            inner: Handle::Leaked(Box::leak(Box::new(inner))),
+        })
+    }
+
+    fn build_inner(
+        self,
+        registry_events: Option<broadcast::Sender<Event>>,
+        bulkheads: Option<Weak<Bulkheads>>,
+    ) -> Result<Inner, ConfigError> {
         self.config.validate()?;
         let clock = self.clock.unwrap_or_default();
         let now = clock.now_nanos();
@@ -170,6 +261,7 @@ impl Builder {
             hot: AtomicU64::new(0),
             slow_nanos: AtomicU64::new(0),
             timeout_nanos: AtomicU64::new(0),
+            failures_in_a_row: AtomicU32::new(0),
             fallback_limit: AtomicU32::new(0),
             fallbacks_running: AtomicU32::new(0),
             state: AtomicU64::new(pack(CLOSED, 0, 0, 0)),
@@ -188,9 +280,7 @@ impl Builder {
             clock,
         };
         inner.apply(&inner.config.load());
-        Ok(CircuitBreaker {
-            inner: Box::leak(Box::new(inner)),
-        })
+        Ok(inner)
     }
 }
 
@@ -254,6 +344,15 @@ impl CircuitBreaker {
         }
     }
 
+    /// A handle that does not keep a breaker from [`Builder::build_freed_when_dropped`]
+    /// alive. A breaker that lives for the process always upgrades.
+    pub fn downgrade(&self) -> WeakCircuitBreaker {
+        WeakCircuitBreaker(match &self.inner {
+            Handle::Leaked(inner) => WeakHandle::Leaked(inner),
+            Handle::Shared(inner) => WeakHandle::Shared(Arc::downgrade(inner)),
+        })
+    }
+
     /// The breaker's name.
     pub fn name(&self) -> &str {
         &self.inner.name
@@ -279,7 +378,7 @@ impl CircuitBreaker {
     /// Invalid settings are refused and the old ones stay in force.
     pub fn set_config(&self, config: CircuitBreakerConfig) -> Result<(), ConfigError> {
         config.validate()?;
-        let inner = self.inner;
+        let inner = &*self.inner;
         let _writer = inner
             .config_writer
             .lock()
@@ -380,7 +479,7 @@ impl CircuitBreaker {
 
     /// Everything the breaker knows, now.
     pub fn snapshot(&self) -> Snapshot {
-        let inner = self.inner;
+        let inner = &*self.inner;
         let now = inner.clock.now_nanos();
         let config = inner.config.load_full();
         let word = inner.state.load(Ordering::Acquire);

@@ -41,6 +41,7 @@ pub(super) const MODE_MASK: u64 = 0b111;
 pub(super) const COUNT_WINDOW: u64 = 1 << 3;
 pub(super) const RECORD_LATENCY: u64 = 1 << 4;
 pub(super) const HAS_FALLBACK: u64 = 1 << 5;
+pub(super) const CONSECUTIVE: u64 = 1 << 6;
 
 pub(super) fn hot_word(config: &CircuitBreakerConfig) -> u64 {
     let mut word = config.mode.to_bits();
@@ -49,6 +50,9 @@ pub(super) fn hot_word(config: &CircuitBreakerConfig) -> u64 {
     }
     if config.record_latency {
         word |= RECORD_LATENCY;
+    }
+    if config.consecutive_failures.is_some() {
+        word |= CONSECUTIVE;
     }
     word
 }
