@@ -10,7 +10,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
@@ -53,25 +53,62 @@ struct Estimate {
     updated: Instant,
 }
 
+/// One instance's moving averages and requests in flight: what its cost is made of. Shared
+/// by the service that sends to the instance and the futures of its requests.
 #[derive(Debug)]
-struct Shared {
+pub(crate) struct Estimator {
     estimate: Mutex<Estimate>,
     in_flight: AtomicUsize,
-    weight: f64,
-    config: CostConfig,
+    sent: AtomicU64,
 }
 
-impl Shared {
+impl Estimator {
+    pub(crate) fn new(config: &CostConfig) -> Self {
+        Estimator {
+            estimate: Mutex::new(Estimate {
+                rtt_ns: config.default_rtt.as_nanos() as f64,
+                failure: 0.0,
+                updated: Instant::now(),
+            }),
+            in_flight: AtomicUsize::new(0),
+            sent: AtomicU64::new(0),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Estimate> {
         self.estimate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// One response: `elapsed` after it was sent, failed or not.
-    fn observe(&self, elapsed: Duration, failed: Option<bool>) {
+    /// The share of the old average that remains after `since` (`exp(-since / decay)`).
+    fn keep(config: &CostConfig, since: Duration) -> f64 {
+        (-(since.as_nanos() as f64) / config.decay.as_nanos().max(1) as f64).exp()
+    }
+
+    /// A request goes out.
+    pub(crate) fn start(&self) {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.sent.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Requests sent since it was made.
+    pub(crate) fn sent(&self) -> u64 {
+        self.sent.load(Ordering::Relaxed)
+    }
+
+    /// A request ended (answered or abandoned).
+    pub(crate) fn end(&self) {
+        self.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// One response: `elapsed` after it was sent; failed, succeeded or neither (ignored).
+    pub(crate) fn observe(&self, config: &CostConfig, elapsed: Duration, failed: Option<bool>) {
         let now = Instant::now();
         let mut e = self.lock();
-        let since = now.saturating_duration_since(e.updated).as_nanos() as f64;
-        let keep = (-since / self.config.decay.as_nanos().max(1) as f64).exp();
+        let keep = Self::keep(config, now.saturating_duration_since(e.updated));
         let sample = elapsed.as_nanos() as f64;
         e.rtt_ns = if sample > e.rtt_ns {
             sample
@@ -85,17 +122,46 @@ impl Shared {
         e.updated = now;
     }
 
-    fn cost(&self) -> Cost {
-        let now = Instant::now();
-        let e = self.lock();
-        // Both averages decay while nothing is heard, so a penalised instance is tried again.
-        let since = now.saturating_duration_since(e.updated).as_nanos() as f64;
-        let keep = (-since / self.config.decay.as_nanos().max(1) as f64).exp();
-        let failure = e.failure * keep;
-        let in_flight = self.in_flight.load(Ordering::Relaxed) as f64;
-        let penalty = 1.0 + self.config.failure_penalty.max(0.0) * failure;
-        Cost(e.rtt_ns * (in_flight + 1.0) * penalty / self.weight)
+    /// A request given up on after `elapsed` (its caller timed out or went away): the
+    /// instance took at least that long, so a longer wait than the estimate raises it; a
+    /// shorter one tells nothing.
+    pub(crate) fn abandoned(&self, elapsed: Duration) {
+        let mut e = self.lock();
+        let sample = elapsed.as_nanos() as f64;
+        if sample > e.rtt_ns {
+            e.rtt_ns = sample;
+            e.updated = Instant::now();
+        }
     }
+
+    /// The latency estimate and the failure share, decayed to now.
+    pub(crate) fn estimate(&self, config: &CostConfig) -> (Duration, f64) {
+        let e = self.lock();
+        let keep = Self::keep(config, Instant::now().saturating_duration_since(e.updated));
+        (Duration::from_nanos(e.rtt_ns as u64), e.failure * keep)
+    }
+
+    /// What sending one more request costs, for an instance of `weight`.
+    pub(crate) fn cost(&self, config: &CostConfig, weight: u32) -> Cost {
+        let now = Instant::now();
+        let (rtt_ns, failure) = {
+            let e = self.lock();
+            // The failure share decays while nothing is heard, so a penalised instance is
+            // tried again.
+            let keep = Self::keep(config, now.saturating_duration_since(e.updated));
+            (e.rtt_ns, e.failure * keep)
+        };
+        let in_flight = self.in_flight() as f64;
+        let penalty = 1.0 + config.failure_penalty.max(0.0) * failure;
+        Cost(rtt_ns * (in_flight + 1.0) * penalty / f64::from(weight.max(1)))
+    }
+}
+
+#[derive(Debug)]
+struct Shared {
+    estimator: Estimator,
+    weight: u32,
+    config: CostConfig,
 }
 
 /// A service whose [`Load`] is its [`Cost`]; `tower::balance::p2c::Balance` over these picks
@@ -118,18 +184,12 @@ impl<S, C> CostService<S, C> {
     /// `inner`, with `classify` telling failures (an HTTP 503 is an `Ok`, but a failure to
     /// the balancer: use `HttpStatus`).
     pub fn with_classifier(inner: S, weight: u32, config: CostConfig, classify: C) -> Self {
-        let rtt_ns = config.default_rtt.as_nanos() as f64;
         CostService {
             inner,
             classify,
             shared: Arc::new(Shared {
-                estimate: Mutex::new(Estimate {
-                    rtt_ns,
-                    failure: 0.0,
-                    updated: Instant::now(),
-                }),
-                in_flight: AtomicUsize::new(0),
-                weight: f64::from(weight.max(1)),
+                estimator: Estimator::new(&config),
+                weight: weight.max(1),
                 config,
             }),
         }
@@ -137,8 +197,7 @@ impl<S, C> CostService<S, C> {
 
     /// The latency estimate and the failure share, as they stand.
     pub fn estimate(&self) -> (Duration, f64) {
-        let e = self.shared.lock();
-        (Duration::from_nanos(e.rtt_ns as u64), e.failure)
+        self.shared.estimator.estimate(&self.shared.config)
     }
 }
 
@@ -146,7 +205,9 @@ impl<S, C> Load for CostService<S, C> {
     type Metric = Cost;
 
     fn load(&self) -> Cost {
-        self.shared.cost()
+        self.shared
+            .estimator
+            .cost(&self.shared.config, self.shared.weight)
     }
 }
 
@@ -165,7 +226,7 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
-        self.shared.in_flight.fetch_add(1, Ordering::Relaxed);
+        self.shared.estimator.start();
         CostFuture {
             future: Box::pin(self.inner.call(request)),
             classify: self.classify.clone(),
@@ -185,7 +246,7 @@ struct Tracker {
 
 impl Drop for Tracker {
     fn drop(&mut self) {
-        self.shared.in_flight.fetch_sub(1, Ordering::Relaxed);
+        self.shared.estimator.end();
     }
 }
 
@@ -225,7 +286,10 @@ where
                 Outcome::Failure => Some(true),
                 Outcome::Ignored => None,
             };
-            tracker.shared.observe(tracker.sent.elapsed(), failed);
+            let shared = &tracker.shared;
+            shared
+                .estimator
+                .observe(&shared.config, tracker.sent.elapsed(), failed);
         }
         Poll::Ready(result)
     }

@@ -41,10 +41,22 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+mod balancer;
+pub mod config;
 pub mod cost;
 mod discover;
 mod endpoint;
+mod future;
+mod member;
+mod pick;
+mod registry;
+mod snapshot;
 
+pub use balancer::{Balancer, NoInstances};
+pub use config::{BalanceConfig, SettingError};
 pub use cost::{Cost, CostConfig, CostService};
 pub use discover::{EurekaDiscover, StaticDiscover};
 pub use endpoint::{Endpoint, MAX_WEIGHT};
+pub use future::BalancerFuture;
+pub use registry::BalancerRegistry;
+pub use snapshot::{BalancerSnapshot, InstanceSnapshot, InstanceState};

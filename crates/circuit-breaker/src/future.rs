@@ -12,6 +12,49 @@ use crate::classify::{Classify, Outcome};
 use crate::error::{BoxError, CircuitOpen, Elapsed, Rejected};
 use crate::stats;
 
+/// A call's admission by [`CircuitBreaker::try_acquire`]: report how the call went with
+/// [`finish`](Self::finish). Dropped unfinished, it reports the call as cancelled, so an
+/// abandoned half-open trial never leaves the breaker stuck.
+pub struct CallPermit {
+    guard: CallGuard,
+}
+
+impl CallPermit {
+    pub(crate) fn new(breaker: CircuitBreaker, permit: Permit) -> Self {
+        CallPermit {
+            guard: CallGuard::new(breaker, permit),
+        }
+    }
+
+    /// Reports the call: a success, a failure (counts for health, may trip the breaker) or
+    /// ignored (a bad request).
+    pub fn finish(mut self, outcome: Outcome) {
+        self.guard.finish(match outcome {
+            Outcome::Success => stats::SUCCESS,
+            Outcome::Failure => stats::FAILURE,
+            Outcome::Ignored => stats::BAD_REQUEST,
+        });
+    }
+
+    /// Reports the call as timed out (a failure for health, counted as a timeout).
+    pub fn timed_out(mut self) {
+        self.guard.finish(stats::TIMEOUT);
+    }
+
+    /// The breaker that admitted the call.
+    pub fn breaker(&self) -> &CircuitBreaker {
+        &self.guard.breaker
+    }
+}
+
+impl std::fmt::Debug for CallPermit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CallPermit")
+            .field("breaker", &self.guard.breaker.name())
+            .finish()
+    }
+}
+
 /// Holds a call's admission; reports the call as cancelled if it is dropped unfinished, so an
 /// abandoned half-open trial never leaves the breaker stuck.
 pub(crate) struct CallGuard {

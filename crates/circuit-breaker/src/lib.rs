@@ -97,7 +97,7 @@ pub use classify::{Classify, Outcome};
 pub use clock::Clock;
 pub use config::{Backoff, CircuitBreakerConfig, Growth, Mode, SlowCalls, Window};
 pub use event::{Event, EventKind, State};
-pub use future::CircuitBreakerFuture;
+pub use future::{CallPermit, CircuitBreakerFuture};
 pub use layer::CircuitBreakerLayer;
 pub use registry::CircuitBreakerRegistry;
 pub use service::CircuitBreakerService;

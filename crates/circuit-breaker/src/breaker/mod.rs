@@ -13,7 +13,7 @@ use tokio::sync::broadcast;
 
 use crate::bulkhead::{Bulkhead, Bulkheads};
 use crate::clock::Clock;
-use crate::config::{CircuitBreakerConfig, Window};
+use crate::config::{CircuitBreakerConfig, Mode, Window};
 use crate::error::ConfigError;
 use crate::event::{Event, EventKind, State};
 use crate::snapshot::{Counts, Latency, Snapshot};
@@ -350,6 +350,63 @@ impl CircuitBreaker {
         WeakCircuitBreaker(match &self.inner {
             Handle::Leaked(inner) => WeakHandle::Leaked(inner),
             Handle::Shared(inner) => WeakHandle::Shared(Arc::downgrade(inner)),
+        })
+    }
+
+    /// Asks to start a call outside a [`CircuitBreakerService`](crate::CircuitBreakerService)
+    /// (a balancer deciding where a request goes): the breaker admits it or says why not.
+    /// The permit reports the call's [`Outcome`](crate::Outcome) when it ends; dropped
+    /// unfinished, it counts the call as cancelled.
+    ///
+    /// ```
+    /// use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerConfig, Outcome, State};
+    ///
+    /// let breaker = CircuitBreaker::with_config(
+    ///     "instance-a",
+    ///     CircuitBreakerConfig { consecutive_failures: Some(2), ..Default::default() },
+    /// )
+    /// .unwrap();
+    /// for _ in 0..2 {
+    ///     breaker.try_acquire().unwrap().finish(Outcome::Failure);
+    /// }
+    /// assert_eq!(breaker.state(), State::Open);
+    /// assert!(breaker.try_acquire().is_err());
+    /// ```
+    pub fn try_acquire(&self) -> Result<crate::CallPermit, crate::error::CircuitOpen> {
+        let permit = self.acquire()?;
+        Ok(crate::CallPermit::new(self.clone(), permit))
+    }
+
+    /// Whether a call would be admitted now, without taking a place: closed, open with its
+    /// sleep window over (the next call probes), or half-open with a trial place left. A
+    /// forced-open breaker admits nothing; forced-closed, metrics-only and disabled ones
+    /// admit everything.
+    pub fn admits(&self) -> bool {
+        let inner = &*self.inner;
+        match Mode::from_bits(inner.hot.load(Ordering::Acquire) & MODE_MASK) {
+            Mode::ForcedOpen => false,
+            Mode::ForcedClosed | Mode::MetricsOnly | Mode::Disabled => true,
+            Mode::Normal => {
+                let word = inner.state.load(Ordering::Acquire);
+                match state_of(word) {
+                    CLOSED => true,
+                    OPEN => inner.clock.now_nanos() >= inner.open_until.load(Ordering::Acquire),
+                    _ => permits_of(word) > 0,
+                }
+            }
+        }
+    }
+
+    /// When an open breaker lets its next trial through, if it is open.
+    pub fn open_until(&self) -> Option<SystemTime> {
+        let inner = &*self.inner;
+        let word = inner.state.load(Ordering::Acquire);
+        (state_of(word) == OPEN).then(|| {
+            let left = inner
+                .open_until
+                .load(Ordering::Acquire)
+                .saturating_sub(inner.clock.now_nanos());
+            SystemTime::now() + Duration::from_nanos(left)
         })
     }
 
