@@ -77,7 +77,7 @@ fn server() {
                 for _ in 0..100 {
                     let breaker = &breakers[n % BREAKERS];
                     n += 1;
-                    let service = CircuitBreakerLayer::new(&breaker).layer(service_fn(dependency));
+                    let service = CircuitBreakerLayer::new(breaker).layer(service_fn(dependency));
                     let _ = service.oneshot(n.is_multiple_of(50)).await;
                 }
             }

@@ -4,9 +4,10 @@
 //! sensitive moving average of response times (a slower response takes over at once, faster
 //! ones pull it down with a time constant, `decay`), times the requests in flight plus one.
 //! Unlike it, failures cost too: an instance that answers `503` or resets *fast* looks cheap to
-//! a latency-only estimate and draws ever more traffic; here a moving average of its failure
-//! share multiplies the cost (by up to `1 + failure_penalty`). And the cost is divided by the
-//! instance's weight.
+//! a latency-only estimate and draws ever more traffic; here a failed response never lowers
+//! the latency estimate (it may raise it), a moving average of the failure share multiplies
+//! the cost (by up to `1 + failure_penalty`), and the cost is divided by the instance's
+//! weight.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -49,6 +50,9 @@ pub struct Cost(pub f64);
 #[derive(Debug)]
 struct Estimate {
     rtt_ns: f64,
+    /// Whether a response other than a failure has been timed: until then the latency is the
+    /// default, which the first such response replaces.
+    heard: bool,
     failure: f64,
     updated: Instant,
 }
@@ -67,6 +71,7 @@ impl Estimator {
         Estimator {
             estimate: Mutex::new(Estimate {
                 rtt_ns: config.default_rtt.as_nanos() as f64,
+                heard: false,
                 failure: 0.0,
                 updated: Instant::now(),
             }),
@@ -110,7 +115,17 @@ impl Estimator {
         let mut e = self.lock();
         let keep = Self::keep(config, now.saturating_duration_since(e.updated));
         let sample = elapsed.as_nanos() as f64;
-        e.rtt_ns = if sample > e.rtt_ns {
+        // A failure tells how slow an instance can be, never how fast: a 503 or a reset that
+        // comes back at once must not make the instance look cheap.
+        let sample = if failed == Some(true) {
+            sample.max(e.rtt_ns)
+        } else {
+            sample
+        };
+        e.rtt_ns = if !e.heard && failed != Some(true) {
+            e.heard = true;
+            sample
+        } else if sample > e.rtt_ns {
             sample
         } else {
             e.rtt_ns * keep + sample * (1.0 - keep)
@@ -132,6 +147,11 @@ impl Estimator {
             e.rtt_ns = sample;
             e.updated = Instant::now();
         }
+    }
+
+    /// Forgets the failure share: the instance is back after an ejection and a good probe.
+    pub(crate) fn forgive(&self) {
+        self.lock().failure = 0.0;
     }
 
     /// The latency estimate and the failure share, decayed to now.

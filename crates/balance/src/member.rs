@@ -123,6 +123,7 @@ impl<S> Member<S> {
                 "instance ejected from balancing"
             );
         } else {
+            self.estimator.forgive();
             self.core.ejected.fetch_sub(1, Ordering::Relaxed);
             if local {
                 self.core.ejected_local.fetch_sub(1, Ordering::Relaxed);

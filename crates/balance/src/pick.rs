@@ -58,6 +58,14 @@ impl Pool<'_> {
     }
 }
 
+/// Whether `member` is ejected and its breaker would let a probe through now.
+fn probe_due<S>(member: &Member<S>) -> bool {
+    member.breaker.state() != breakwater_circuit_breaker::State::Closed && member.breaker.admits()
+}
+
+/// Members drawn per pick in panic mode.
+const PANIC_CHOICES: usize = 4;
+
 /// Two distinct positions below `len` (which is at least 2).
 fn two(len: usize) -> (usize, usize) {
     let a = fastrand::usize(..len);
@@ -116,8 +124,11 @@ impl<S> Members<S> {
             }
         }
         // Panic, or nobody admits a call (breakers tripped between the count and now):
-        // spread over every member, ejected or not, taking a permit where one is given.
-        let member = self.cheaper(settings, Pool::All(n), |_| true)?;
+        // spread over every member, ejected or not, taking a permit where one is given. With
+        // most members failing, two choices often draw two failing ones; the cheapest of
+        // four draws still spreads load (the in-flight count is in the cost) but finds a
+        // healthy member far more often.
+        let member = self.cheapest_of(settings, PANIC_CHOICES)?;
         let permit = member.breaker.try_acquire().ok();
         Some(Picked {
             member: member.clone(),
@@ -144,6 +155,16 @@ impl<S> Members<S> {
         None
     }
 
+    /// The cheapest of `draws` random members (drawn with replacement).
+    fn cheapest_of(&self, settings: &Settings, draws: usize) -> Option<&Arc<Member<S>>> {
+        let n = self.all.len();
+        (0..draws.min(n.max(1)))
+            .map(|_| &self.all[fastrand::usize(..n)])
+            .map(|m| (m.estimator.cost(&settings.cost, m.weight(settings)), m))
+            .min_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal))
+            .map(|(_, m)| m)
+    }
+
     /// The cheaper of two random members of `pool` that pass `usable`; if the draws find
     /// none, the cheapest usable member by a scan.
     fn cheaper(
@@ -163,6 +184,10 @@ impl<S> Members<S> {
             let (a, b) = two(len);
             let (a, b) = (member(a), member(b));
             match (usable(a), usable(b)) {
+                // An instance whose ejection is over gets its probe whatever its cost (which
+                // still carries the failures that ejected it).
+                (true, true) if probe_due(a) => return Some(a),
+                (true, true) if probe_due(b) => return Some(b),
                 (true, true) => {
                     let cost_a = a.estimator.cost(&settings.cost, a.weight(settings));
                     let cost_b = b.estimator.cost(&settings.cost, b.weight(settings));
