@@ -5,12 +5,14 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use breakwater_balance::{Endpoint, EurekaDiscover, StaticDiscover};
+use breakwater_balance::{BalanceConfig, Balancer, Endpoint, EurekaDiscover, StaticDiscover};
+use breakwater_circuit_breaker::error::BoxError;
 use breakwater_discovery::{
     EurekaClient, EurekaClientConfig, Instance, InstanceRegistry, InstanceRegistryConfig, Port,
     Status,
 };
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tower::ServiceExt;
 use tower::discover::{Change, Discover};
 
 /// The next change, or `None` when none comes within `within` (the stream stays usable).
@@ -31,6 +33,38 @@ fn describe(change: &Change<String, Endpoint>) -> String {
     match change {
         Change::Insert(id, e) => format!("+{id}@{}:{}", e.authority(), e.weight),
         Change::Remove(id) => format!("-{id}"),
+    }
+}
+
+/// One HTTP/1.1 GET of `/` from `authority`; the body (the instance's id).
+async fn http_get(authority: String) -> Result<String, BoxError> {
+    let exchange = async {
+        let mut stream = tokio::net::TcpStream::connect(&authority).await?;
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await?;
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).await?;
+        Ok::<_, BoxError>(answer)
+    };
+    let answer = tokio::time::timeout(Duration::from_secs(5), exchange).await??;
+    let (head, body) = answer.split_once("\r\n\r\n").ok_or("no HTTP head")?;
+    if !head.starts_with("HTTP/1.0 200") && !head.starts_with("HTTP/1.1 200") {
+        return Err(format!("answered {head}").into());
+    }
+    Ok(body.to_owned())
+}
+
+/// Waits until the balancer has `n` instances.
+async fn wait_for<S>(balancer: &Balancer<S>, n: usize) {
+    let deadline = tokio::time::Instant::now() + SOON;
+    while balancer.snapshot().instances.len() != n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            balancer.snapshot()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
@@ -211,6 +245,17 @@ async fn instances_that_register_themselves_from_python_are_discovered_and_dropp
     }
 
     let mut discover = EurekaDiscover::new(&client, "PY-BACKEND", Endpoint::clone);
+    // And a balancer over the same view, sending real HTTP requests to the Python servers.
+    let balancer = Balancer::eureka(
+        &client,
+        "py-backend",
+        |e: &Endpoint| {
+            let authority = e.authority();
+            tower::service_fn(move |()| http_get(authority.clone()))
+        },
+        BalanceConfig::default(),
+    )
+    .unwrap();
     let mut seen = Vec::new();
     while seen.len() < 3 {
         let change = next(&mut discover, SOON)
@@ -234,6 +279,25 @@ async fn instances_that_register_themselves_from_python_are_discovered_and_dropp
     }
     seen.sort();
     assert_eq!(seen, ready);
+    let answered = |n| {
+        let balancer = balancer.clone();
+        async move {
+            // All at once: requests in flight are part of the cost, so they spread.
+            let mut tasks = tokio::task::JoinSet::new();
+            for _ in 0..n {
+                tasks.spawn(balancer.clone().oneshot(()));
+            }
+            let mut ids = std::collections::BTreeSet::new();
+            while let Some(id) = tasks.join_next().await {
+                ids.insert(id.unwrap().expect("a Python instance answers"));
+            }
+            ids.into_iter().collect::<Vec<String>>()
+        }
+    };
+    assert_eq!(
+        answered(60).await,
+        ["py-backend-0", "py-backend-1", "py-backend-2"]
+    );
 
     let mut stdin = peer.stdin.take().unwrap();
     stdin.write_all(b"out py-backend-1\n").await.unwrap();
@@ -242,12 +306,16 @@ async fn instances_that_register_themselves_from_python_are_discovered_and_dropp
         .await
         .expect("out of service is removed");
     assert_eq!(describe(&change), "-py-backend-1");
+    wait_for(&balancer, 2).await;
+    assert_eq!(answered(40).await, ["py-backend-0", "py-backend-2"]);
     stdin.write_all(b"stop py-backend-2\n").await.unwrap();
     assert_eq!(said().await, "STOPPED py-backend-2");
     let change = next(&mut discover, SOON)
         .await
         .expect("a deregistered one is removed");
     assert_eq!(describe(&change), "-py-backend-2");
+    wait_for(&balancer, 1).await;
+    assert_eq!(answered(20).await, ["py-backend-0"]);
     stdin.write_all(b"quit\n").await.unwrap();
     assert_eq!(said().await, "STOPPED");
     assert!(peer.wait().await.unwrap().success());
