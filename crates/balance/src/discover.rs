@@ -136,35 +136,35 @@ impl<F: Fn(&Endpoint) -> S, S> EurekaDiscover<F, S> {
             skipped: HashSet::new(),
         }
     }
+}
 
-    /// What the instances of `self.name` in `apps` come to.
-    fn endpoints(&mut self, apps: &Applications) -> Vec<Endpoint> {
-        let name = self.name.as_str();
-        let wanted = |i: &Instance| {
-            i.app.eq_ignore_ascii_case(name)
-                || i.vip_address
-                    .as_deref()
-                    .is_some_and(|v| v.split(',').any(|v| v.trim().eq_ignore_ascii_case(name)))
-        };
-        let mut endpoints = Vec::new();
-        for instance in apps
-            .instances()
-            .filter(|i| wanted(i) && i.status == Status::Up)
-        {
-            match Endpoint::from_instance(instance) {
-                Ok(endpoint) => {
-                    self.skipped.remove(instance.id());
-                    endpoints.push(endpoint);
-                }
-                Err(reason) => {
-                    if self.skipped.insert(instance.id().to_owned()) {
-                        tracing::warn!(service = %self.name, %reason, "instance left out of balancing");
-                    }
+/// What the `UP` instances of `name` in `apps` come to; those that cannot be endpoints are
+/// warned about once (remembered in `skipped`).
+fn endpoints(name: &str, skipped: &mut HashSet<String>, apps: &Applications) -> Vec<Endpoint> {
+    let wanted = |i: &Instance| {
+        i.app.eq_ignore_ascii_case(name)
+            || i.vip_address
+                .as_deref()
+                .is_some_and(|v| v.split(',').any(|v| v.trim().eq_ignore_ascii_case(name)))
+    };
+    let mut endpoints = Vec::new();
+    for instance in apps
+        .instances()
+        .filter(|i| wanted(i) && i.status == Status::Up)
+    {
+        match Endpoint::from_instance(instance) {
+            Ok(endpoint) => {
+                skipped.remove(instance.id());
+                endpoints.push(endpoint);
+            }
+            Err(reason) => {
+                if skipped.insert(instance.id().to_owned()) {
+                    tracing::warn!(service = %name, %reason, "instance left out of balancing");
                 }
             }
         }
-        endpoints
     }
+    endpoints
 }
 
 impl<F: Fn(&Endpoint) -> S, S> Stream for EurekaDiscover<F, S> {
@@ -172,17 +172,32 @@ impl<F: Fn(&Endpoint) -> S, S> Stream for EurekaDiscover<F, S> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        loop {
-            if let Some(change) = this.diff.pending.pop_front() {
-                return Poll::Ready(Some(Ok(change)));
-            }
-            let apps = match this.watched.poll_value(cx, Arc::clone) {
-                Poll::Ready(Some(apps)) => apps,
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            };
-            let endpoints = this.endpoints(&apps);
-            this.diff.apply(endpoints);
+        let (name, skipped) = (this.name.as_str(), &mut this.skipped);
+        poll_changes(&mut this.watched, &mut this.diff, cx, |apps| {
+            endpoints(name, skipped, apps)
+        })
+    }
+}
+
+/// The next change: one queued, else what the watched value's next version comes to.
+fn poll_changes<T, F, S>(
+    watched: &mut Watched<T>,
+    diff: &mut Diff<F, S>,
+    cx: &mut Context<'_>,
+    mut read: impl FnMut(&T) -> Vec<Endpoint>,
+) -> Poll<Option<Result<Change<String, S>, Infallible>>>
+where
+    T: Send + Sync + 'static,
+    F: Fn(&Endpoint) -> S,
+{
+    loop {
+        if let Some(change) = diff.pending.pop_front() {
+            return Poll::Ready(Some(Ok(change)));
+        }
+        match watched.poll_value(cx, &mut read) {
+            Poll::Ready(Some(endpoints)) => diff.apply(endpoints),
+            Poll::Ready(None) => return Poll::Ready(None),
+            Poll::Pending => return Poll::Pending,
         }
     }
 }
@@ -214,15 +229,6 @@ impl<F: Fn(&Endpoint) -> S, S> Stream for StaticDiscover<F, S> {
 
     fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
         let this = &mut *self;
-        loop {
-            if let Some(change) = this.diff.pending.pop_front() {
-                return Poll::Ready(Some(Ok(change)));
-            }
-            match this.watched.poll_value(cx, Vec::clone) {
-                Poll::Ready(Some(endpoints)) => this.diff.apply(endpoints),
-                Poll::Ready(None) => return Poll::Ready(None),
-                Poll::Pending => return Poll::Pending,
-            }
-        }
+        poll_changes(&mut this.watched, &mut this.diff, cx, Vec::clone)
     }
 }
