@@ -4,7 +4,7 @@
 //!
 //! | feature | module | crate |
 //! |---|---|---|
-//! | `balance` | [`balance`] | `breakwater-balance`: discovery as `tower::discover` streams (Eureka, static lists); balancing itself is being built |
+//! | `balance` | [`balance`] | `breakwater-balance`: `Balancer` (p2c over latency and failures, per-instance ejection with breakers, panic threshold, zones, live settings) over discovery streams (Eureka, static lists) |
 //! | `circuit-breaker` | [`circuit_breaker`] | `breakwater-circuit-breaker`: breakers, timeouts, bulkheads, fallbacks, registry and snapshots |
 //! | `stream-dashboard` | [`stream_dashboard`] | `breakwater-stream-dashboard`: `/hystrix.stream`, Turbine-style aggregation, the live page |
 //! | `discovery` | [`discovery`] | `breakwater-discovery`: Eureka client and embedded Eureka-compatible registry |

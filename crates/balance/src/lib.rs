@@ -1,20 +1,22 @@
 //! Client-side load balancing over discovered instances.
 //!
-//! What is here so far: discovery turned into what `tower::balance` and `tower::discover`
-//! consume (a stream of [`Change`](tower::discover::Change)s, an insert or a removal per
-//! instance), and a per-instance [`CostService`] whose cost follows latency like PeakEWMA
-//! *and* counts failures, for `tower::balance::p2c::Balance` to pick the cheaper of two.
-//! Per-instance ejection, zones and live settings are not built yet.
-//!
+//! - [`Balancer`]: a tower `Service` (cheap to clone) that sends each request to one instance:
+//!   power of two choices over a [`cost`] that follows latency like PeakEWMA *and* counts
+//!   failures, among the instances whose breaker (one per instance, from
+//!   `breakwater-circuit-breaker`, freed when the instance leaves) has not ejected them; the
+//!   caller's zone first; every instance when too many are ejected (the panic threshold).
+//!   Settings: [`BalanceConfig`], changeable at run time. State: [`Balancer::snapshot`] and
+//!   [`BalancerRegistry`].
 //! - [`EurekaDiscover`]: the instances of one application (or VIP address) in the view of an
 //!   [`EurekaClient`](breakwater_discovery::EurekaClient), `UP` only: an instance that goes
 //!   `DOWN`, `OUT_OF_SERVICE` or `STARTING`, or leaves, is removed; one whose address, port,
 //!   zone or weight changed is inserted again under its id (which replaces it).
 //! - [`StaticDiscover`]: a list of [`Endpoint`]s that can change at run time (from dyn-config
 //!   or the environment), through a `tokio::sync::watch` channel.
+//! - [`CostService`]: the same cost for tower's own `p2c::Balance`.
 //!
-//! Each yields `Change<String, S>`, keyed by instance id, where `S` is what a closure makes
-//! of an [`Endpoint`] (a client bound to that address, say).
+//! The discovery streams yield `Change<String, S>`, keyed by instance id, where `S` is what a
+//! closure makes of an [`Endpoint`] (the endpoint itself, for a [`Balancer`]).
 //!
 //! ```
 //! use breakwater_balance::{Endpoint, StaticDiscover};

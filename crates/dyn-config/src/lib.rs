@@ -16,6 +16,8 @@
 //! - [`FeatureFlag`]: on, off, or a percentage rollout sticky per subject.
 //! - [`hystrix`]: Hystrix property names drive circuit breakers, checked against the breaker's
 //!   own limits.
+//! - `balance` (feature `balance`): `balance.<service>.*` properties drive a balancer's
+//!   settings.
 //! - `admin::Admin` (feature `dynamodb`) and the `breakwater-config` binary (feature `cli`):
 //!   conditional writes with audit attributes, history and rollback.
 //! - [`origin`]: where a value came from ([`SourceKind`], [`Origin`]), for every message.
@@ -51,6 +53,8 @@
 
 #[cfg(feature = "dynamodb")]
 pub mod admin;
+#[cfg(feature = "balance")]
+pub mod balance;
 pub mod error;
 pub mod flag;
 pub mod hystrix;
