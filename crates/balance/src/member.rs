@@ -109,13 +109,9 @@ impl<S> Member<S> {
         if ejected == self.ejected.swap(ejected, Ordering::Relaxed) {
             return;
         }
-        let local = self.local.load(Ordering::Relaxed);
+        self.count_ejected(ejected);
         if ejected {
             self.ejections.fetch_add(1, Ordering::Relaxed);
-            self.core.ejected.fetch_add(1, Ordering::Relaxed);
-            if local {
-                self.core.ejected_local.fetch_add(1, Ordering::Relaxed);
-            }
             tracing::warn!(
                 service = %self.core.service,
                 instance = %self.endpoint.id,
@@ -124,10 +120,6 @@ impl<S> Member<S> {
             );
         } else {
             self.estimator.forgive();
-            self.core.ejected.fetch_sub(1, Ordering::Relaxed);
-            if local {
-                self.core.ejected_local.fetch_sub(1, Ordering::Relaxed);
-            }
             tracing::info!(
                 service = %self.core.service,
                 instance = %self.endpoint.id,
@@ -140,9 +132,23 @@ impl<S> Member<S> {
     pub(crate) fn retire(&self) {
         self.alive.store(false, Ordering::Relaxed);
         if self.ejected.swap(false, Ordering::Relaxed) {
-            self.core.ejected.fetch_sub(1, Ordering::Relaxed);
-            if self.local.load(Ordering::Relaxed) {
-                self.core.ejected_local.fetch_sub(1, Ordering::Relaxed);
+            self.count_ejected(false);
+        }
+    }
+
+    /// One more (or one fewer) ejected member in the counts. Called with the writer lock.
+    fn count_ejected(&self, ejected: bool) {
+        let counts = [
+            Some(&self.core.ejected),
+            self.local
+                .load(Ordering::Relaxed)
+                .then_some(&self.core.ejected_local),
+        ];
+        for count in counts.into_iter().flatten() {
+            if ejected {
+                count.fetch_add(1, Ordering::Relaxed);
+            } else {
+                count.fetch_sub(1, Ordering::Relaxed);
             }
         }
     }
