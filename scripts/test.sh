@@ -26,6 +26,10 @@ step "Eureka peer (PyPI py-eureka-client)"
 python3 -m pip install --quiet --disable-pip-version-check py-eureka-client==0.13.3
 python3 -c "import py_eureka_client; print('py-eureka-client', py_eureka_client.version)"
 
+step "metrics parser (PyPI prometheus_client)"
+python3 -m pip install --quiet --disable-pip-version-check prometheus_client==0.21.1
+python3 -c "import prometheus_client.parser; print('prometheus_client parser ready')"
+
 step "trace propagation peers (PyPI opentelemetry-sdk, npm @elastic/mockotlpserver)"
 python3 -m pip install --quiet --disable-pip-version-check opentelemetry-sdk==1.45.2
 python3 -c "import opentelemetry.version as v; print('opentelemetry-sdk', v.__version__)"

@@ -50,6 +50,7 @@ mod discover;
 mod endpoint;
 mod future;
 mod member;
+pub mod metrics;
 mod pick;
 mod registry;
 mod snapshot;
