@@ -53,7 +53,6 @@ pub(crate) struct Shared<S, C> {
     discovered: AtomicBool,
     /// The task that follows discovery, stopped when the last balancer clone goes.
     follower: std::sync::Mutex<Option<tokio::task::AbortHandle>>,
-    pub(crate) generation: AtomicU64,
 }
 
 impl<S, C> Drop for Shared<S, C> {
@@ -180,7 +179,6 @@ where
             started: Instant::now(),
             discovered: AtomicBool::new(false),
             follower: std::sync::Mutex::new(None),
-            generation: AtomicU64::new(0),
         });
         let task = tokio::spawn(follow(Arc::downgrade(&shared), discover));
         *shared.follower.lock().unwrap_or_else(|p| p.into_inner()) = Some(task.abort_handle());
@@ -268,7 +266,6 @@ impl<S, C> Shared<S, C> {
             .ejected_local
             .store(ejected_local, Ordering::Relaxed);
         self.members.store(Arc::new(Members { all, local, remote }));
-        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
     fn member(&self, endpoint: Endpoint) -> Arc<Member<S>> {
