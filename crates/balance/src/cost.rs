@@ -110,7 +110,12 @@ impl Estimator {
     }
 
     /// One response: `elapsed` after it was sent; failed, succeeded or neither (ignored).
-    pub(crate) fn observe(&self, config: &CostConfig, elapsed: Duration, failed: Option<bool>) {
+    pub(crate) fn observe(&self, config: &CostConfig, elapsed: Duration, outcome: Outcome) {
+        let failed = match outcome {
+            Outcome::Success => Some(false),
+            Outcome::Failure => Some(true),
+            Outcome::Ignored => None,
+        };
         let now = Instant::now();
         let mut e = self.lock();
         let keep = Self::keep(config, now.saturating_duration_since(e.updated));
@@ -301,15 +306,11 @@ where
             Poll::Ready(result) => result.map_err(Into::into),
         };
         if let Some(tracker) = this.tracker.take() {
-            let failed = match this.classify.classify(result.as_ref()) {
-                Outcome::Success => Some(false),
-                Outcome::Failure => Some(true),
-                Outcome::Ignored => None,
-            };
+            let outcome = this.classify.classify(result.as_ref());
             let shared = &tracker.shared;
             shared
                 .estimator
-                .observe(&shared.config, tracker.sent.elapsed(), failed);
+                .observe(&shared.config, tracker.sent.elapsed(), outcome);
         }
         Poll::Ready(result)
     }

@@ -29,14 +29,9 @@ impl<S> Guard<S> {
     fn finish(&mut self, outcome: Outcome, timed_out: bool) {
         self.done = true;
         let settings = self.member.core.settings.load();
-        let failed = match outcome {
-            Outcome::Success => Some(false),
-            Outcome::Failure => Some(true),
-            Outcome::Ignored => None,
-        };
         self.member
             .estimator
-            .observe(&settings.cost, self.sent.elapsed(), failed);
+            .observe(&settings.cost, self.sent.elapsed(), outcome);
         if let Some(permit) = self.permit.take() {
             if timed_out {
                 permit.timed_out();

@@ -7,6 +7,7 @@ use std::sync::atomic::Ordering;
 
 use breakwater_circuit_breaker::CallPermit;
 
+use crate::cost::Cost;
 use crate::member::{Member, Settings};
 
 /// The member list at one moment: replaced whole when instances come and go.
@@ -61,6 +62,23 @@ impl Pool<'_> {
 /// Whether `member` is ejected and its breaker would let a probe through now.
 fn probe_due<S>(member: &Member<S>) -> bool {
     member.breaker.state() != breakwater_circuit_breaker::State::Closed && member.breaker.admits()
+}
+
+/// The member of least cost among `members` (the first of equals), each cost read once.
+fn cheapest<'a, S>(
+    settings: &Settings,
+    members: impl IntoIterator<Item = &'a Arc<Member<S>>>,
+) -> Option<&'a Arc<Member<S>>> {
+    let mut best: Option<(Cost, &Arc<Member<S>>)> = None;
+    for member in members {
+        let cost = member
+            .estimator
+            .cost(&settings.cost, member.weight(settings));
+        if best.is_none_or(|(least, _)| cost < least) {
+            best = Some((cost, member));
+        }
+    }
+    best.map(|(_, member)| member)
 }
 
 /// Members drawn per pick in panic mode.
@@ -158,11 +176,8 @@ impl<S> Members<S> {
     /// The cheapest of `draws` random members (drawn with replacement).
     fn cheapest_of(&self, settings: &Settings, draws: usize) -> Option<&Arc<Member<S>>> {
         let n = self.all.len();
-        (0..draws.min(n.max(1)))
-            .map(|_| &self.all[fastrand::usize(..n)])
-            .map(|m| (m.estimator.cost(&settings.cost, m.weight(settings)), m))
-            .min_by(|a, b| a.0.partial_cmp(&b.0).unwrap_or(std::cmp::Ordering::Equal))
-            .map(|(_, m)| m)
+        let draws = (0..draws.min(n.max(1))).map(|_| &self.all[fastrand::usize(..n)]);
+        cheapest(settings, draws)
     }
 
     /// The cheaper of two random members of `pool` that pass `usable`; if the draws find
@@ -188,22 +203,12 @@ impl<S> Members<S> {
                 // still carries the failures that ejected it).
                 (true, true) if probe_due(a) => return Some(a),
                 (true, true) if probe_due(b) => return Some(b),
-                (true, true) => {
-                    let cost_a = a.estimator.cost(&settings.cost, a.weight(settings));
-                    let cost_b = b.estimator.cost(&settings.cost, b.weight(settings));
-                    return Some(if cost_b < cost_a { b } else { a });
-                }
+                (true, true) => return cheapest(settings, [a, b]),
                 (true, false) => return Some(a),
                 (false, true) => return Some(b),
                 (false, false) => {}
             }
         }
-        (0..len).map(member).filter(|m| usable(m)).min_by(|a, b| {
-            let cost_a = a.estimator.cost(&settings.cost, a.weight(settings));
-            let cost_b = b.estimator.cost(&settings.cost, b.weight(settings));
-            cost_a
-                .partial_cmp(&cost_b)
-                .unwrap_or(std::cmp::Ordering::Equal)
-        })
+        cheapest(settings, (0..len).map(member).filter(|m| usable(m)))
     }
 }

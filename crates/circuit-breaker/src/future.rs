@@ -29,11 +29,7 @@ impl CallPermit {
     /// Reports the call: a success, a failure (counts for health, may trip the breaker) or
     /// ignored (a bad request).
     pub fn finish(mut self, outcome: Outcome) {
-        self.guard.finish(match outcome {
-            Outcome::Success => stats::SUCCESS,
-            Outcome::Failure => stats::FAILURE,
-            Outcome::Ignored => stats::BAD_REQUEST,
-        });
+        self.guard.finish(counter_of(outcome));
     }
 
     /// Reports the call as timed out (a failure for health, counted as a timeout).
@@ -144,7 +140,12 @@ pub(crate) fn counter_for<Res, C: Classify<Res>>(
             return stats::REJECTED;
         }
     }
-    match classify.classify(result) {
+    counter_of(classify.classify(result))
+}
+
+/// The counter an outcome goes to.
+fn counter_of(outcome: Outcome) -> usize {
+    match outcome {
         Outcome::Success => stats::SUCCESS,
         Outcome::Failure => stats::FAILURE,
         Outcome::Ignored => stats::BAD_REQUEST,
