@@ -343,6 +343,7 @@
     }
     if (d.type === 'HystrixCommand') ingestCommand(d);
     else if (d.type === 'HystrixThreadPool') ingestBulkhead(d);
+    else if (d.type === 'BreakwaterBalancer') window.breakwaterBalancers?.ingest(d);
   }
 
   function ingestCommand(d) {
@@ -400,6 +401,7 @@
   }
 
   function clearCards() {
+    window.breakwaterBalancers?.clear();
     for (const map of [commands, bulkheads]) {
       for (const card of map.values()) {
         untrack(card);

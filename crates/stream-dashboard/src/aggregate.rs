@@ -10,6 +10,10 @@
 //! of the hosts' times rather than their sum, and `errorPercentage` is recomputed from the
 //! summed `errorCount` and `requestCount` rather than summed.
 //!
+//! Events of [extensions](crate::extension) (any `type` not starting `Hystrix`) are not
+//! merged: each instance's pass on with a `source` field naming it. The aggregator asks every
+//! upstream for them (`?extensions=all` is added to a URL that does not say).
+//!
 //! An upstream that sends an event we cannot read (not JSON, no `type` or `name`) has that
 //! event skipped with a logged error naming the instance and line; its other events and the
 //! last good values keep serving.
@@ -26,6 +30,7 @@ use serde::Serialize;
 use serde_json::{Map, Number, Value};
 use tokio::task::JoinHandle;
 
+use crate::extension::{self, Extensions};
 use crate::proxy::{HttpClient, http_client};
 use crate::sse::{self, SseParser};
 
@@ -44,6 +49,8 @@ type Event = Arc<Map<String, Value>>;
 #[derive(Debug)]
 struct Instance {
     url: Uri,
+    /// `url` asking for every extension's events too.
+    request_url: Uri,
     label: String,
     state: Mutex<InstanceState>,
 }
@@ -109,6 +116,7 @@ impl Aggregator {
                     .authority()
                     .map_or_else(|| url.to_string(), |a| a.to_string());
                 Arc::new(Instance {
+                    request_url: with_extensions(&url),
                     url,
                     label,
                     state: Mutex::default(),
@@ -147,13 +155,15 @@ impl Aggregator {
             .collect()
     }
 
-    /// The merged events of every connected instance, one per `(type, name)`.
+    /// The merged Hystrix events of every connected instance, one per `(type, name)`.
     pub fn merged(&self) -> Vec<Map<String, Value>> {
         let mut groups: BTreeMap<(String, String), Vec<Event>> = BTreeMap::new();
         for instance in &self.inner.instances {
             let state = lock(&instance.state);
             for (key, event) in &state.events {
-                groups.entry(key.clone()).or_default().push(event.clone());
+                if extension::is_hystrix(&key.0) {
+                    groups.entry(key.clone()).or_default().push(event.clone());
+                }
             }
         }
         groups
@@ -165,19 +175,51 @@ impl Aggregator {
             .collect()
     }
 
+    /// The extension events of every connected instance that `selection` asks for, unmerged,
+    /// each with `source` set to its instance's label.
+    pub fn extension_events(&self, selection: &Extensions) -> Vec<Map<String, Value>> {
+        let mut events = Vec::new();
+        for instance in &self.inner.instances {
+            let state = lock(&instance.state);
+            for ((kind, _), event) in &state.events {
+                if !extension::is_hystrix(kind) && selection.includes(kind) {
+                    let mut event = (**event).clone();
+                    event.insert("source".to_owned(), Value::from(instance.label.as_str()));
+                    events.push(event);
+                }
+            }
+        }
+        events
+    }
+
     /// The last events of instance `index` as it sent them, or `None` past the end.
     pub fn instance_events(&self, index: usize) -> Option<Vec<Event>> {
         let instance = self.inner.instances.get(index)?;
         Some(lock(&instance.state).events.values().cloned().collect())
     }
 
-    pub(crate) fn write_merged_frame(&self, out: &mut Vec<u8>) {
-        sse::write_frame(self.merged().iter(), out);
+    pub(crate) fn write_merged_frame(&self, selection: &Extensions, out: &mut Vec<u8>) {
+        let merged = self.merged();
+        let extensions = self.extension_events(selection);
+        sse::write_frame(merged.iter().chain(&extensions), out);
     }
 
-    pub(crate) fn write_instance_frame(&self, index: usize, out: &mut Vec<u8>) {
+    pub(crate) fn write_instance_frame(
+        &self,
+        index: usize,
+        selection: &Extensions,
+        out: &mut Vec<u8>,
+    ) {
         let events = self.instance_events(index).unwrap_or_default();
-        sse::write_frame(events.iter().map(|e| &**e), out);
+        let wanted =
+            events
+                .iter()
+                .map(|e| &**e)
+                .filter(|e| match e.get("type").and_then(Value::as_str) {
+                    Some(kind) => extension::is_hystrix(kind) || selection.includes(kind),
+                    None => false,
+                });
+        sse::write_frame(wanted, out);
     }
 
     /// Reads one event of instance `index` (its `data` text) as its follower would.
@@ -189,6 +231,34 @@ impl Aggregator {
             .get(index)
             .ok_or_else(|| format!("no instance {index}"))?;
         ingest(instance, data, 0)
+    }
+}
+
+/// `url` with `extensions=all` added to its query, unless it already says which.
+fn with_extensions(url: &Uri) -> Uri {
+    let Some(path_and_query) = url.path_and_query() else {
+        return url.clone();
+    };
+    let query = path_and_query.query().unwrap_or("");
+    let asks = query
+        .split('&')
+        .any(|pair| pair.split('=').next() == Some(extension::QUERY));
+    if asks {
+        return url.clone();
+    }
+    let separator = if query.is_empty() { "" } else { "&" };
+    let changed = format!(
+        "{}?{query}{separator}{}=all",
+        path_and_query.path(),
+        extension::QUERY
+    );
+    let mut parts = url.clone().into_parts();
+    match changed.parse() {
+        Ok(changed) => {
+            parts.path_and_query = Some(changed);
+            Uri::from_parts(parts).unwrap_or_else(|_| url.clone())
+        }
+        Err(_) => url.clone(),
     }
 }
 
@@ -284,7 +354,7 @@ async fn read_stream(
     client: &HttpClient,
     failures: &mut u32,
 ) -> Result<(), String> {
-    let request = http::Request::get(instance.url.clone())
+    let request = http::Request::get(instance.request_url.clone())
         .header(header::ACCEPT, "text/event-stream")
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
@@ -495,6 +565,23 @@ fn value_of_key(k: &str) -> Value {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn upstreams_are_asked_for_every_extension_unless_the_url_says() {
+        let asked = |url: &str| with_extensions(&url.parse().unwrap()).to_string();
+        assert_eq!(
+            asked("http://10.0.0.1:8080/hystrix.stream"),
+            "http://10.0.0.1:8080/hystrix.stream?extensions=all"
+        );
+        assert_eq!(
+            asked("http://h/hystrix.stream?delay=1000"),
+            "http://h/hystrix.stream?delay=1000&extensions=all"
+        );
+        assert_eq!(
+            asked("http://h/hystrix.stream?extensions="),
+            "http://h/hystrix.stream?extensions="
+        );
+    }
 
     fn obj(v: Value) -> Map<String, Value> {
         match v {

@@ -15,11 +15,12 @@ use serde_json::json;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::aggregate::Aggregator;
+use crate::extension::{self, Extensions, Selections, StreamExtension};
 use crate::hystrix;
 use crate::page;
 use crate::proxy::{self, HttpClient, OriginAllowList};
 use crate::serve::ConnectionHandle;
-use crate::stream::{FrameSource, StreamConfig, Streamer};
+use crate::stream::{FrameSource, StreamConfig};
 
 /// Builds the dashboard's router.
 ///
@@ -39,9 +40,10 @@ use crate::stream::{FrameSource, StreamConfig, Streamer};
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Dashboard {
     registry: Option<CircuitBreakerRegistry>,
+    extensions: Vec<Arc<dyn StreamExtension>>,
     instances: Vec<Uri>,
     proxy_allow: OriginAllowList,
     token: Option<String>,
@@ -49,16 +51,37 @@ pub struct Dashboard {
     cors_origins: Vec<http::HeaderValue>,
 }
 
+impl std::fmt::Debug for Dashboard {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let extensions: Vec<&str> = self.extensions.iter().map(|e| e.event_type()).collect();
+        f.debug_struct("Dashboard")
+            .field("registry", &self.registry)
+            .field("extensions", &extensions)
+            .field("instances", &self.instances)
+            .field("proxy_allow", &self.proxy_allow)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("settings", &self.settings)
+            .field("cors_origins", &self.cors_origins)
+            .finish()
+    }
+}
+
 /// The followed instances: the merged stream and one per instance, each with its own frame
-/// cache shared by all of its clients.
+/// caches shared by all of its clients.
 struct Followed {
     aggregator: Aggregator,
-    merged: Streamer,
-    each: Vec<Streamer>,
+    merged: Selections,
+    each: Vec<Selections>,
+}
+
+/// This process's stream: its registry and extensions.
+struct Local {
+    selections: Selections,
+    extensions: Vec<Arc<dyn StreamExtension>>,
 }
 
 struct AppState {
-    local: Option<Streamer>,
+    local: Option<Local>,
     aggregator: Option<Followed>,
     connections: ConnectionLimit,
     settings: Arc<StreamConfig>,
@@ -75,6 +98,13 @@ impl Dashboard {
     /// Streams this registry's breakers and bulkheads at `/hystrix.stream`.
     pub fn registry(mut self, registry: CircuitBreakerRegistry) -> Self {
         self.registry = Some(registry);
+        self
+    }
+
+    /// Adds `extension`'s events to `/hystrix.stream` for clients that ask for them
+    /// (`?extensions=all` or its event type); see [`extension`](crate::extension).
+    pub fn extension(mut self, extension: impl StreamExtension) -> Self {
+        self.extensions.push(Arc::new(extension));
         self
     }
 
@@ -127,13 +157,31 @@ impl Dashboard {
     pub fn router(self) -> Router {
         let settings = Arc::new(self.settings);
         let connections = ConnectionLimit::new(settings.max_connections);
-        let local = self.registry.map(|registry| {
-            let source = move |out: &mut Vec<u8>| {
-                let commands = registry.snapshot();
-                let bulkheads = registry.bulkhead_snapshots();
-                hystrix::write_frame(&commands, &bulkheads, out);
+        let extensions = self.extensions;
+        let local = (self.registry.is_some() || !extensions.is_empty()).then(|| {
+            let registry = self.registry;
+            let all = extensions.clone();
+            let make = move |selection: &Extensions| -> Arc<dyn FrameSource> {
+                let registry = registry.clone();
+                let extensions = all.clone();
+                let selection = selection.clone();
+                Arc::new(move |out: &mut Vec<u8>| {
+                    let start = out.len();
+                    if let Some(registry) = &registry {
+                        let commands = registry.snapshot();
+                        let bulkheads = registry.bulkhead_snapshots();
+                        hystrix::write_events(&commands, &bulkheads, out);
+                    }
+                    extension::write_selected(&extensions, &selection, out);
+                    if out.len() == start {
+                        out.extend_from_slice(crate::sse::PING);
+                    }
+                })
             };
-            Streamer::new(Arc::new(source), settings.clone(), connections.clone())
+            Local {
+                selections: Selections::new(make, settings.clone(), connections.clone()),
+                extensions,
+            }
         });
         let mut proxy_allow = self.proxy_allow;
         for url in &self.instances {
@@ -146,21 +194,19 @@ impl Dashboard {
         let aggregator = (!self.instances.is_empty()).then(|| {
             let count = self.instances.len();
             let aggregator = Aggregator::spawn(self.instances);
-            let streamer = |source: Arc<dyn FrameSource>| {
-                Streamer::new(source, settings.clone(), connections.clone())
+            let selections = |index: Option<usize>| {
+                let aggregator = aggregator.clone();
+                let make = move |selection: &Extensions| -> Arc<dyn FrameSource> {
+                    let (aggregator, selection) = (aggregator.clone(), selection.clone());
+                    Arc::new(move |out: &mut Vec<u8>| match index {
+                        None => aggregator.write_merged_frame(&selection, out),
+                        Some(index) => aggregator.write_instance_frame(index, &selection, out),
+                    })
+                };
+                Selections::new(make, settings.clone(), connections.clone())
             };
-            let all = aggregator.clone();
-            let merged = streamer(Arc::new(move |out: &mut Vec<u8>| {
-                all.write_merged_frame(out)
-            }));
-            let each = (0..count)
-                .map(|index| {
-                    let one = aggregator.clone();
-                    streamer(Arc::new(move |out: &mut Vec<u8>| {
-                        one.write_instance_frame(index, out)
-                    }))
-                })
-                .collect();
+            let merged = selections(None);
+            let each = (0..count).map(|index| selections(Some(index))).collect();
             Followed {
                 aggregator,
                 merged,
@@ -178,6 +224,7 @@ impl Dashboard {
         let mut router = Router::new()
             .route("/", get(page::index))
             .route("/dashboard/app.js", get(page::script))
+            .route("/dashboard/balancers.js", get(page::balancers_script))
             .route("/dashboard/app.css", get(page::style))
             .route("/dashboard/sources.json", get(sources))
             .route("/dashboard/instances.json", get(instances))
@@ -212,22 +259,39 @@ async fn local_stream(
     headers: HeaderMap,
     connection: Option<Extension<ConnectionHandle>>,
 ) -> Response {
-    let Some(streamer) = &state.local else {
+    let Some(local) = &state.local else {
         return (
             StatusCode::NOT_FOUND,
             "this dashboard streams no local registry\n",
         )
             .into_response();
     };
-    stream(streamer, &query, &headers, connection)
+    let selection = match Extensions::parse(query.get(extension::QUERY).map(String::as_str)) {
+        Ok(selection) => selection,
+        Err(message) => return bad_request(message),
+    };
+    let unknown = selection.unknown(&local.extensions);
+    if !unknown.is_empty() {
+        let known: Vec<&str> = local.extensions.iter().map(|e| e.event_type()).collect();
+        return bad_request(format!(
+            "query parameter `{}`: no extension writes {unknown:?} here (known: {known:?}, or `all`)",
+            extension::QUERY
+        ));
+    }
+    stream(&local.selections, &selection, &query, &headers, connection)
 }
 
 fn stream(
-    streamer: &Streamer,
+    selections: &Selections,
+    selection: &Extensions,
     query: &HashMap<String, String>,
     headers: &HeaderMap,
     connection: Option<Extension<ConnectionHandle>>,
 ) -> Response {
+    let streamer = match selections.get(selection) {
+        Ok(streamer) => streamer,
+        Err(message) => return (StatusCode::SERVICE_UNAVAILABLE, message + "\n").into_response(),
+    };
     let interval = match streamer.interval(query.get("delay").map(String::as_str)) {
         Ok(interval) => interval,
         Err(message) => return bad_request(message),
@@ -251,15 +315,19 @@ async fn turbine_stream(
         )
             .into_response();
     };
+    let selection = match Extensions::parse(query.get(extension::QUERY).map(String::as_str)) {
+        Ok(selection) => selection,
+        Err(message) => return bad_request(message),
+    };
     let Some(instance) = query.get("instance") else {
-        return stream(&followed.merged, &query, &headers, connection);
+        return stream(&followed.merged, &selection, &query, &headers, connection);
     };
     match instance
         .parse::<usize>()
         .ok()
         .and_then(|i| followed.each.get(i))
     {
-        Some(one) => stream(one, &query, &headers, connection),
+        Some(one) => stream(one, &selection, &query, &headers, connection),
         None => bad_request(format!(
             "query parameter `instance`: {instance:?} is not an index below {}",
             followed.each.len()
@@ -287,17 +355,17 @@ async fn proxy_stream(
 async fn sources(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {
     let mut sources = Vec::new();
     if state.local.is_some() {
-        sources.push(json!({"id": "local", "label": "this instance", "url": "hystrix.stream"}));
+        sources.push(json!({"id": "local", "label": "this instance", "url": "hystrix.stream?extensions=all"}));
     }
     if let Some(Followed { aggregator, .. }) = &state.aggregator {
         sources.push(
-            json!({"id": "all", "label": "all instances (aggregated)", "url": "turbine.stream"}),
+            json!({"id": "all", "label": "all instances (aggregated)", "url": "turbine.stream?extensions=all"}),
         );
         for (index, instance) in aggregator.instances().iter().enumerate() {
             sources.push(json!({
                 "id": format!("inst-{index}"),
                 "label": instance.label,
-                "url": format!("turbine.stream?instance={index}"),
+                "url": format!("turbine.stream?instance={index}&extensions=all"),
             }));
         }
     }
@@ -320,4 +388,8 @@ async fn instances(State(state): State<Arc<AppState>>) -> Json<serde_json::Value
 
 /// The page's script and style hold no data; the browser loads them without the token (a
 /// `<script src>` cannot carry it), so they are public.
-const PUBLIC_PATHS: [&str; 2] = ["/dashboard/app.js", "/dashboard/app.css"];
+const PUBLIC_PATHS: [&str; 3] = [
+    "/dashboard/app.js",
+    "/dashboard/balancers.js",
+    "/dashboard/app.css",
+];

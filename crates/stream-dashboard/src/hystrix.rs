@@ -279,10 +279,16 @@ impl<'a> ThreadPoolEvent<'a> {
 /// Appends `data: <json>\n\n` for every command and bulkhead to `out`; `ping: \n\n` when
 /// there are none, as Hystrix's servlet does.
 pub fn write_frame(commands: &[Snapshot], bulkheads: &[BulkheadSnapshot], out: &mut Vec<u8>) {
-    if commands.is_empty() && bulkheads.is_empty() {
+    let start = out.len();
+    write_events(commands, bulkheads, out);
+    if out.len() == start {
         out.extend_from_slice(sse::PING);
-        return;
     }
+}
+
+/// Appends `data: <json>\n\n` for every command and bulkhead to `out` (nothing when there
+/// are none).
+pub fn write_events(commands: &[Snapshot], bulkheads: &[BulkheadSnapshot], out: &mut Vec<u8>) {
     for snapshot in commands {
         sse::write_data(&CommandEvent::new(snapshot), out);
     }
@@ -303,6 +309,6 @@ fn millis(d: Duration) -> u64 {
     d.as_millis().min(u64::MAX as u128) as u64
 }
 
-fn epoch_millis(t: SystemTime) -> u64 {
+pub(crate) fn epoch_millis(t: SystemTime) -> u64 {
     t.duration_since(UNIX_EPOCH).map_or(0, millis)
 }

@@ -8,8 +8,8 @@
 //!
 //! | route | what |
 //! |---|---|
-//! | `GET /hystrix.stream[?delay=ms]` | this process's [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry) as Hystrix SSE: a `HystrixCommand` event per breaker, a `HystrixThreadPool` event per bulkhead |
-//! | `GET /turbine.stream[?instance=i]` | the merged streams of the followed instances (Turbine rules), or one of them |
+//! | `GET /hystrix.stream[?delay=ms][&extensions=all]` | this process's [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry) as Hystrix SSE: a `HystrixCommand` event per breaker, a `HystrixThreadPool` event per bulkhead; [extension] events (balancers' instances) only when asked |
+//! | `GET /turbine.stream[?instance=i][&extensions=all]` | the merged streams of the followed instances (Turbine rules), or one of them; their extension events, unmerged, when asked |
 //! | `GET /proxy.stream?origin=url` | relays an allowed upstream stream, for the stock Hystrix Dashboard |
 //! | `GET /` | the live dashboard page; `/dashboard/sources.json` lists what it can show |
 //!
@@ -36,13 +36,17 @@
 //!
 //! | feature | default | what |
 //! |---|---|---|
+//! | `balance` | off | [`BalancerEvents`]: each balancer's instances (breakwater-balance) as a stream extension, shown on the page |
 //! | `cli` | off | the `breakwater-dashboard` binary: flags, environment variables, log output (clap, tracing-subscriber) |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod aggregate;
+#[cfg(feature = "balance")]
+pub mod balancers;
 mod dashboard;
+pub mod extension;
 pub mod hystrix;
 mod page;
 pub mod proxy;
@@ -53,6 +57,8 @@ pub mod stream;
 mod zero_copy;
 
 pub use aggregate::Aggregator;
+#[cfg(feature = "balance")]
+pub use balancers::BalancerEvents;
 pub use dashboard::Dashboard;
 pub use proxy::OriginAllowList;
 pub use serve::{ServeConfig, serve, serve_with_config};

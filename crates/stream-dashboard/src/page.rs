@@ -5,6 +5,7 @@ use http::{HeaderValue, header};
 
 const INDEX: &str = include_str!("../assets/index.html");
 const SCRIPT: &str = include_str!("../assets/app.js");
+const BALANCERS_SCRIPT: &str = include_str!("../assets/balancers.js");
 const STYLE: &str = include_str!("../assets/app.css");
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
@@ -31,6 +32,10 @@ pub(crate) async fn index() -> Response {
 
 pub(crate) async fn script() -> Response {
     asset(SCRIPT, "text/javascript; charset=utf-8")
+}
+
+pub(crate) async fn balancers_script() -> Response {
+    asset(BALANCERS_SCRIPT, "text/javascript; charset=utf-8")
 }
 
 pub(crate) async fn style() -> Response {

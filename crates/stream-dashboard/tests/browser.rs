@@ -1,7 +1,8 @@
 //! The dashboard page in headless Chromium (Debian's `chromium`, driven by `playwright-core`
 //! from `tests/browser/`; `scripts/test.sh` installs both). Traffic makes a breaker open and
 //! close again while the page watches; the page's DOM must show both, and a screenshot is
-//! kept in `test-artifacts/dashboard.png`.
+//! kept in `test-artifacts/dashboard.png`. With feature `balance`, a balancer's instances too,
+//! seen through a dashboard that follows the instance (`test-artifacts/dashboard-balancers.png`).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -24,24 +25,86 @@ fn browser_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser")
 }
 
-async fn dependency(fail: bool) -> Result<(), BoxError> {
-    if fail { Err("down".into()) } else { Ok(()) }
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn page_shows_a_breaker_open_and_close_again() {
-    let dir = browser_dir();
+/// Chromium's path, after checking that it and playwright-core are installed.
+fn chromium() -> String {
     let chromium = std::env::var("CHROMIUM_PATH").unwrap_or_else(|_| "/usr/bin/chromium".into());
     assert!(
         std::path::Path::new(&chromium).exists(),
         "Chromium is not at {chromium}: run `bash scripts/test.sh`, which installs Debian's `chromium`"
     );
     assert!(
-        dir.join("node_modules/playwright-core").exists(),
+        browser_dir().join("node_modules/playwright-core").exists(),
         "playwright-core is not installed in {}: run `bash scripts/test.sh` (npm ci there)",
-        dir.display()
+        browser_dir().display()
     );
+    chromium
+}
 
+/// A fresh screenshot path in `test-artifacts/`.
+fn screenshot(name: &str) -> PathBuf {
+    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts");
+    std::fs::create_dir_all(&artifacts).unwrap();
+    let screenshot = artifacts.join(name);
+    let _ = std::fs::remove_file(&screenshot);
+    screenshot
+}
+
+/// Runs `dashboard-e2e.mjs` with `args`, handing each line it prints to `on_line`; fails the
+/// test unless it ends well and printed every one of `expected`. Checks the screenshot.
+async fn run_page(
+    args: &[&str],
+    screenshot: &std::path::Path,
+    expected: &[&str],
+    mut on_line: impl FnMut(&str),
+) {
+    let mut node = tokio::process::Command::new("node")
+        .current_dir(browser_dir())
+        .arg("dashboard-e2e.mjs")
+        .args(args)
+        .arg("--screenshot")
+        .arg(screenshot)
+        .args(["--timeout-ms", "60000"])
+        .env("CHROMIUM_PATH", chromium())
+        .stdout(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("node runs (installed with the machine; see scripts/test.sh)");
+    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
+    let mut seen = Vec::new();
+    let read = tokio::time::timeout(Duration::from_secs(90), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            eprintln!("browser: {line}");
+            on_line(&line);
+            seen.push(line);
+        }
+    })
+    .await;
+    assert!(
+        read.is_ok(),
+        "the browser test did not finish in 90 s; it said {seen:?}"
+    );
+    let status = node.wait().await.unwrap();
+    assert!(status.success(), "the browser test failed: {seen:?}");
+    for expected in expected {
+        assert!(
+            seen.iter().any(|l| l == expected),
+            "no {expected:?} in {seen:?}"
+        );
+    }
+    let png = std::fs::read(screenshot).expect("a screenshot was kept");
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "screenshot is a real PNG"
+    );
+}
+
+async fn dependency(fail: bool) -> Result<(), BoxError> {
+    if fail { Err("down".into()) } else { Ok(()) }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_shows_a_breaker_open_and_close_again() {
+    chromium();
     let registry = CircuitBreakerRegistry::new();
     let config = CircuitBreakerConfig {
         request_volume_threshold: 5,
@@ -77,53 +140,61 @@ async fn page_shows_a_breaker_open_and_close_again() {
         }
     });
 
-    let artifacts = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../test-artifacts");
-    std::fs::create_dir_all(&artifacts).unwrap();
-    let screenshot = artifacts.join("dashboard.png");
-    let _ = std::fs::remove_file(&screenshot);
-    let mut node = tokio::process::Command::new("node")
-        .current_dir(&dir)
-        .arg("dashboard-e2e.mjs")
-        .args(["--url", &server.url("/")])
-        .args(["--command", "payments"])
-        .arg("--screenshot")
-        .arg(&screenshot)
-        .args(["--timeout-ms", "60000"])
-        .env("CHROMIUM_PATH", &chromium)
-        .stdout(Stdio::piped())
-        .kill_on_drop(true)
-        .spawn()
-        .expect("node runs (installed with the machine; see scripts/test.sh)");
-    let mut lines = BufReader::new(node.stdout.take().unwrap()).lines();
-    let mut seen = Vec::new();
-    let read = tokio::time::timeout(Duration::from_secs(90), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            eprintln!("browser: {line}");
-            match line.as_str() {
-                "SAW CARD" => page_saw_card.store(true, Ordering::Relaxed),
-                "SAW OPEN" => page_saw_open.store(true, Ordering::Relaxed),
-                _ => {}
-            }
-            seen.push(line);
-        }
-    })
+    let shot = screenshot("dashboard.png");
+    let url = server.url("/");
+    run_page(
+        &["--url", &url, "--command", "payments"],
+        &shot,
+        &["SAW CARD", "SAW OPEN", "SAW CLOSED", "OK"],
+        |line| match line {
+            "SAW CARD" => page_saw_card.store(true, Ordering::Relaxed),
+            "SAW OPEN" => page_saw_open.store(true, Ordering::Relaxed),
+            _ => {}
+        },
+    )
     .await;
     traffic.abort();
-    assert!(
-        read.is_ok(),
-        "the browser test did not finish in 90 s; it said {seen:?}"
-    );
-    let status = node.wait().await.unwrap();
-    assert!(status.success(), "the browser test failed: {seen:?}");
-    for expected in ["SAW CARD", "SAW OPEN", "SAW CLOSED", "OK"] {
-        assert!(
-            seen.iter().any(|l| l == expected),
-            "no {expected:?} in {seen:?}"
-        );
-    }
-    let png = std::fs::read(&screenshot).expect("a screenshot was kept");
-    assert!(
-        png.starts_with(b"\x89PNG") && png.len() > 10_000,
-        "screenshot is a real PNG"
-    );
+}
+
+/// The instances behind a balancer, on the page of a dashboard that follows the instance's
+/// stream: one ejected (until when), the others active with their share, none as a command.
+#[cfg(feature = "balance")]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn page_shows_each_upstream_instance() {
+    use breakwater_balance::BalancerRegistry;
+    use breakwater_stream_dashboard::BalancerEvents;
+
+    chromium();
+    let (_balancer, _list) = common::fleet::payments_with_one_ejected().await;
+    let registry = CircuitBreakerRegistry::new();
+    registry.breaker("charge-card");
+    let instance = Server::start(
+        Dashboard::new()
+            .registry(registry)
+            .extension(BalancerEvents::new(BalancerRegistry::global()))
+            .router(),
+    )
+    .await;
+    let follower = Server::start(
+        Dashboard::new()
+            .instances([instance.url("/hystrix.stream").parse().unwrap()])
+            .router(),
+    )
+    .await;
+    let shot = screenshot("dashboard-balancers.png");
+    let url = follower.url("/");
+    run_page(
+        &[
+            "--url",
+            &url,
+            "--balancer",
+            "payments",
+            "--ejected",
+            common::fleet::FAILING,
+        ],
+        &shot,
+        &["SAW BALANCER", "OK"],
+        |_| {},
+    )
+    .await;
 }

@@ -1,10 +1,15 @@
-// Drives the dashboard page in Debian's headless Chromium and watches one breaker open and close.
+// Drives the dashboard page in Debian's headless Chromium and watches one breaker open and close,
+// or one balancer's instances.
 //
 //   node dashboard-e2e.mjs --url http://127.0.0.1:PORT/ --command payments \
 //        --screenshot out.png [--timeout-ms 60000]
+//   node dashboard-e2e.mjs --url http://127.0.0.1:PORT/ --balancer payments --ejected payments-b \
+//        --screenshot out.png [--timeout-ms 60000]
 //
-// Prints, one line each, as they happen: `SAW CARD`, `SAW OPEN`, `SAW CLOSED`, then `OK` (exit 0);
-// on any failure a line starting `FAIL:` (exit 1). The caller drives traffic from these lines:
+// Command mode prints, one line each, as they happen: `SAW CARD`, `SAW OPEN`, `SAW CLOSED`, then
+// `OK` (exit 0). Balancer mode prints `SAW BALANCER`, then `OK` once the balancer's card lists its
+// instances with the --ejected one ejected until a time to come and the others active, and no
+// command card shows an instance. On any failure a line starting `FAIL:` (exit 1). The caller drives traffic from these lines:
 // failing calls until `SAW OPEN`, successful ones after. Page console errors and uncaught page
 // errors go to stderr; an uncaught page error fails the run.
 //
@@ -28,7 +33,10 @@ function warn(line) {
 
 function parseArgs(argv) {
   const args = { timeoutMs: 60000 };
-  const names = { '--url': 'url', '--command': 'command', '--screenshot': 'screenshot', '--timeout-ms': 'timeoutMs' };
+  const names = {
+    '--url': 'url', '--command': 'command', '--balancer': 'balancer', '--ejected': 'ejected',
+    '--screenshot': 'screenshot', '--timeout-ms': 'timeoutMs',
+  };
   for (let i = 0; i < argv.length; i++) {
     let [flag, value] = argv[i].split(/=(.*)/s, 2);
     if (!(flag in names)) throw new Error(`unknown argument ${flag}`);
@@ -38,9 +46,11 @@ function parseArgs(argv) {
     }
     args[names[flag]] = value;
   }
-  for (const required of ['url', 'command', 'screenshot']) {
+  for (const required of ['url', 'screenshot']) {
     if (!args[required]) throw new Error(`--${required} is required`);
   }
+  if (!args.command === !args.balancer) throw new Error('give one of --command or --balancer');
+  if (args.balancer && !args.ejected) throw new Error('--balancer needs --ejected');
   args.timeoutMs = Number(args.timeoutMs);
   if (!Number.isFinite(args.timeoutMs) || args.timeoutMs <= 0) throw new Error('--timeout-ms must be a positive number');
   return args;
@@ -74,6 +84,55 @@ function snapshot(name) {
     sparkPoints: (card.querySelector('svg polyline.sparkline')?.getAttribute('points') || '').split(' ').filter(Boolean).length,
     percentiles: pctCells.map((td) => td.textContent.trim()),
   };
+}
+
+// Runs in the page: what the DOM shows about one balancer's instances.
+function balancerSnapshot(name) {
+  const card = Array.from(document.querySelectorAll('.balancer-card'))
+    .find((el) => el.getAttribute('data-service') === name);
+  const section = document.getElementById('balancers-section');
+  const commandNames = Array.from(document.querySelectorAll('.command-card')).map((el) => el.getAttribute('data-command'));
+  if (!card) return { exists: false, sectionHidden: section ? section.hidden : null, commandNames };
+  const rows = Array.from(card.querySelectorAll('tr.instance')).map((tr) => ({
+    id: tr.getAttribute('data-instance'),
+    state: tr.getAttribute('data-state'),
+    until: Number(tr.getAttribute('data-ejected-until') || 0),
+    cells: Array.from(tr.querySelectorAll('td')).map((td) => td.textContent.trim()),
+  }));
+  return {
+    exists: true,
+    sectionHidden: section.hidden,
+    source: card.getAttribute('data-source'),
+    headings: Array.from(card.querySelectorAll('th')).map((th) => th.textContent.trim()),
+    rows,
+    commandNames,
+    now: Date.now(),
+  };
+}
+
+function checkBalancer(s, ejected) {
+  const problems = [];
+  if (!s.exists) return ['no balancer card'];
+  if (s.sectionHidden) problems.push('the upstream instances section is hidden');
+  const expected = ['instance', 'address', 'zone', 'state', 'latency', 'failures', 'in flight', 'share', 'requests', 'ejections', 'weight'];
+  if (JSON.stringify(s.headings) !== JSON.stringify(expected)) problems.push(`headings ${JSON.stringify(s.headings)}`);
+  const out = s.rows.find((r) => r.id === ejected);
+  if (!out) problems.push(`no row for ${ejected}`);
+  else {
+    if (out.state !== 'ejected') problems.push(`${ejected} shows ${out.state}`);
+    if (!(out.until > s.now)) problems.push(`${ejected} is not ejected until a time to come (${out.until})`);
+    if (!/^ejected until \d\d:\d\d:\d\d$/.test(out.cells[3] || '')) problems.push(`${ejected}'s state cell reads ${JSON.stringify(out.cells[3])}`);
+  }
+  const others = s.rows.filter((r) => r.id !== ejected);
+  if (others.length < 1 || others.some((r) => r.state !== 'active')) problems.push(`other rows: ${JSON.stringify(others.map((r) => [r.id, r.state]))}`);
+  for (const r of s.rows) {
+    if (r.cells.length !== expected.length || r.cells.some((c) => c === '')) problems.push(`row ${r.id} has empty cells ${JSON.stringify(r.cells)}`);
+    if (!/ ms$/.test(r.cells[4] || '') || !/ %$/.test(r.cells[7] || '')) problems.push(`row ${r.id}: latency/share cells ${r.cells[4]} ${r.cells[7]}`);
+  }
+  if (others.some((r) => !(parseFloat(r.cells[7]) > 0))) problems.push('an active instance shows no share of traffic');
+  const leaked = s.commandNames.filter((n) => s.rows.some((r) => n && n.includes(r.id)));
+  if (leaked.length) problems.push(`instance breakers shown as commands: ${leaked.join(', ')}`);
+  return problems;
 }
 
 function describe(s) {
@@ -113,7 +172,7 @@ async function main() {
     args = parseArgs(process.argv.slice(2));
   } catch (e) {
     say(`FAIL: ${e.message}`);
-    warn('usage: node dashboard-e2e.mjs --url URL --command NAME --screenshot PNG [--timeout-ms N]');
+    warn('usage: node dashboard-e2e.mjs --url URL (--command NAME | --balancer NAME --ejected ID) --screenshot PNG [--timeout-ms N]');
     return 1;
   }
   const deadline = Date.now() + args.timeoutMs;
@@ -123,24 +182,24 @@ async function main() {
   let page;
   let last = null;
 
-  async function look() {
-    last = await page.evaluate(snapshot, args.command);
+  async function look(fn = snapshot, arg = args.command) {
+    last = await page.evaluate(fn, arg);
     return last;
   }
 
-  async function waitFor(what, predicate) {
+  async function waitFor(what, predicate, fn = snapshot, arg = args.command) {
     for (;;) {
       if (pageErrors.length) throw new Failure(`page threw an uncaught exception: ${pageErrors[0]}`);
       let s = null;
       try {
-        s = await look();
+        s = await look(fn, arg);
       } catch (e) {
         // A navigation in flight destroys the context; try again on the next poll.
         if (!/context|navigat/i.test(String(e.message))) throw e;
       }
       if (s && predicate(s)) return s;
       if (Date.now() > deadline) {
-        throw new Failure(`timed out after ${args.timeoutMs} ms waiting for ${what}; the page showed: ${describe(last)}`);
+        throw new Failure(`timed out after ${args.timeoutMs} ms waiting for ${what}; the page showed: ${fn === snapshot ? describe(last) : JSON.stringify(last)}`);
       }
       await new Promise((r) => setTimeout(r, POLL_MS));
     }
@@ -174,6 +233,25 @@ async function main() {
     } catch (e) {
       if (e instanceof Failure) throw e;
       throw new Failure(`cannot open ${args.url}: ${e.message.split('\n')[0]}`);
+    }
+
+    if (args.balancer) {
+      await waitFor(`the balancer card [data-service="${args.balancer}"]`, (s) => s.exists, balancerSnapshot, args.balancer);
+      say('SAW BALANCER');
+      let problems = [];
+      const settleBy = Math.min(deadline, Date.now() + 10000);
+      for (;;) {
+        const s = await page.evaluate(balancerSnapshot, args.balancer);
+        problems = checkBalancer(s, args.ejected);
+        if (pageErrors.length) problems.push(`page threw an uncaught exception: ${pageErrors[0]}`);
+        if (!problems.length || Date.now() > settleBy) break;
+        await new Promise((r) => setTimeout(r, POLL_MS));
+      }
+      if (problems.length) throw new Failure(problems.join('; '));
+      await page.evaluate(() => document.getElementById('balancers-section').scrollIntoView());
+      await page.screenshot({ path: args.screenshot, fullPage: true });
+      say('OK');
+      return 0;
     }
 
     const cardSel = `command card [data-command="${args.command}"]`;

@@ -202,3 +202,6 @@ pub fn count_events(text: &str, name: &str) -> usize {
         .filter(|e| e.get("name").and_then(|n| n.as_str()) == Some(name))
         .count()
 }
+
+#[cfg(feature = "balance")]
+pub mod fleet;
