@@ -375,9 +375,26 @@ where
     }
 
     fn call(&mut self, request: Req) -> Self::Future {
+        self.call_avoiding(request, &[])
+    }
+}
+
+impl<S, C> Balancer<S, C> {
+    /// Sends `request` to an instance other than those of `avoid` (instance ids) when another
+    /// can take it (admitted by its breaker, or in panic mode any other); else as
+    /// [`call`](Service::call) would. A retry goes to a different instance this way.
+    pub fn call_avoiding<Req>(&self, request: Req, avoid: &[Arc<str>]) -> BalancerFuture<S, Req, C>
+    where
+        S: Service<Req> + Clone + Send + Sync + 'static,
+        S::Error: Into<BoxError>,
+        S::Future: Send,
+        S::Response: Send + 'static,
+        C: Classify<S::Response> + Clone + Send + Sync + 'static,
+        Req: Send + 'static,
+    {
         let shared = &self.shared;
         let settings = shared.core.settings.load();
-        if let Some(picked) = shared.members.load().pick(&settings) {
+        if let Some(picked) = shared.members.load().pick(&settings, avoid) {
             return BalancerFuture::calling(Call::new(picked, request, shared.classify.clone()));
         }
         let deadline = shared.started + settings.config.startup_wait;
@@ -392,6 +409,7 @@ where
         }
         // Start-up: wait (bounded) for discovery to bring a first instance.
         let shared = shared.clone();
+        let avoid = avoid.to_vec();
         BalancerFuture::waiting(Box::pin(async move {
             let wait = async {
                 loop {
@@ -406,7 +424,7 @@ where
             };
             let _ = tokio::time::timeout_at(deadline, wait).await;
             let settings = shared.core.settings.load();
-            let picked = shared.members.load().pick(&settings);
+            let picked = shared.members.load().pick(&settings, &avoid);
             match picked {
                 Some(picked) => Call::new(picked, request, shared.classify.clone()).await,
                 None => Err(NoInstances {

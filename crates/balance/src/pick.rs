@@ -112,8 +112,24 @@ impl<S> Members<S> {
         (local - ejected_local.min(local)) as f64 / local as f64
     }
 
-    /// Picks a member for one request.
-    pub(crate) fn pick(&self, settings: &Settings) -> Option<Picked<S>> {
+    /// Picks a member for one request, other than those of `avoid` (instance ids) when
+    /// another can take it: a retry goes to a different instance than the failed try.
+    pub(crate) fn pick(&self, settings: &Settings, avoid: &[Arc<str>]) -> Option<Picked<S>> {
+        if !avoid.is_empty() {
+            let avoided = |m: &Member<S>| avoid.iter().any(|id| **id == *m.endpoint.id);
+            if let Some(picked) = self.pick_among(settings, |m| !avoided(m)) {
+                return Some(picked);
+            }
+        }
+        self.pick_among(settings, |_| true)
+    }
+
+    /// Picks a member among those `allowed`.
+    fn pick_among(
+        &self,
+        settings: &Settings,
+        allowed: impl Fn(&Member<S>) -> bool + Copy,
+    ) -> Option<Picked<S>> {
         let n = self.all.len();
         if n == 0 {
             return None;
@@ -134,10 +150,10 @@ impl<S> Members<S> {
             } else {
                 (Pool::All(n), Pool::All(n))
             };
-            if let Some(picked) = self.pick_admitted(settings, first) {
+            if let Some(picked) = self.pick_admitted(settings, first, allowed) {
                 return Some(picked);
             }
-            if zoned && let Some(picked) = self.pick_admitted(settings, second) {
+            if zoned && let Some(picked) = self.pick_admitted(settings, second, allowed) {
                 return Some(picked);
             }
         }
@@ -146,7 +162,7 @@ impl<S> Members<S> {
         // most members failing, two choices often draw two failing ones; the cheapest of
         // four draws still spreads load (the in-flight count is in the cost) but finds a
         // healthy member far more often.
-        let member = self.cheapest_of(settings, PANIC_CHOICES)?;
+        let member = self.cheapest_of(settings, PANIC_CHOICES, allowed)?;
         let permit = member.breaker.try_acquire().ok();
         Some(Picked {
             member: member.clone(),
@@ -156,9 +172,14 @@ impl<S> Members<S> {
 
     /// Power of two choices among the members of `pool` whose breaker admits a call; a few
     /// random draws, then a scan, so a pool with one admitting member still finds it.
-    fn pick_admitted(&self, settings: &Settings, pool: Pool<'_>) -> Option<Picked<S>> {
+    fn pick_admitted(
+        &self,
+        settings: &Settings,
+        pool: Pool<'_>,
+        allowed: impl Fn(&Member<S>) -> bool,
+    ) -> Option<Picked<S>> {
         for _ in 0..3 {
-            let member = self.cheaper(settings, pool, |m| m.breaker.admits())?;
+            let member = self.cheaper(settings, pool, |m| allowed(m) && m.breaker.admits())?;
             match member.breaker.try_acquire() {
                 Ok(permit) => {
                     return Some(Picked {
@@ -173,11 +194,20 @@ impl<S> Members<S> {
         None
     }
 
-    /// The cheapest of `draws` random members (drawn with replacement).
-    fn cheapest_of(&self, settings: &Settings, draws: usize) -> Option<&Arc<Member<S>>> {
+    /// The cheapest of `draws` random `allowed` members (drawn with replacement); when the
+    /// draws find none allowed, the cheapest allowed member by a scan.
+    fn cheapest_of(
+        &self,
+        settings: &Settings,
+        draws: usize,
+        allowed: impl Fn(&Member<S>) -> bool,
+    ) -> Option<&Arc<Member<S>>> {
         let n = self.all.len();
-        let draws = (0..draws.min(n.max(1))).map(|_| &self.all[fastrand::usize(..n)]);
-        cheapest(settings, draws)
+        let drawn = (0..draws.min(n.max(1)))
+            .map(|_| &self.all[fastrand::usize(..n)])
+            .filter(|m| allowed(m));
+        cheapest(settings, drawn)
+            .or_else(|| cheapest(settings, self.all.iter().filter(|m| allowed(m))))
     }
 
     /// The cheaper of two random members of `pool` that pass `usable`; if the draws find
