@@ -163,6 +163,27 @@ impl Backoff {
         self.delay_at(base, failures, unit)
     }
 
+    /// "Full jitter" (as Envoy's and AWS's retries wait): uniform between zero and the delay
+    /// without jitter after `failures` failures, whatever `jitter` says.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use breakwater_backoff::Backoff;
+    ///
+    /// let b = Backoff::exponential(Duration::from_millis(250));
+    /// let base = Duration::from_millis(25);
+    /// assert!(b.full_jitter_delay(base, 1) <= Duration::from_millis(50));
+    /// assert!(b.full_jitter_delay(base, 9) <= Duration::from_millis(250));
+    /// ```
+    pub fn full_jitter_delay(&self, base: Duration, failures: u32) -> Duration {
+        Backoff {
+            jitter: 0.0,
+            ..*self
+        }
+        .delay_at(base, failures, 0.5)
+        .mul_f64(fastrand::f64())
+    }
+
     /// [`delay`](Self::delay) with the jitter's random draw given: `unit` in `[0, 1)` (0.5
     /// is the unjittered delay).
     pub fn delay_at(&self, base: Duration, failures: u32, unit: f64) -> Duration {

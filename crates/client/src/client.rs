@@ -1,0 +1,597 @@
+//! [`Client`]: where calls start, and [`ClientBuilder`], how it is set up.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use breakwater_balance::{BalanceConfig, Endpoint};
+use breakwater_circuit_breaker::CircuitBreakerRegistry;
+use breakwater_circuit_breaker::classify::{Outcome, classify_http_status};
+use breakwater_discovery::EurekaClient;
+use breakwater_tracing_mw::Formats;
+use futures::future::BoxFuture;
+use http::{Method, Request, Response};
+use hyper::body::Incoming;
+use tokio::sync::watch;
+use tower::{Service, ServiceExt};
+
+use crate::body::Body;
+use crate::config::{CallConfig, CallConfigError};
+use crate::error::{Error, ErrorKind};
+use crate::metrics::{CallStats, Counters};
+use crate::request::RequestBuilder;
+use crate::retry::{Deadline, Retries, Target};
+use crate::transport::{Transport, TransportConfig, transport};
+use crate::upstream::{Source, Upstream, budget};
+
+/// Most distinct services one client calls; past it, calls to a new one fail (service names
+/// can come from input).
+pub const MAX_SERVICES: usize = 1024;
+
+/// The environment variable prefix of static instance lists:
+/// `BREAKWATER_SERVICE_PAYMENTS=10.0.0.1:8080,10.0.0.2:8080` for `service://payments`.
+pub const ENV_PREFIX: &str = "BREAKWATER_SERVICE_";
+
+/// The smart HTTP client. Cheap to clone (clones share the pool, the services' balancers,
+/// breakers and budgets).
+///
+/// `service://NAME/path` finds an instance of `NAME` at run time, from a static list (given
+/// here or in `BREAKWATER_SERVICE_<NAME>`) or else from Eureka; `http://` and `https://` URLs
+/// go where they say. See the crate docs for the stack every call goes through.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    transport: Transport,
+    eureka: Option<EurekaClient>,
+    registry: CircuitBreakerRegistry,
+    lists: Mutex<HashMap<String, watch::Sender<Vec<Endpoint>>>>,
+    upstreams: Mutex<HashMap<Arc<str>, Arc<Upstream>>>,
+    defaults: CallConfig,
+    configs: Mutex<HashMap<String, CallConfig>>,
+    balance: BalanceConfig,
+    /// Calls to plain URLs: retries of unsent requests and idempotent ones, one budget.
+    direct: Arc<ArcSwap<Retries>>,
+    direct_counters: Arc<Counters>,
+}
+
+/// Sets up a [`Client`].
+pub struct ClientBuilder {
+    connect_timeout: Duration,
+    pool_idle_timeout: Duration,
+    pool_max_idle_per_host: usize,
+    formats: Formats,
+    eureka: Option<EurekaClient>,
+    registry: CircuitBreakerRegistry,
+    lists: HashMap<String, Vec<Endpoint>>,
+    defaults: CallConfig,
+    configs: HashMap<String, CallConfig>,
+    balance: BalanceConfig,
+    read_env: bool,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            connect_timeout: Duration::from_secs(1),
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 32,
+            formats: Formats::default(),
+            eureka: None,
+            registry: CircuitBreakerRegistry::global().clone(),
+            lists: HashMap::new(),
+            defaults: CallConfig::default(),
+            configs: HashMap::new(),
+            balance: BalanceConfig::default(),
+            read_env: true,
+        }
+    }
+}
+
+/// The key of a service in the maps: names are case-insensitive (Eureka's are upper case).
+fn key(service: &str) -> String {
+    service.to_ascii_lowercase()
+}
+
+/// Parses `host:port,host:port` into endpoints with ids `host:port`.
+fn parse_list(service: &str, text: &str) -> Result<Vec<Endpoint>, Error> {
+    let mut endpoints = Vec::new();
+    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let bad = |reason: &str| {
+            Error::builder(
+                format!("service://{service}"),
+                format!("instance {item:?}: {reason} (expected host:port)"),
+            )
+        };
+        let (host, port) = item.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+        let port: u16 = port
+            .parse()
+            .map_err(|_| bad("the port is not a number below 65536"))?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        if host.is_empty() {
+            return Err(bad("no host"));
+        }
+        endpoints.push(Endpoint::new(item, host, port));
+    }
+    Ok(endpoints)
+}
+
+impl ClientBuilder {
+    /// Finds services that have no static list in this Eureka client's view (by application
+    /// name or VIP address).
+    pub fn eureka(mut self, client: EurekaClient) -> Self {
+        self.eureka = Some(client);
+        self
+    }
+
+    /// A static list for `service`: `host:port` items (it can change at run time with
+    /// [`Client::set_instances`]). Overrides Eureka for that service.
+    pub fn instances<I, S>(mut self, service: &str, instances: I) -> Result<Self, Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let text: Vec<String> = instances
+            .into_iter()
+            .map(|s| s.as_ref().to_owned())
+            .collect();
+        let list = parse_list(service, &text.join(","))?;
+        self.lists.insert(key(service), list);
+        Ok(self)
+    }
+
+    /// Whether to read `BREAKWATER_SERVICE_<NAME>` lists from the environment (on by
+    /// default; a list given with [`instances`](Self::instances) wins).
+    pub fn read_env(mut self, read: bool) -> Self {
+        self.read_env = read;
+        self
+    }
+
+    /// The registry the services' breakers live in (the process-wide one by default, which the
+    /// stream dashboard shows).
+    pub fn breaker_registry(mut self, registry: CircuitBreakerRegistry) -> Self {
+        self.registry = registry;
+        self
+    }
+
+    /// The call settings of every service without its own.
+    pub fn call_config(mut self, config: CallConfig) -> Result<Self, CallConfigError> {
+        config.validate()?;
+        self.defaults = config;
+        Ok(self)
+    }
+
+    /// The call settings of one service.
+    pub fn service_config(
+        mut self,
+        service: &str,
+        config: CallConfig,
+    ) -> Result<Self, CallConfigError> {
+        config.validate()?;
+        self.configs.insert(key(service), config);
+        Ok(self)
+    }
+
+    /// The balancers' settings (ejection, panic threshold, zones, weights).
+    pub fn balance_config(mut self, config: BalanceConfig) -> Self {
+        self.balance = config;
+        self
+    }
+
+    /// How long a connection may take to open (Ribbon `ConnectTimeout`). Default 1 s.
+    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// The trace-context formats written into every request (W3C by default).
+    pub fn trace_formats(mut self, formats: Formats) -> Self {
+        self.formats = formats;
+        self
+    }
+
+    /// The client. Reads the environment lists now (when asked).
+    pub fn build(mut self) -> Result<Client, Error> {
+        if self.read_env {
+            for (name, value) in std::env::vars() {
+                let Some(service) = name.strip_prefix(ENV_PREFIX) else {
+                    continue;
+                };
+                let service = service.to_ascii_lowercase().replace('_', "-");
+                if !self.lists.contains_key(&service) {
+                    let list = parse_list(&service, &value)
+                        .map_err(|e| Error::builder(format!("${name}"), e.to_string()))?;
+                    self.lists.insert(service, list);
+                }
+            }
+        }
+        let transport = transport(&TransportConfig {
+            connect_timeout: self.connect_timeout,
+            pool_idle_timeout: self.pool_idle_timeout,
+            pool_max_idle_per_host: self.pool_max_idle_per_host,
+            formats: self.formats,
+        });
+        let direct_counters = Arc::new(Counters::default());
+        let direct = Arc::new(ArcSwap::from_pointee(Retries {
+            budget: budget(&self.defaults),
+            config: Arc::new(self.defaults.clone()),
+            breaker: None,
+            counters: direct_counters.clone(),
+        }));
+        let lists = self
+            .lists
+            .into_iter()
+            .map(|(service, list)| (service, watch::channel(list).0))
+            .collect();
+        Ok(Client {
+            inner: Arc::new(Inner {
+                transport,
+                eureka: self.eureka,
+                registry: self.registry,
+                lists: Mutex::new(lists),
+                upstreams: Mutex::default(),
+                defaults: self.defaults,
+                configs: Mutex::new(self.configs),
+                balance: self.balance,
+                direct,
+                direct_counters,
+            }),
+        })
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Whether `name` can be a service name: letters, digits, `-`, `_`, `.`, at most 253.
+fn valid_service(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+}
+
+/// A direct call's target: the URL's host.
+struct Direct(Transport);
+
+impl Target for Direct {
+    fn send(
+        &self,
+        request: Request<Body>,
+        _avoid: &[Arc<str>],
+    ) -> BoxFuture<'static, Result<Response<Incoming>, breakwater_circuit_breaker::error::BoxError>>
+    {
+        let call = self.0.clone().oneshot(request);
+        Box::pin(async move { call.await.map_err(Into::into) })
+    }
+}
+
+impl Client {
+    /// A client with the defaults (and `BREAKWATER_SERVICE_*` lists from the environment).
+    pub fn new() -> Result<Client, Error> {
+        Client::builder().build()
+    }
+
+    /// Sets up a client.
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// A GET of `url`.
+    pub fn get(&self, url: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::GET, url)
+    }
+
+    /// A POST to `url`.
+    pub fn post(&self, url: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::POST, url)
+    }
+
+    /// A PUT to `url`.
+    pub fn put(&self, url: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::PUT, url)
+    }
+
+    /// A PATCH of `url`.
+    pub fn patch(&self, url: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::PATCH, url)
+    }
+
+    /// A DELETE of `url`.
+    pub fn delete(&self, url: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::DELETE, url)
+    }
+
+    /// A HEAD of `url`.
+    pub fn head(&self, url: impl AsRef<str>) -> RequestBuilder {
+        self.request(Method::HEAD, url)
+    }
+
+    /// A request of any method.
+    pub fn request(&self, method: Method, url: impl AsRef<str>) -> RequestBuilder {
+        RequestBuilder::new(self.clone(), method, url.as_ref())
+    }
+
+    /// Replaces the static list of `service` (creating one), at run time; its balancer follows.
+    pub fn set_instances<I, S>(&self, service: &str, instances: I) -> Result<(), Error>
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        let text: Vec<String> = instances
+            .into_iter()
+            .map(|s| s.as_ref().to_owned())
+            .collect();
+        let list = parse_list(service, &text.join(","))?;
+        let mut lists = lock(&self.inner.lists);
+        match lists.get(&key(service)) {
+            Some(sender) => {
+                sender.send_replace(list);
+            }
+            None => {
+                lists.insert(key(service), watch::channel(list).0);
+            }
+        }
+        Ok(())
+    }
+
+    /// The call settings of `service` in force.
+    pub fn call_config(&self, service: &str) -> CallConfig {
+        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_str()) {
+            return upstream.config();
+        }
+        lock(&self.inner.configs)
+            .get(&key(service))
+            .cloned()
+            .unwrap_or_else(|| self.inner.defaults.clone())
+    }
+
+    /// Changes the call settings of `service`, for its next call.
+    pub fn set_call_config(
+        &self,
+        service: &str,
+        config: CallConfig,
+    ) -> Result<(), CallConfigError> {
+        config.validate()?;
+        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_str()) {
+            upstream.set_config(config.clone())?;
+        }
+        lock(&self.inner.configs).insert(key(service), config);
+        Ok(())
+    }
+
+    /// What the client has done for `service` (`None` before its first call), or, for
+    /// `None`, for every plain `http(s)://` URL.
+    pub fn stats(&self, service: Option<&str>) -> Option<CallStats> {
+        match service {
+            None => Some(self.inner.direct_counters.stats()),
+            Some(service) => lock(&self.inner.upstreams)
+                .get(key(service).as_str())
+                .map(|u| u.counters.stats()),
+        }
+    }
+
+    /// The instances behind `service` as its balancer sees them (`None` before its first
+    /// call).
+    pub fn instances(&self, service: &str) -> Option<breakwater_balance::BalancerSnapshot> {
+        lock(&self.inner.upstreams)
+            .get(key(service).as_str())
+            .map(|u| u.balancer.snapshot())
+    }
+
+    /// The services this client has called, by name.
+    pub fn services(&self) -> Vec<String> {
+        let mut names: Vec<String> = lock(&self.inner.upstreams)
+            .values()
+            .map(|u| u.name.to_string())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// The service's state, made on its first call.
+    fn upstream(&self, service: &str) -> Result<Arc<Upstream>, Error> {
+        let target = || format!("service://{service}");
+        if !valid_service(service) {
+            return Err(Error::new(ErrorKind::InvalidUrl, target())
+                .with_source("a service name is letters, digits, '-', '_' and '.', at most 253"));
+        }
+        let name = key(service);
+        let mut upstreams = lock(&self.inner.upstreams);
+        if let Some(upstream) = upstreams.get(name.as_str()) {
+            return Ok(upstream.clone());
+        }
+        if upstreams.len() >= MAX_SERVICES {
+            return Err(Error::new(ErrorKind::UnknownService, target())
+                .with_source(format!("this client already calls {MAX_SERVICES} services")));
+        }
+        let list = lock(&self.inner.lists)
+            .get(&name)
+            .map(watch::Sender::subscribe);
+        let source = match (&list, &self.inner.eureka) {
+            (Some(list), _) => Source::Static(list.clone()),
+            (None, Some(eureka)) => Source::Eureka(eureka),
+            (None, None) => return Err(Error::new(ErrorKind::UnknownService, target())),
+        };
+        let config = lock(&self.inner.configs)
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| self.inner.defaults.clone());
+        let breaker = self.inner.registry.breaker(&name);
+        let upstream = Upstream::new(
+            &name,
+            source,
+            &self.inner.transport,
+            breaker,
+            config,
+            self.inner.balance.clone(),
+        )
+        .map_err(|e| Error::builder(target(), e))?;
+        let upstream = Arc::new(upstream);
+        upstreams.insert(upstream.name.clone(), upstream.clone());
+        Ok(upstream)
+    }
+
+    /// Sends `request` through the stack: the face under both the convenience API and the
+    /// tower `Service`.
+    pub(crate) async fn execute(
+        &self,
+        mut request: Request<Body>,
+        timeout: Option<Duration>,
+    ) -> Result<Response<Incoming>, Error> {
+        let uri = request.uri().clone();
+        let scheme = uri.scheme_str().unwrap_or("");
+        match scheme {
+            "service" => {
+                let service = uri.host().unwrap_or("");
+                let upstream = self.upstream(service)?;
+                let target = format!("service://{service}");
+                let limit = [timeout, upstream.timeout()].into_iter().flatten().min();
+                if let Some(limit) = limit {
+                    request
+                        .extensions_mut()
+                        .insert(Deadline(tokio::time::Instant::now() + limit));
+                }
+                let call = upstream.stack.clone().oneshot(request);
+                let result = match timeout {
+                    Some(after) => match tokio::time::timeout(after, call).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            upstream.counters.finished(false);
+                            return Err(Error::timeout(&target, after, 0));
+                        }
+                    },
+                    None => call.await,
+                };
+                finish(&upstream.counters, &target, result)
+            }
+            "http" | "https" => {
+                let target = UrlWithoutQuery(&uri).to_string();
+                if let Some(limit) = timeout {
+                    request
+                        .extensions_mut()
+                        .insert(Deadline(tokio::time::Instant::now() + limit));
+                }
+                let retries = self.inner.direct.load_full();
+                let direct = Direct(self.inner.transport.clone());
+                let counters = self.inner.direct_counters.clone();
+                let call = async move { retries.send(&direct, request).await };
+                let result = match timeout {
+                    Some(after) => match tokio::time::timeout(after, call).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            counters.finished(false);
+                            return Err(Error::timeout(&target, after, 0));
+                        }
+                    },
+                    None => call.await,
+                };
+                finish(&counters, &target, result)
+            }
+            "" => Err(Error::new(ErrorKind::InvalidUrl, uri.to_string())
+                .with_source("no scheme: expected http://, https:// or service://")),
+            other => Err(Error::new(ErrorKind::UnsupportedScheme, uri.to_string())
+                .with_source(format!("{other}://"))),
+        }
+    }
+
+    /// The largest response body the convenience API reads for `uri`.
+    pub(crate) fn body_limit(&self, uri: &http::Uri) -> usize {
+        match uri.scheme_str() {
+            Some("service") => {
+                self.call_config(uri.host().unwrap_or(""))
+                    .max_response_bytes
+            }
+            _ => self.inner.defaults.max_response_bytes,
+        }
+    }
+}
+
+fn finish(
+    counters: &Counters,
+    target: &str,
+    result: Result<Response<Incoming>, breakwater_circuit_breaker::error::BoxError>,
+) -> Result<Response<Incoming>, Error> {
+    match result {
+        Ok(response) => {
+            counters.finished(classify_http_status(response.status()) != Outcome::Failure);
+            Ok(response)
+        }
+        Err(error) => {
+            counters.finished(false);
+            Err(Error::from_stack(target, error))
+        }
+    }
+}
+
+/// A URL without its query (which may hold secrets), for errors and logs.
+pub(crate) struct UrlWithoutQuery<'a>(pub(crate) &'a http::Uri);
+
+impl std::fmt::Display for UrlWithoutQuery<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        if let (Some(scheme), Some(authority)) = (self.0.scheme_str(), self.0.authority()) {
+            write!(f, "{scheme}://{authority}")?;
+        }
+        f.write_str(self.0.path())
+    }
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("services", &self.services())
+            .field("eureka", &self.inner.eureka.is_some())
+            .finish()
+    }
+}
+
+/// The tower face: any `http::Request<Body>` with an `http`, `https` or `service` URL. Put
+/// [`Deadline`] and [`RetryNonIdempotent`](crate::RetryNonIdempotent) in its extensions to
+/// bound or widen the retries.
+impl Service<Request<Body>> for Client {
+    type Response = Response<Incoming>;
+    type Error = Error;
+    type Future = BoxFuture<'static, Result<Response<Incoming>, Error>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        let client = self.clone();
+        let timeout = request
+            .extensions()
+            .get::<Deadline>()
+            .map(|d| d.0.saturating_duration_since(tokio::time::Instant::now()));
+        Box::pin(async move { client.execute(request, timeout).await })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn static_lists_are_read_strictly() {
+        let list = parse_list("pay", "127.0.0.1:8080, [::1]:9090").unwrap();
+        assert_eq!(list[0].authority(), "127.0.0.1:8080");
+        assert_eq!(list[1].authority(), "[::1]:9090");
+        for bad in ["127.0.0.1", "host:x", ":80", "h:70000"] {
+            let e = parse_list("pay", bad).unwrap_err();
+            assert!(
+                e.to_string().contains("service://pay") && e.to_string().contains(bad),
+                "{e}"
+            );
+        }
+        assert!(valid_service("payments-v2.eu"));
+        assert!(
+            !valid_service("pay ments") && !valid_service("") && !valid_service(&"a".repeat(254))
+        );
+    }
+}

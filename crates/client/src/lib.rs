@@ -1,0 +1,84 @@
+//! The smart HTTP client: `service://NAME/path` resolved at run time, retries with a budget on
+//! another instance, hedging, fan-out; shaped like reqwest, and a tower `Service`.
+//!
+//! ```no_run
+//! use breakwater_client::Client;
+//!
+//! # #[derive(serde::Deserialize)] struct Charge { id: String }
+//! # async fn run() -> Result<(), breakwater_client::Error> {
+//! // `BREAKWATER_SERVICE_PAYMENTS=127.0.0.1:8081,127.0.0.1:8082` on a laptop; Eureka in
+//! // production (`Client::builder().eureka(client)`): the same URL works in both.
+//! let client = Client::new()?;
+//! let charge: Charge = client
+//!     .post("service://payments/v1/charge")
+//!     .header("idempotency-key", "order-42")   // so a POST may be retried
+//!     .json(&serde_json::json!({"amount": 1200}))
+//!     .timeout(std::time::Duration::from_secs(2))
+//!     .send()
+//!     .await?
+//!     .error_for_status()?
+//!     .json()
+//!     .await?;
+//! # let _ = charge.id;
+//! # Ok(()) }
+//! ```
+//!
+//! # The stack
+//!
+//! Every call to `service://NAME` goes through, outermost first:
+//!
+//! 1. the service's circuit breaker, named `NAME` in the process's
+//!    [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry), so it
+//!    shows on the Hystrix stream and takes `hystrix.command.NAME.*` settings (5xx, 408 and 429
+//!    answers count as failures); then its bulkhead; then its timeout, the deadline over
+//!    every attempt (a shorter [`RequestBuilder::timeout`] wins);
+//! 2. the retries ([`retry`] has the rules): idempotent methods only unless told, on
+//!    connection errors, resets, refused streams, 502/503/504 and 429 (`Retry-After`
+//!    honoured), to another instance than the one that failed, with full-jitter back-off
+//!    (25 ms, at most 250 ms), at most 3 attempts (5 whatever the settings), never while the
+//!    breaker is not closed, within a budget of 20 % of requests plus 10/s over 10 s; with
+//!    [`CallConfig::hedge_delay`], a second copy to another instance;
+//! 3. the balancer of `breakwater-balance`: p2c over latency and failures, per-instance
+//!    ejection, zones, weights, over the instances of a static list or of Eureka;
+//! 4. per attempt, trace-context injection and a client span (`breakwater-tracing-mw`), and
+//!    hyper-util's pooled connection (HTTP/1.1 or HTTP/2; TLS with feature `rustls`).
+//!
+//! Plain `http://` and `https://` URLs skip the breaker and balancer; they are retried by the
+//! same rules (one budget for all of them), on the same host.
+//!
+//! # The tower face
+//!
+//! [`Client`] is a `tower::Service<http::Request<Body>>`, so layers compose over it; put a
+//! [`Deadline`] or [`RetryNonIdempotent`] in a request's extensions for what the builder's
+//! `timeout` and `retry_non_idempotent` do.
+//!
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `rustls` | on | `https://` URLs and instances on their secure port (rustls, aws-lc-rs, the platform's roots) |
+
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod body;
+mod client;
+mod config;
+mod error;
+mod fanout;
+mod instance;
+mod metrics;
+mod request;
+mod response;
+pub mod retry;
+mod transport;
+mod upstream;
+
+pub use body::Body;
+pub use client::{Client, ClientBuilder, ENV_PREFIX, MAX_SERVICES};
+pub use config::{CallConfig, CallConfigError, MAX_ATTEMPTS};
+pub use error::{Error, ErrorKind};
+pub use metrics::CallStats;
+pub use request::RequestBuilder;
+pub use response::Response;
+pub use retry::{Deadline, RetryNonIdempotent};
