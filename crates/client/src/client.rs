@@ -10,7 +10,7 @@ use breakwater_balance::{BalanceConfig, Endpoint};
 use breakwater_circuit_breaker::CircuitBreakerRegistry;
 use breakwater_circuit_breaker::classify::{Outcome, classify_http_status};
 use breakwater_discovery::EurekaClient;
-use breakwater_tracing_mw::Formats;
+use breakwater_tracing_mw::{Formats, RequestContext};
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -563,7 +563,12 @@ impl Service<Request<Body>> for Client {
         Poll::Ready(Ok(()))
     }
 
-    fn call(&mut self, request: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut request: Request<Body>) -> Self::Future {
+        if request.extensions().get::<RequestContext>().is_none()
+            && let Some(context) = RequestContext::current()
+        {
+            request.extensions_mut().insert(context);
+        }
         let client = self.clone();
         let timeout = request
             .extensions()

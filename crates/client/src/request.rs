@@ -37,6 +37,12 @@ impl RequestBuilder {
                 let mut request = Request::new(Body::empty());
                 *request.method_mut() = method;
                 *request.uri_mut() = uri;
+                // The context of the request being served, taken here, on the caller's task:
+                // it stays with the request wherever its attempts run (a `tower::Buffer`'s
+                // worker, a hedge), with or without a tracing subscriber.
+                if let Some(context) = breakwater_tracing_mw::RequestContext::current() {
+                    request.extensions_mut().insert(context);
+                }
                 Ok(request)
             }
             Ok(_) => Err(Error::new(ErrorKind::InvalidUrl, url)

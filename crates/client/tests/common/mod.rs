@@ -23,6 +23,8 @@ pub enum Behaviour {
     Slow(Duration),
     /// 429 with `Retry-After: 1` to the first request, then echoes.
     RetryAfterOnce,
+    /// 503 to the first request, then echoes.
+    FailFirst,
     /// Echoes, after 600 ms when the request's `x-slow-on` header names this server's port.
     SlowWhenNamed,
 }
@@ -136,6 +138,8 @@ async fn handle(State((seen, behaviour, port)): State<AppState>, request: Reques
             (StatusCode::TOO_MANY_REQUESTS, [("retry-after", "1")]).into_response()
         }
         Behaviour::RetryAfterOnce => echo(),
+        Behaviour::FailFirst if first => StatusCode::SERVICE_UNAVAILABLE.into_response(),
+        Behaviour::FailFirst => echo(),
         Behaviour::SlowWhenNamed => {
             let named = parts.headers.get("x-slow-on").and_then(|v| v.to_str().ok());
             if named == Some(port.to_string().as_str()) {
