@@ -46,7 +46,7 @@ step "lint"
 cargo clippy --workspace --all-targets --all-features --locked -- -D warnings
 
 step "light builds: each crate on its default features (what a user who names one crate compiles)"
-for crate in backoff server circuit-breaker balance discovery tracing-mw dyn-config stream-dashboard; do
+for crate in backoff server circuit-breaker balance client discovery tracing-mw dyn-config stream-dashboard; do
   cargo check --quiet --locked --all-targets -p "breakwater-$crate"
 done
 cargo check --quiet --locked -p breakwater --no-default-features

@@ -5,6 +5,7 @@
 //! | feature | module | crate |
 //! |---|---|---|
 //! | `balance` | [`balance`] | `breakwater-balance`: `Balancer` (p2c over latency and failures, per-instance ejection with breakers, panic threshold, zones, live settings) over discovery streams (Eureka, static lists) |
+//! | `client` | [`client`] | `breakwater-client`: the smart HTTP client (`service://` URLs through the balancer, retries with a budget on another instance, hedging, fan-out; reqwest-shaped and a tower `Service`) |
 //! | `circuit-breaker` | [`circuit_breaker`] | `breakwater-circuit-breaker`: breakers, timeouts, bulkheads, fallbacks, registry and snapshots |
 //! | `stream-dashboard` | [`stream_dashboard`] | `breakwater-stream-dashboard`: `/hystrix.stream`, Turbine-style aggregation, the live page |
 //! | `discovery` | [`discovery`] | `breakwater-discovery`: Eureka client and embedded Eureka-compatible registry |
@@ -30,6 +31,8 @@
 pub use breakwater_balance as balance;
 #[cfg(feature = "circuit-breaker")]
 pub use breakwater_circuit_breaker as circuit_breaker;
+#[cfg(feature = "client")]
+pub use breakwater_client as client;
 #[cfg(feature = "discovery")]
 pub use breakwater_discovery as discovery;
 #[cfg(feature = "dyn-config")]

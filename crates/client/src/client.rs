@@ -10,7 +10,7 @@ use breakwater_balance::{BalanceConfig, Endpoint};
 use breakwater_circuit_breaker::CircuitBreakerRegistry;
 use breakwater_circuit_breaker::classify::{Outcome, classify_http_status};
 use breakwater_discovery::EurekaClient;
-use breakwater_tracing_mw::{Formats, RequestContext};
+use breakwater_tracing_mw::RequestContext;
 use futures::future::BoxFuture;
 use http::{Method, Request, Response};
 use hyper::body::Incoming;
@@ -18,21 +18,18 @@ use tokio::sync::watch;
 use tower::{Service, ServiceExt};
 
 use crate::body::Body;
+use crate::builder::{ClientBuilder, key, parse_list};
 use crate::config::{CallConfig, CallConfigError};
 use crate::error::{Error, ErrorKind};
 use crate::metrics::{CallStats, Counters};
 use crate::request::RequestBuilder;
 use crate::retry::{Deadline, Retries, Target};
-use crate::transport::{Transport, TransportConfig, transport};
-use crate::upstream::{Source, Upstream, budget};
+use crate::transport::Transport;
+use crate::upstream::{Source, Upstream};
 
 /// Most distinct services one client calls; past it, calls to a new one fail (service names
 /// can come from input).
 pub const MAX_SERVICES: usize = 1024;
-
-/// The environment variable prefix of static instance lists:
-/// `BREAKWATER_SERVICE_PAYMENTS=10.0.0.1:8080,10.0.0.2:8080` for `service://payments`.
-pub const ENV_PREFIX: &str = "BREAKWATER_SERVICE_";
 
 /// The smart HTTP client. Cheap to clone (clones share the pool, the services' balancers,
 /// breakers and budgets).
@@ -42,206 +39,21 @@ pub const ENV_PREFIX: &str = "BREAKWATER_SERVICE_";
 /// go where they say. See the crate docs for the stack every call goes through.
 #[derive(Clone)]
 pub struct Client {
-    inner: Arc<Inner>,
+    pub(crate) inner: Arc<Inner>,
 }
 
-struct Inner {
-    transport: Transport,
-    eureka: Option<EurekaClient>,
-    registry: CircuitBreakerRegistry,
-    lists: Mutex<HashMap<String, watch::Sender<Vec<Endpoint>>>>,
-    upstreams: Mutex<HashMap<Arc<str>, Arc<Upstream>>>,
-    defaults: CallConfig,
-    configs: Mutex<HashMap<String, CallConfig>>,
-    balance: BalanceConfig,
+pub(crate) struct Inner {
+    pub(crate) transport: Transport,
+    pub(crate) eureka: Option<EurekaClient>,
+    pub(crate) registry: CircuitBreakerRegistry,
+    pub(crate) lists: Mutex<HashMap<String, watch::Sender<Vec<Endpoint>>>>,
+    pub(crate) upstreams: Mutex<HashMap<Arc<str>, Arc<Upstream>>>,
+    pub(crate) defaults: CallConfig,
+    pub(crate) configs: Mutex<HashMap<String, CallConfig>>,
+    pub(crate) balance: BalanceConfig,
     /// Calls to plain URLs: retries of unsent requests and idempotent ones, one budget.
-    direct: Arc<ArcSwap<Retries>>,
-    direct_counters: Arc<Counters>,
-}
-
-/// Sets up a [`Client`].
-pub struct ClientBuilder {
-    connect_timeout: Duration,
-    pool_idle_timeout: Duration,
-    pool_max_idle_per_host: usize,
-    formats: Formats,
-    eureka: Option<EurekaClient>,
-    registry: CircuitBreakerRegistry,
-    lists: HashMap<String, Vec<Endpoint>>,
-    defaults: CallConfig,
-    configs: HashMap<String, CallConfig>,
-    balance: BalanceConfig,
-    read_env: bool,
-}
-
-impl Default for ClientBuilder {
-    fn default() -> Self {
-        ClientBuilder {
-            connect_timeout: Duration::from_secs(1),
-            pool_idle_timeout: Duration::from_secs(90),
-            pool_max_idle_per_host: 32,
-            formats: Formats::default(),
-            eureka: None,
-            registry: CircuitBreakerRegistry::global().clone(),
-            lists: HashMap::new(),
-            defaults: CallConfig::default(),
-            configs: HashMap::new(),
-            balance: BalanceConfig::default(),
-            read_env: true,
-        }
-    }
-}
-
-/// The key of a service in the maps: names are case-insensitive (Eureka's are upper case).
-fn key(service: &str) -> String {
-    service.to_ascii_lowercase()
-}
-
-/// Parses `host:port,host:port` into endpoints with ids `host:port`.
-fn parse_list(service: &str, text: &str) -> Result<Vec<Endpoint>, Error> {
-    let mut endpoints = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-        let bad = |reason: &str| {
-            Error::builder(
-                format!("service://{service}"),
-                format!("instance {item:?}: {reason} (expected host:port)"),
-            )
-        };
-        let (host, port) = item.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-        let port: u16 = port
-            .parse()
-            .map_err(|_| bad("the port is not a number below 65536"))?;
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        if host.is_empty() {
-            return Err(bad("no host"));
-        }
-        endpoints.push(Endpoint::new(item, host, port));
-    }
-    Ok(endpoints)
-}
-
-impl ClientBuilder {
-    /// Finds services that have no static list in this Eureka client's view (by application
-    /// name or VIP address).
-    pub fn eureka(mut self, client: EurekaClient) -> Self {
-        self.eureka = Some(client);
-        self
-    }
-
-    /// A static list for `service`: `host:port` items (it can change at run time with
-    /// [`Client::set_instances`]). Overrides Eureka for that service.
-    pub fn instances<I, S>(mut self, service: &str, instances: I) -> Result<Self, Error>
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        let text: Vec<String> = instances
-            .into_iter()
-            .map(|s| s.as_ref().to_owned())
-            .collect();
-        let list = parse_list(service, &text.join(","))?;
-        self.lists.insert(key(service), list);
-        Ok(self)
-    }
-
-    /// Whether to read `BREAKWATER_SERVICE_<NAME>` lists from the environment (on by
-    /// default; a list given with [`instances`](Self::instances) wins).
-    pub fn read_env(mut self, read: bool) -> Self {
-        self.read_env = read;
-        self
-    }
-
-    /// The registry the services' breakers live in (the process-wide one by default, which the
-    /// stream dashboard shows).
-    pub fn breaker_registry(mut self, registry: CircuitBreakerRegistry) -> Self {
-        self.registry = registry;
-        self
-    }
-
-    /// The call settings of every service without its own.
-    pub fn call_config(mut self, config: CallConfig) -> Result<Self, CallConfigError> {
-        config.validate()?;
-        self.defaults = config;
-        Ok(self)
-    }
-
-    /// The call settings of one service.
-    pub fn service_config(
-        mut self,
-        service: &str,
-        config: CallConfig,
-    ) -> Result<Self, CallConfigError> {
-        config.validate()?;
-        self.configs.insert(key(service), config);
-        Ok(self)
-    }
-
-    /// The balancers' settings (ejection, panic threshold, zones, weights).
-    pub fn balance_config(mut self, config: BalanceConfig) -> Self {
-        self.balance = config;
-        self
-    }
-
-    /// How long a connection may take to open (Ribbon `ConnectTimeout`). Default 1 s.
-    pub fn connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// The trace-context formats written into every request (W3C by default).
-    pub fn trace_formats(mut self, formats: Formats) -> Self {
-        self.formats = formats;
-        self
-    }
-
-    /// The client. Reads the environment lists now (when asked).
-    pub fn build(mut self) -> Result<Client, Error> {
-        if self.read_env {
-            for (name, value) in std::env::vars() {
-                let Some(service) = name.strip_prefix(ENV_PREFIX) else {
-                    continue;
-                };
-                let service = service.to_ascii_lowercase().replace('_', "-");
-                if !self.lists.contains_key(&service) {
-                    let list = parse_list(&service, &value)
-                        .map_err(|e| Error::builder(format!("${name}"), e.to_string()))?;
-                    self.lists.insert(service, list);
-                }
-            }
-        }
-        let transport = transport(&TransportConfig {
-            connect_timeout: self.connect_timeout,
-            pool_idle_timeout: self.pool_idle_timeout,
-            pool_max_idle_per_host: self.pool_max_idle_per_host,
-            formats: self.formats,
-        });
-        let direct_counters = Arc::new(Counters::default());
-        let direct = Arc::new(ArcSwap::from_pointee(Retries {
-            budget: budget(&self.defaults),
-            config: Arc::new(self.defaults.clone()),
-            breaker: None,
-            counters: direct_counters.clone(),
-        }));
-        let lists = self
-            .lists
-            .into_iter()
-            .map(|(service, list)| (service, watch::channel(list).0))
-            .collect();
-        Ok(Client {
-            inner: Arc::new(Inner {
-                transport,
-                eureka: self.eureka,
-                registry: self.registry,
-                lists: Mutex::new(lists),
-                upstreams: Mutex::default(),
-                defaults: self.defaults,
-                configs: Mutex::new(self.configs),
-                balance: self.balance,
-                direct,
-                direct_counters,
-            }),
-        })
-    }
+    pub(crate) direct: Arc<ArcSwap<Retries>>,
+    pub(crate) direct_counters: Arc<Counters>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {

@@ -62,6 +62,7 @@
 #![warn(missing_docs)]
 
 mod body;
+mod builder;
 mod client;
 mod config;
 mod error;
@@ -75,7 +76,8 @@ mod transport;
 mod upstream;
 
 pub use body::Body;
-pub use client::{Client, ClientBuilder, ENV_PREFIX, MAX_SERVICES};
+pub use builder::{ClientBuilder, ENV_PREFIX};
+pub use client::{Client, MAX_SERVICES};
 pub use config::{CallConfig, CallConfigError, MAX_ATTEMPTS};
 pub use error::{Error, ErrorKind};
 pub use metrics::CallStats;

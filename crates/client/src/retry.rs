@@ -263,11 +263,8 @@ impl Retries {
             drop(result);
             match picked {
                 Some(_) if same_instance_left > 0 => same_instance_left -= 1,
-                Some(id) => {
-                    if !avoid.contains(&id) {
-                        avoid.push(id);
-                    }
-                }
+                Some(id) if !avoid.contains(&id) => avoid.push(id),
+                Some(_) => {}
                 None => {}
             }
             self.counters.retry();

@@ -9,7 +9,9 @@ use std::time::Duration;
 
 use breakwater_circuit_breaker::CircuitBreakerRegistry;
 use breakwater_client::Client;
-use breakwater_discovery::{EurekaClient, EurekaClientConfig, InstanceRegistry, InstanceRegistryConfig};
+use breakwater_discovery::{
+    EurekaClient, EurekaClientConfig, InstanceRegistry, InstanceRegistryConfig,
+};
 use breakwater_tracing_mw::{Formats, ServerLayer};
 use serde_json::Value;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -74,10 +76,17 @@ async fn python_services_through_eureka_with_a_retry_past_a_killed_one() {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
     loop {
         let _ = client.get("service://py-payments/warm").send().await;
-        if client.instances("py-payments").is_some_and(|s| s.instances.len() == 2) {
+        if client
+            .instances("py-payments")
+            .is_some_and(|s| s.instances.len() == 2)
+        {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{:?}", client.instances("py-payments"));
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{:?}",
+            client.instances("py-payments")
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 
@@ -109,20 +118,41 @@ async fn python_services_through_eureka_with_a_retry_past_a_killed_one() {
             .header("traceparent", format!("00-{TRACE_ID}-b7ad6b7169203331-01"))
             .body(())
             .unwrap();
-        ServerLayer::new(Formats::default()).layer(handler).oneshot(request)
+        ServerLayer::new(Formats::default())
+            .layer(handler)
+            .oneshot(request)
     };
     let answers = calls(5).await.unwrap().into_body();
-    assert!(answers.iter().all(|a| a["trace_id"] == TRACE_ID && a["parent_valid"] == true), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| a["trace_id"] == TRACE_ID && a["parent_valid"] == true),
+        "{answers:?}"
+    );
     // Kill the one that served (under light load the balancer keeps to the instance it knows
     // is fast): it stays registered, its port refuses connections; every call still succeeds.
-    let busiest = answers[answers.len() - 1]["instance"].as_str().unwrap().to_owned();
+    let busiest = answers[answers.len() - 1]["instance"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     let other = ids.iter().find(|id| **id != busiest).unwrap().clone();
-    stdin.write_all(format!("kill {busiest}\n").as_bytes()).await.unwrap();
+    stdin
+        .write_all(format!("kill {busiest}\n").as_bytes())
+        .await
+        .unwrap();
     assert_eq!(said().await, format!("KILLED {busiest}"));
     let answers = calls(10).await.unwrap().into_body();
-    assert!(answers.iter().all(|a| a["instance"] == other.as_str() && a["trace_id"] == TRACE_ID), "{answers:?}");
+    assert!(
+        answers
+            .iter()
+            .all(|a| a["instance"] == other.as_str() && a["trace_id"] == TRACE_ID),
+        "{answers:?}"
+    );
     let stats = client.stats(Some("py-payments")).unwrap();
-    assert!(stats.retries >= 1, "the killed instance's calls were retried: {stats:?}");
+    assert!(
+        stats.retries >= 1,
+        "the killed instance's calls were retried: {stats:?}"
+    );
     assert_eq!(stats.failed, 0, "{stats:?}");
 
     stdin.write_all(b"quit\n").await.unwrap();

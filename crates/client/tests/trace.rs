@@ -19,8 +19,12 @@ fn trace_ids(server: &Server) -> Vec<String> {
         .seen()
         .iter()
         .map(|s| {
-            let header = s.headers.get("traceparent").map(|v| v.to_str().unwrap().to_owned());
-            let header = header.unwrap_or_else(|| panic!("{} came without traceparent", s.path_and_query));
+            let header = s
+                .headers
+                .get("traceparent")
+                .map(|v| v.to_str().unwrap().to_owned());
+            let header =
+                header.unwrap_or_else(|| panic!("{} came without traceparent", s.path_and_query));
             header.split('-').nth(1).unwrap().to_owned()
         })
         .collect()
@@ -34,7 +38,13 @@ async fn the_callers_trace_reaches_every_attempt() {
     let client = Client::builder()
         .read_env(false)
         .breaker_registry(CircuitBreakerRegistry::new())
-        .service_config("hedged", CallConfig { hedge_delay: Some(Duration::from_millis(5)), ..CallConfig::default() })
+        .service_config(
+            "hedged",
+            CallConfig {
+                hedge_delay: Some(Duration::from_millis(5)),
+                ..CallConfig::default()
+            },
+        )
         .unwrap()
         .instances("orders", [failing.authority(), healthy.authority()])
         .unwrap()
@@ -52,7 +62,11 @@ async fn the_callers_trace_reaches_every_attempt() {
             async move {
                 // Plain calls, retried off the failing instance.
                 for i in 0..10 {
-                    let response = client.get(format!("service://orders/plain/{i}")).send().await.unwrap();
+                    let response = client
+                        .get(format!("service://orders/plain/{i}"))
+                        .send()
+                        .await
+                        .unwrap();
                     assert_eq!(response.status(), 200);
                 }
                 // A retry: the first attempt is answered 503.
@@ -66,7 +80,10 @@ async fn the_callers_trace_reaches_every_attempt() {
                 // Through a Buffer: the attempts run on its worker task.
                 let buffered = tower::buffer::Buffer::new(client.clone(), 8);
                 for i in 0..4 {
-                    let request = client.get(format!("service://orders/buffer/{i}")).build().unwrap();
+                    let request = client
+                        .get(format!("service://orders/buffer/{i}"))
+                        .build()
+                        .unwrap();
                     let response = buffered.clone().oneshot(request).await.unwrap();
                     assert_eq!(response.status(), 200);
                 }
@@ -78,7 +95,11 @@ async fn the_callers_trace_reaches_every_attempt() {
                 assert_eq!(tokio::spawn(send).await.unwrap().unwrap().status(), 200);
                 // Hedged calls.
                 for i in 0..4 {
-                    client.get(format!("service://hedged/hedge/{i}")).send().await.unwrap();
+                    client
+                        .get(format!("service://hedged/hedge/{i}"))
+                        .send()
+                        .await
+                        .unwrap();
                 }
                 Ok::<_, std::convert::Infallible>(http::Response::new(Body::empty()))
             }
@@ -91,11 +112,24 @@ async fn the_callers_trace_reaches_every_attempt() {
         .unwrap();
     server.oneshot(request).await.unwrap();
 
-    let ids: Vec<String> = [&failing, &healthy, &flaky].into_iter().flat_map(trace_ids).collect();
+    let ids: Vec<String> = [&failing, &healthy, &flaky]
+        .into_iter()
+        .flat_map(trace_ids)
+        .collect();
     assert!(ids.len() >= 26, "{} attempts seen", ids.len());
     assert!(ids.iter().all(|id| id == TRACE_ID), "{ids:?}");
     assert_eq!(flaky.hits(), 2, "the flaky call was retried");
     // Nothing was lost on the way to a Buffer's worker or a spawned task.
-    assert!(healthy.seen().iter().any(|s| s.path_and_query.starts_with("/buffer/")));
-    assert!(healthy.seen().iter().any(|s| s.path_and_query.starts_with("/spawned/")));
+    assert!(
+        healthy
+            .seen()
+            .iter()
+            .any(|s| s.path_and_query.starts_with("/buffer/"))
+    );
+    assert!(
+        healthy
+            .seen()
+            .iter()
+            .any(|s| s.path_and_query.starts_with("/spawned/"))
+    );
 }
