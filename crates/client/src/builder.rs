@@ -61,10 +61,17 @@ pub(crate) fn key(service: &str) -> String {
     service.to_ascii_lowercase()
 }
 
-/// Parses `host:port,host:port` into endpoints with ids `host:port`.
-pub(crate) fn parse_list(service: &str, text: &str) -> Result<Vec<Endpoint>, Error> {
+/// Reads `host:port` items into endpoints with ids `host:port` (blank items are skipped).
+pub(crate) fn parse_list<S: AsRef<str>>(
+    service: &str,
+    items: impl IntoIterator<Item = S>,
+) -> Result<Vec<Endpoint>, Error> {
     let mut endpoints = Vec::new();
-    for item in text.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+    for item in items {
+        let item = item.as_ref().trim();
+        if item.is_empty() {
+            continue;
+        }
         let bad = |reason: &str| {
             Error::builder(
                 format!("service://{service}"),
@@ -99,11 +106,7 @@ impl ClientBuilder {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let text: Vec<String> = instances
-            .into_iter()
-            .map(|s| s.as_ref().to_owned())
-            .collect();
-        let list = parse_list(service, &text.join(","))?;
+        let list = parse_list(service, instances)?;
         self.lists.insert(key(service), list);
         Ok(self)
     }
@@ -167,7 +170,7 @@ impl ClientBuilder {
                 };
                 let service = service.to_ascii_lowercase().replace('_', "-");
                 if let std::collections::hash_map::Entry::Vacant(slot) = self.lists.entry(service) {
-                    let list = parse_list(slot.key(), &value)
+                    let list = parse_list(slot.key(), value.split(','))
                         .map_err(|e| Error::builder(format!("${name}"), e.to_string()))?;
                     slot.insert(list);
                 }

@@ -136,11 +136,7 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let text: Vec<String> = instances
-            .into_iter()
-            .map(|s| s.as_ref().to_owned())
-            .collect();
-        let list = parse_list(service, &text.join(","))?;
+        let list = parse_list(service, instances)?;
         let mut lists = lock(&self.inner.lists);
         match lists.get(&key(service)) {
             Some(sender) => {
@@ -396,11 +392,11 @@ mod tests {
 
     #[test]
     fn static_lists_are_read_strictly() {
-        let list = parse_list("pay", "127.0.0.1:8080, [::1]:9090").unwrap();
+        let list = parse_list("pay", "127.0.0.1:8080, [::1]:9090".split(',')).unwrap();
         assert_eq!(list[0].authority(), "127.0.0.1:8080");
         assert_eq!(list[1].authority(), "[::1]:9090");
         for bad in ["127.0.0.1", "host:x", ":80", "h:70000"] {
-            let e = parse_list("pay", bad).unwrap_err();
+            let e = parse_list("pay", [bad]).unwrap_err();
             assert!(
                 e.to_string().contains("service://pay") && e.to_string().contains(bad),
                 "{e}"
