@@ -48,6 +48,7 @@ pub mod balancers;
 mod dashboard;
 pub mod extension;
 pub mod hystrix;
+mod merge;
 mod page;
 pub mod proxy;
 pub mod serve;

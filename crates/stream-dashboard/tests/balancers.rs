@@ -7,9 +7,7 @@ mod common;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use breakwater_balance::BalancerRegistry;
-use breakwater_circuit_breaker::CircuitBreakerRegistry;
-use breakwater_stream_dashboard::{BalancerEvents, Dashboard};
+use breakwater_stream_dashboard::Dashboard;
 use common::fleet::{FAILING, payments_with_one_ejected};
 use common::{Server, events, get};
 use http::StatusCode;
@@ -73,15 +71,7 @@ fn check_payments(event: &Map<String, Value>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn balancer_instances_are_streamed_only_when_asked_and_carried_across_dashboards() {
     let (_balancer, _list) = payments_with_one_ejected().await;
-    let registry = CircuitBreakerRegistry::new();
-    registry.breaker("charge-card");
-    let instance = Server::start(
-        Dashboard::new()
-            .registry(registry)
-            .extension(BalancerEvents::new(BalancerRegistry::global()))
-            .router(),
-    )
-    .await;
+    let instance = common::fleet::instance_dashboard().await;
 
     // What the stock dashboard and Turbine read: the command only, no instance breakers.
     let plain = read(

@@ -161,20 +161,9 @@ async fn page_shows_a_breaker_open_and_close_again() {
 #[cfg(feature = "balance")]
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn page_shows_each_upstream_instance() {
-    use breakwater_balance::BalancerRegistry;
-    use breakwater_stream_dashboard::BalancerEvents;
-
     chromium();
     let (_balancer, _list) = common::fleet::payments_with_one_ejected().await;
-    let registry = CircuitBreakerRegistry::new();
-    registry.breaker("charge-card");
-    let instance = Server::start(
-        Dashboard::new()
-            .registry(registry)
-            .extension(BalancerEvents::new(BalancerRegistry::global()))
-            .router(),
-    )
-    .await;
+    let instance = common::fleet::instance_dashboard().await;
     let follower = Server::start(
         Dashboard::new()
             .instances([instance.url("/hystrix.stream").parse().unwrap()])

@@ -88,3 +88,20 @@ pub async fn payments_with_one_ejected() -> (
     );
     (balancer, list)
 }
+
+/// A dashboard of `charge-card` (a command) and every balancer's instances, on loopback.
+pub async fn instance_dashboard() -> super::Server {
+    use breakwater_balance::BalancerRegistry;
+    use breakwater_circuit_breaker::CircuitBreakerRegistry;
+    use breakwater_stream_dashboard::{BalancerEvents, Dashboard};
+
+    let registry = CircuitBreakerRegistry::new();
+    registry.breaker("charge-card");
+    super::Server::start(
+        Dashboard::new()
+            .registry(registry)
+            .extension(BalancerEvents::new(BalancerRegistry::global()))
+            .router(),
+    )
+    .await
+}
