@@ -267,17 +267,7 @@ impl Client {
                         .insert(Deadline(tokio::time::Instant::now() + limit));
                 }
                 let call = upstream.stack.clone().oneshot(request);
-                let result = match timeout {
-                    Some(after) => match tokio::time::timeout(after, call).await {
-                        Ok(result) => result,
-                        Err(_) => {
-                            upstream.counters.finished(false);
-                            return Err(Error::timeout(&target, after, 0));
-                        }
-                    },
-                    None => call.await,
-                };
-                finish(&upstream.counters, &target, result)
+                bounded(call, timeout, &upstream.counters, &target).await
             }
             "http" | "https" => {
                 let target = UrlWithoutQuery(&uri).to_string();
@@ -288,19 +278,8 @@ impl Client {
                 }
                 let retries = self.inner.direct.load_full();
                 let direct = Direct(self.inner.transport.clone());
-                let counters = self.inner.direct_counters.clone();
                 let call = async move { retries.send(&direct, request).await };
-                let result = match timeout {
-                    Some(after) => match tokio::time::timeout(after, call).await {
-                        Ok(result) => result,
-                        Err(_) => {
-                            counters.finished(false);
-                            return Err(Error::timeout(&target, after, 0));
-                        }
-                    },
-                    None => call.await,
-                };
-                finish(&counters, &target, result)
+                bounded(call, timeout, &self.inner.direct_counters, &target).await
             }
             "" => Err(Error::new(ErrorKind::InvalidUrl, uri.to_string())
                 .with_source("no scheme: expected http://, https:// or service://")),
@@ -309,16 +288,42 @@ impl Client {
         }
     }
 
-    /// The largest response body the convenience API reads for `uri`.
+    /// The largest response body the convenience API reads for `uri` (read in place: no copy
+    /// of the settings per call).
     pub(crate) fn body_limit(&self, uri: &http::Uri) -> usize {
-        match uri.scheme_str() {
-            Some("service") => {
-                self.call_config(uri.host().unwrap_or(""))
-                    .max_response_bytes
-            }
-            _ => self.inner.defaults.max_response_bytes,
+        let service = match uri.scheme_str() {
+            Some("service") => uri.host().unwrap_or(""),
+            _ => return self.inner.defaults.max_response_bytes,
+        };
+        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_str()) {
+            return upstream.retries.load().config.max_response_bytes;
         }
+        lock(&self.inner.configs)
+            .get(&key(service))
+            .map_or(self.inner.defaults.max_response_bytes, |c| {
+                c.max_response_bytes
+            })
     }
+}
+
+/// Runs the stack's `call`, within `timeout` when one is given, and counts its outcome.
+async fn bounded(
+    call: impl Future<Output = Result<Response<Incoming>, breakwater_circuit_breaker::error::BoxError>>,
+    timeout: Option<Duration>,
+    counters: &Counters,
+    target: &str,
+) -> Result<Response<Incoming>, Error> {
+    let result = match timeout {
+        Some(after) => match tokio::time::timeout(after, call).await {
+            Ok(result) => result,
+            Err(_) => {
+                counters.finished(false);
+                return Err(Error::timeout(target, after, 0));
+            }
+        },
+        None => call.await,
+    };
+    finish(counters, target, result)
 }
 
 fn finish(
