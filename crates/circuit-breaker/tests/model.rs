@@ -382,3 +382,34 @@ proptest! {
         run(ops, trials, backoff)?;
     }
 }
+
+/// A case the property test found: the trial call that closes the breaker ends exactly on a
+/// bucket edge, and the window later starts at that edge. The trial belongs to the half-open
+/// state, so it must not count towards tripping the fresh closed window.
+#[test]
+fn a_trial_ending_on_a_bucket_edge_is_not_counted_after_closing() {
+    use End::{Failure, Success};
+    use Op::{Advance, Finish, Start};
+    let ops = vec![
+        Start,
+        Advance(117),
+        Finish(0, Success),
+        Start,
+        Finish(0, Success),
+        Start,
+        Finish(0, Failure),
+        Start,
+        Finish(0, Failure),
+        Advance(383),
+        Start,
+        Finish(0, Success),
+        Start,
+        Finish(0, Success),
+        Advance(900),
+        Start,
+        Finish(0, Failure),
+        Start,
+        Finish(0, Failure),
+    ];
+    run(ops, 1, false).unwrap();
+}

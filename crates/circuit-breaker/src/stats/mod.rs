@@ -478,7 +478,7 @@ impl Stats {
             return out;
         }
         let start_nanos = start.saturating_mul(ring.bucket_nanos);
-        let base = if since_reset && w.health.reset.0 > start_nanos {
+        let base = if since_reset && w.health.reset.0 >= start_nanos {
             &w.health.reset.1
         } else if w.health.floor.0 > start_nanos {
             &w.health.floor.1
