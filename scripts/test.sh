@@ -57,6 +57,9 @@ cargo test --workspace --all-features --locked
 step "balance bench smoke (--quick, debug build: every scenario runs; figures come from cargo bench)"
 cargo test --quiet --locked --features balance --bench balance -- --quick
 
+step "client bench smoke (--quick, debug build: every part runs; figures come from cargo bench)"
+cargo test --quiet --locked --features client,otlp --bench client -- --quick
+
 step "demo smoke run (8 s): terminal output, registry discovery, config, dashboard page, stream and aggregation"
 cargo build --quiet --locked --example demo
 log=$(mktemp)

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 use breakwater_balance::{BalanceConfig, Endpoint};
-use breakwater_circuit_breaker::CircuitBreakerRegistry;
 use breakwater_circuit_breaker::classify::{Outcome, classify_http_status};
+use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerRegistry};
 use breakwater_discovery::EurekaClient;
 use breakwater_tracing_mw::RequestContext;
 use futures::future::BoxFuture;
@@ -231,7 +231,11 @@ impl Client {
             .get(&name)
             .cloned()
             .unwrap_or_else(|| self.inner.defaults.clone());
-        let breaker = self.inner.registry.breaker(&name);
+        let breaker = self
+            .inner
+            .registry
+            .register(CircuitBreaker::builder(&name).config(crate::config::breaker_config()))
+            .map_err(|e| Error::builder(target(), e))?;
         let upstream = Upstream::new(
             &name,
             source,
@@ -259,7 +263,7 @@ impl Client {
             "service" => {
                 let service = uri.host().unwrap_or("");
                 let upstream = self.upstream(service)?;
-                let target = format!("service://{service}");
+                let target = ServiceTarget(service);
                 let limit = [timeout, upstream.timeout()].into_iter().flatten().min();
                 if let Some(limit) = limit {
                     request
@@ -270,7 +274,7 @@ impl Client {
                 bounded(call, timeout, &upstream.counters, &target).await
             }
             "http" | "https" => {
-                let target = UrlWithoutQuery(&uri).to_string();
+                let target = UrlWithoutQuery(&uri);
                 if let Some(limit) = timeout {
                     request
                         .extensions_mut()
@@ -311,14 +315,14 @@ async fn bounded(
     call: impl Future<Output = Result<Response<Incoming>, breakwater_circuit_breaker::error::BoxError>>,
     timeout: Option<Duration>,
     counters: &Counters,
-    target: &str,
+    target: &(dyn std::fmt::Display + Sync),
 ) -> Result<Response<Incoming>, Error> {
     let result = match timeout {
         Some(after) => match tokio::time::timeout(after, call).await {
             Ok(result) => result,
             Err(_) => {
                 counters.finished(false);
-                return Err(Error::timeout(target, after, 0));
+                return Err(Error::timeout(&target.to_string(), after, 0));
             }
         },
         None => call.await,
@@ -328,7 +332,7 @@ async fn bounded(
 
 fn finish(
     counters: &Counters,
-    target: &str,
+    target: &(dyn std::fmt::Display + Sync),
     result: Result<Response<Incoming>, breakwater_circuit_breaker::error::BoxError>,
 ) -> Result<Response<Incoming>, Error> {
     match result {
@@ -338,8 +342,17 @@ fn finish(
         }
         Err(error) => {
             counters.finished(false);
-            Err(Error::from_stack(target, error))
+            Err(Error::from_stack(&target.to_string(), error))
         }
+    }
+}
+
+/// `service://NAME`, for errors (written only when there is one).
+struct ServiceTarget<'a>(&'a str);
+
+impl std::fmt::Display for ServiceTarget<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "service://{}", self.0)
     }
 }
 

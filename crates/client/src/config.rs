@@ -7,8 +7,26 @@
 
 use std::time::Duration;
 
+use breakwater_circuit_breaker::CircuitBreakerConfig;
+
 /// Most attempts of one call, whatever the settings (gRPC's cap).
 pub const MAX_ATTEMPTS: u32 = 5;
+
+/// Calls in flight at once to one service allowed by the bulkhead of a breaker the client
+/// makes (Envoy's `max_requests` per cluster). Hystrix's 10 suits a thread pool per command,
+/// not an async client whose callers wait on sockets.
+pub const MAX_CONCURRENT_CALLS: u32 = 1024;
+
+/// The settings of the breaker the client makes for a service whose registry has no breaker
+/// by that name: Hystrix's defaults (a 1 s deadline over every attempt, 20 requests and 50 %
+/// errors over 10 s to trip, 5 s open) with a bulkhead of [`MAX_CONCURRENT_CALLS`]. Register
+/// a breaker of that name first, or set `hystrix.command.<service>.*`, to change them.
+pub fn breaker_config() -> CircuitBreakerConfig {
+    CircuitBreakerConfig {
+        max_concurrent_calls: MAX_CONCURRENT_CALLS,
+        ..CircuitBreakerConfig::default()
+    }
+}
 
 /// Settings of the calls to one service. Changes apply to the next call.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,8 +30,9 @@
 //! 1. the service's circuit breaker, named `NAME` in the process's
 //!    [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry), so it
 //!    shows on the Hystrix stream and takes `hystrix.command.NAME.*` settings (5xx, 408 and 429
-//!    answers count as failures); then its bulkhead; then its timeout, the deadline over
-//!    every attempt (a shorter [`RequestBuilder::timeout`] wins);
+//!    answers count as failures; a breaker the client makes has [`breaker_config`]: Hystrix's
+//!    defaults with room for [`MAX_CONCURRENT_CALLS`]); then its bulkhead; then its timeout,
+//!    the deadline over every attempt (a shorter [`RequestBuilder::timeout`] wins);
 //! 2. the retries ([`retry`] has the rules): idempotent methods only unless told, on
 //!    connection errors, resets, refused streams, 502/503/504 and 429 (`Retry-After`
 //!    honoured), to another instance than the one that failed, with full-jitter back-off
@@ -78,7 +79,7 @@ mod upstream;
 pub use body::Body;
 pub use builder::{ClientBuilder, ENV_PREFIX};
 pub use client::{Client, MAX_SERVICES};
-pub use config::{CallConfig, CallConfigError, MAX_ATTEMPTS};
+pub use config::{CallConfig, CallConfigError, MAX_ATTEMPTS, MAX_CONCURRENT_CALLS, breaker_config};
 pub use error::{Error, ErrorKind};
 pub use metrics::CallStats;
 pub use request::RequestBuilder;

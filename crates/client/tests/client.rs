@@ -192,6 +192,44 @@ async fn a_service_url_is_balanced_over_its_instances() {
 }
 
 #[tokio::test]
+async fn a_breaker_the_client_makes_lets_many_calls_wait_at_once() {
+    // Hystrix's default bulkhead (10) would refuse half of these; the client's allows
+    // `MAX_CONCURRENT_CALLS`.
+    let server = Server::start(Behaviour::Slow(Duration::from_millis(200))).await;
+    let registry = CircuitBreakerRegistry::new();
+    let client = client_with(
+        "ledger",
+        &[server.authority()],
+        registry.clone(),
+        CallConfig::default(),
+    );
+    let calls = (0..20).map(|_| client.get("service://ledger/x").send());
+    for result in futures::future::join_all(calls).await {
+        assert_eq!(result.unwrap().status(), 200);
+    }
+    let breaker = registry.get("ledger").unwrap();
+    assert_eq!(
+        breaker.config().max_concurrent_calls,
+        breakwater_client::MAX_CONCURRENT_CALLS
+    );
+    // A breaker registered first keeps its own settings.
+    let registry = lenient("ledger", Duration::from_secs(5));
+    let client = client_with(
+        "ledger",
+        &[server.authority()],
+        registry.clone(),
+        CallConfig::default(),
+    );
+    let calls = (0..20).map(|_| client.get("service://ledger/x").send());
+    let refused = futures::future::join_all(calls)
+        .await
+        .into_iter()
+        .filter(|r| matches!(r, Err(e) if e.kind() == ErrorKind::Rejected))
+        .count();
+    assert_eq!(refused, 10);
+}
+
+#[tokio::test]
 async fn retries_go_to_another_instance_and_only_when_safe() {
     let failing = Server::start(Behaviour::Status(503)).await;
     let healthy = Server::start(Behaviour::Echo).await;
