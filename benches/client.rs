@@ -183,16 +183,17 @@ async fn answer(
     response
 }
 
+/// The raw hyper-util client, as the baseline peer uses it.
+type HyperClient = hyper_util::client::legacy::Client<
+    hyper_util::client::legacy::connect::HttpConnector,
+    Empty<Bytes>,
+>;
+
 /// A call as one of the peers makes it: `Ok(true)` for a 2xx answer read to the end.
 #[derive(Clone)]
 enum Peer {
-    Hyper(
-        hyper_util::client::legacy::Client<
-            hyper_util::client::legacy::connect::HttpConnector,
-            Empty<Bytes>,
-        >,
-        String,
-    ),
+    /// Boxed: the pooled client is several times the size of the other peers.
+    Hyper(Box<HyperClient>, String),
     Reqwest(reqwest::Client, String),
     Ours(Client, String),
 }
@@ -290,10 +291,7 @@ fn median(mut values: Vec<f64>) -> f64 {
     values[values.len() / 2]
 }
 
-fn hyper_client() -> hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector,
-    Empty<Bytes>,
-> {
+fn hyper_client() -> HyperClient {
     let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
     connector.set_nodelay(true);
     hyper_util::client::legacy::Client::builder(TokioExecutor::new()).build(connector)
@@ -336,7 +334,7 @@ fn overhead(
     let peers = [
         (
             "hyper-util (baseline)",
-            Peer::Hyper(hyper_client(), plain.clone()),
+            Peer::Hyper(Box::new(hyper_client()), plain.clone()),
         ),
         (
             "reqwest",
