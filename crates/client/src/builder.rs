@@ -16,7 +16,7 @@ use crate::config::{CallConfig, CallConfigError};
 use crate::error::Error;
 use crate::metrics::Counters;
 use crate::retry::Retries;
-use crate::transport::{TransportConfig, transport};
+use crate::transport::{ConnectTimeout, Transports};
 use crate::upstream::budget;
 
 /// The environment variable prefix of static instance lists:
@@ -149,7 +149,8 @@ impl ClientBuilder {
         self
     }
 
-    /// How long a connection may take to open (Ribbon `ConnectTimeout`). Default 1 s.
+    /// How long a connection may take to open (Ribbon `ConnectTimeout`): for plain URLs, and
+    /// services whose [`CallConfig::connect_timeout`] is unset. Default 1 s.
     pub fn connect_timeout(mut self, timeout: Duration) -> Self {
         self.connect_timeout = timeout;
         self
@@ -176,12 +177,12 @@ impl ClientBuilder {
                 }
             }
         }
-        let transport = transport(&TransportConfig {
-            connect_timeout: self.connect_timeout,
-            pool_idle_timeout: self.pool_idle_timeout,
-            pool_max_idle_per_host: self.pool_max_idle_per_host,
-            formats: self.formats,
-        });
+        let transports = Transports::new(
+            self.pool_idle_timeout,
+            self.pool_max_idle_per_host,
+            self.formats,
+        );
+        let direct_pool = transports.pool(ConnectTimeout::new(self.connect_timeout));
         let direct_counters = Arc::new(Counters::default());
         let direct = Arc::new(ArcSwap::from_pointee(Retries {
             budget: budget(&self.defaults),
@@ -196,7 +197,10 @@ impl ClientBuilder {
             .collect();
         Ok(Client {
             inner: Arc::new(Inner {
-                transport,
+                transports,
+                connect_timeout: self.connect_timeout,
+                direct_pool,
+                hooks: Mutex::default(),
                 eureka: self.eureka,
                 registry: self.registry,
                 lists: Mutex::new(lists),

@@ -24,7 +24,7 @@ use crate::error::{Error, ErrorKind};
 use crate::metrics::{CallStats, Counters};
 use crate::request::RequestBuilder;
 use crate::retry::{Deadline, Retries, Target};
-use crate::transport::Transport;
+use crate::transport::{Transport, Transports};
 use crate::upstream::{Source, Upstream};
 
 /// Most distinct services one client calls; past it, calls to a new one fail (service names
@@ -42,8 +42,17 @@ pub struct Client {
     pub(crate) inner: Arc<Inner>,
 }
 
+/// Told of each service a client calls; `false` unregisters it.
+type Hook = Arc<dyn Fn(&Client, &str) -> bool + Send + Sync>;
+
 pub(crate) struct Inner {
-    pub(crate) transport: Transport,
+    /// What every service's pool is made from.
+    pub(crate) transports: Transports,
+    /// `ClientBuilder::connect_timeout`: of plain URLs, and of services without their own.
+    pub(crate) connect_timeout: Duration,
+    /// The pool of plain URLs.
+    pub(crate) direct_pool: Transport,
+    pub(crate) hooks: Mutex<Vec<Hook>>,
     pub(crate) eureka: Option<EurekaClient>,
     pub(crate) registry: CircuitBreakerRegistry,
     pub(crate) lists: Mutex<HashMap<String, watch::Sender<Vec<Endpoint>>>>,
@@ -193,6 +202,52 @@ impl Client {
             .map(|u| u.balancer.snapshot())
     }
 
+    /// The circuit breaker of `service` (`None` before its first call).
+    pub fn breaker(&self, service: &str) -> Option<CircuitBreaker> {
+        lock(&self.inner.upstreams)
+            .get(key(service).as_str())
+            .map(|u| u.breaker.clone())
+    }
+
+    /// The balancer settings of `service` in force (`None` before its first call).
+    pub fn balance_config(&self, service: &str) -> Option<BalanceConfig> {
+        lock(&self.inner.upstreams)
+            .get(key(service).as_str())
+            .map(|u| u.balancer.config())
+    }
+
+    /// Changes the balancer settings of `service` (after its first call; the settings of
+    /// services not called yet are [`ClientBuilder::balance_config`]'s).
+    pub fn set_balance_config(&self, service: &str, config: BalanceConfig) -> Result<(), Error> {
+        let upstream = lock(&self.inner.upstreams)
+            .get(key(service).as_str())
+            .cloned();
+        let target = || format!("service://{service}");
+        match upstream {
+            Some(upstream) => upstream
+                .balancer
+                .set_config(config)
+                .map_err(|e| Error::builder(target(), e)),
+            None => Err(Error::new(ErrorKind::UnknownService, target())
+                .with_source("not called yet: its balancer does not exist")),
+        }
+    }
+
+    /// Calls `hook` with the name of every service this client calls: those it has called,
+    /// now, and each new one once, before its first call is sent (so settings bound by the
+    /// hook apply from the start). A hook that returns `false` is not called again. This is
+    /// how `breakwater-dyn-config` binds live settings to services made on demand.
+    pub fn on_service(&self, hook: impl Fn(&Client, &str) -> bool + Send + Sync + 'static) {
+        let hook: Hook = Arc::new(hook);
+        lock(&self.inner.hooks).push(hook.clone());
+        for service in self.services() {
+            if !hook(self, &service) {
+                lock(&self.inner.hooks).retain(|h| !Arc::ptr_eq(h, &hook));
+                return;
+            }
+        }
+    }
+
     /// The services this client has called, by name.
     pub fn services(&self) -> Vec<String> {
         let mut names: Vec<String> = lock(&self.inner.upstreams)
@@ -239,7 +294,8 @@ impl Client {
         let upstream = Upstream::new(
             &name,
             source,
-            &self.inner.transport,
+            &self.inner.transports,
+            self.inner.connect_timeout,
             breaker,
             config,
             self.inner.balance.clone(),
@@ -247,6 +303,16 @@ impl Client {
         .map_err(|e| Error::builder(target(), e))?;
         let upstream = Arc::new(upstream);
         upstreams.insert(upstream.name.clone(), upstream.clone());
+        drop(upstreams);
+        // Bindings set the new service up before its first call goes out.
+        let hooks = lock(&self.inner.hooks).clone();
+        let dropped: Vec<Hook> = hooks
+            .into_iter()
+            .filter(|hook| !hook(self, &upstream.name))
+            .collect();
+        if !dropped.is_empty() {
+            lock(&self.inner.hooks).retain(|h| !dropped.iter().any(|d| Arc::ptr_eq(h, d)));
+        }
         Ok(upstream)
     }
 
@@ -281,7 +347,7 @@ impl Client {
                         .insert(Deadline(tokio::time::Instant::now() + limit));
                 }
                 let retries = self.inner.direct.load_full();
-                let direct = Direct(self.inner.transport.clone());
+                let direct = Direct(self.inner.direct_pool.clone());
                 let call = async move { retries.send(&direct, request).await };
                 bounded(call, timeout, &self.inner.direct_counters, &target).await
             }

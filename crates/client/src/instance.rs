@@ -27,7 +27,7 @@ impl Picked {
     }
 }
 
-/// An instance: its id, where it listens, and the shared transport.
+/// An instance: its id, where it listens, and its service's pool.
 #[derive(Clone)]
 pub(crate) struct Instance {
     id: Arc<str>,

@@ -47,6 +47,15 @@
 //! Plain `http://` and `https://` URLs skip the breaker and balancer; they are retried by the
 //! same rules (one budget for all of them), on the same host.
 //!
+//! # Live settings
+//!
+//! [`Client::set_call_config`] changes a service's [`CallConfig`] for its next call;
+//! [`CallConfig::set`] takes one setting by name from text ([`SETTINGS`]: Ribbon's names
+//! where Ribbon has the setting, ours for the rest), and [`Client::on_service`] tells a
+//! binding of each service as it is made. `breakwater-dyn-config` (feature `client`) binds
+//! them to properties: `<service>.ribbon.MaxAutoRetries` and the other Ribbon names,
+//! `client.<service>.*`, `hystrix.command.<service>.*` and `balance.<service>.*`.
+//!
 //! # The tower face
 //!
 //! [`Client`] is a `tower::Service<http::Request<Body>>`, so layers compose over it; put a
@@ -79,7 +88,9 @@ mod upstream;
 pub use body::Body;
 pub use builder::{ClientBuilder, ENV_PREFIX};
 pub use client::{Client, MAX_SERVICES};
-pub use config::{CallConfig, CallConfigError, MAX_ATTEMPTS, MAX_CONCURRENT_CALLS, breaker_config};
+pub use config::{
+    CallConfig, CallConfigError, MAX_ATTEMPTS, MAX_CONCURRENT_CALLS, SETTINGS, breaker_config,
+};
 pub use error::{Error, ErrorKind};
 pub use metrics::CallStats;
 pub use request::RequestBuilder;

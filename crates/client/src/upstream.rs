@@ -30,7 +30,7 @@ use crate::config::{CallConfig, CallConfigError};
 use crate::instance::Instance;
 use crate::metrics::Counters;
 use crate::retry::Retries;
-use crate::transport::Transport;
+use crate::transport::{ConnectTimeout, Transports};
 
 pub(crate) type Stack = BoxCloneSyncService<Request<Body>, Response<Incoming>, BoxError>;
 
@@ -49,6 +49,9 @@ pub(crate) struct Upstream {
     pub(crate) retries: Arc<ArcSwap<Retries>>,
     pub(crate) counters: Arc<Counters>,
     pub(crate) stack: Stack,
+    /// The pool's connect timeout: the settings' `connect_timeout`, else `default_connect`.
+    connect_timeout: ConnectTimeout,
+    default_connect: Duration,
 }
 
 pub(crate) fn budget(config: &CallConfig) -> Arc<TpsBudget> {
@@ -63,12 +66,15 @@ impl Upstream {
     pub(crate) fn new(
         name: &str,
         source: Source<'_>,
-        transport: &Transport,
+        transports: &Transports,
+        default_connect: Duration,
         breaker: CircuitBreaker,
         config: CallConfig,
         balance: BalanceConfig,
     ) -> Result<Self, BoxError> {
-        let transport = transport.clone();
+        let connect_timeout =
+            ConnectTimeout::new(config.connect_timeout.unwrap_or(default_connect));
+        let transport = transports.pool(connect_timeout.clone());
         let make = move |e: &Endpoint| Instance::new(e, transport.clone());
         let balancer = match source {
             Source::Static(list) => Balancer::with_classifier(
@@ -112,6 +118,8 @@ impl Upstream {
             retries,
             counters,
             stack: BoxCloneSyncService::new(stack),
+            connect_timeout,
+            default_connect,
         })
     }
 
@@ -132,6 +140,8 @@ impl Upstream {
         } else {
             budget(&config)
         };
+        self.connect_timeout
+            .set(config.connect_timeout.unwrap_or(self.default_connect));
         self.retries.store(Arc::new(Retries {
             config: Arc::new(config),
             budget,

@@ -23,12 +23,12 @@
 //! # }
 //! ```
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use breakwater_balance::config::SETTINGS;
-use breakwater_balance::{BalanceConfig, Balancer, SettingError};
+use breakwater_balance::{BalanceConfig, Balancer};
 
+use crate::scoped::{Apply, Scoped, follow};
 use crate::store::{ConfigStore, Watcher};
 
 /// Keeps a balancer following configuration: drop it to stop. It holds a clone of the
@@ -43,16 +43,6 @@ impl std::fmt::Debug for BalanceBinding {
     }
 }
 
-type Apply = Box<dyn Fn(BalanceConfig) -> Result<(), SettingError> + Send + Sync>;
-
-struct BalanceWatcher {
-    service: String,
-    original: BalanceConfig,
-    apply: Apply,
-    /// The last good text per setting, kept when a new text is refused.
-    last_good: Mutex<HashMap<&'static str, String>>,
-}
-
 /// Binds `balancer`'s settings to the `balance.*` properties of `config`, and applies them
 /// now.
 pub fn bind<S, C>(config: &ConfigStore, balancer: &Balancer<S, C>) -> BalanceBinding
@@ -61,56 +51,35 @@ where
     C: Clone + Send + Sync + 'static,
 {
     let target = balancer.clone();
-    let watcher = Arc::new(BalanceWatcher {
-        service: balancer.service().to_owned(),
-        original: balancer.config(),
-        apply: Box::new(move |c| target.set_config(c)),
-        last_good: Mutex::new(HashMap::new()),
-    });
-    let dyn_watcher: Arc<dyn Watcher> = watcher.clone();
-    for (setting, _) in SETTINGS {
-        for scope in [watcher.service.as_str(), "default"] {
-            config.watch(&format!("balance.{scope}.{setting}"), &dyn_watcher);
-        }
-    }
-    watcher.changed(config, "");
-    BalanceBinding {
-        _watcher: dyn_watcher,
-    }
+    let apply: Apply<BalanceConfig> =
+        Box::new(move |c| target.set_config(c).map_err(|e| e.to_string()));
+    bind_with(config, balancer.service(), balancer.config(), apply)
 }
 
-impl Watcher for BalanceWatcher {
-    fn changed(&self, config: &ConfigStore, _key: &str) {
-        let mut last_good = self.last_good.lock().unwrap_or_else(|p| p.into_inner());
-        let mut next = self.original.clone();
-        for (setting, _) in SETTINGS {
-            let found = [self.service.as_str(), "default"]
-                .into_iter()
-                .find_map(|scope| {
-                    let key = format!("balance.{scope}.{setting}");
-                    config.effective(&key).map(|sourced| (key, sourced))
-                });
-            let Some((key, sourced)) = found else {
-                last_good.remove(setting);
-                continue;
-            };
-            let mut trial = next.clone();
-            match trial.set(setting, &sourced.value) {
-                Ok(()) => {
-                    next = trial;
-                    last_good.insert(setting, sourced.value.clone());
-                }
-                Err(error) => {
-                    tracing::error!(%key, source = %sourced.origin, %error, "config value refused; the last good value stays");
-                    crate::metrics::rejected(&key, sourced.origin.kind);
-                    if let Some(good) = last_good.get(setting) {
-                        let _ = next.set(setting, good);
-                    }
-                }
-            }
-        }
-        if let Err(error) = (self.apply)(next) {
-            tracing::error!(service = %self.service, %error, "balancer settings from config refused; the settings in force stay");
-        }
-    }
+/// Binds the balancer settings of `service`, which start as `original`, handing each new
+/// set to `apply`.
+pub(crate) fn bind_with(
+    config: &ConfigStore,
+    service: &str,
+    original: BalanceConfig,
+    apply: Apply<BalanceConfig>,
+) -> BalanceBinding {
+    let keys = SETTINGS
+        .iter()
+        .map(|(setting, _)| {
+            let keys = [service, "default"].map(|scope| format!("balance.{scope}.{setting}"));
+            (*setting, keys.to_vec())
+        })
+        .collect();
+    let watcher = follow(
+        config,
+        Scoped {
+            owner: format!("balancer of {service}"),
+            keys,
+            original,
+            set: |c, setting, text| c.set(setting, text).map_err(|e| e.to_string()),
+            apply,
+        },
+    );
+    BalanceBinding { _watcher: watcher }
 }

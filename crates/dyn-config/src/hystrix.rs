@@ -202,16 +202,21 @@ mod binding {
     /// assert_eq!(payments.config().timeout, Some(std::time::Duration::from_millis(250)));
     /// ```
     pub fn bind(config: &ConfigStore, registry: &CircuitBreakerRegistry) -> HystrixBinding {
-        let mut binding = HystrixBinding {
-            config: Some(config.clone()),
-            bound: HashSet::new(),
-            watchers: Vec::new(),
-        };
+        let mut binding = HystrixBinding::empty(config);
         binding.bind_new(registry);
         binding
     }
 
     impl HystrixBinding {
+        /// A binding of no breaker yet, to `config`.
+        pub(crate) fn empty(config: &ConfigStore) -> HystrixBinding {
+            HystrixBinding {
+                config: Some(config.clone()),
+                bound: HashSet::new(),
+                watchers: Vec::new(),
+            }
+        }
+
         /// Binds one more breaker (one created after [`bind`]); a breaker already bound is
         /// left as it is.
         pub fn bind(&mut self, breaker: &CircuitBreaker) {

@@ -18,6 +18,8 @@
 //!   own limits.
 //! - `balance` (feature `balance`): `balance.<service>.*` properties drive a balancer's
 //!   settings.
+//! - `client` (feature `client`): Ribbon's `<service>.ribbon.*` names, our `client.<service>.*`
+//!   and the Hystrix and balance properties drive every service a breakwater-client calls.
 //! - `admin::Admin` (feature `dynamodb`) and the `breakwater-config` binary (feature `cli`):
 //!   conditional writes with audit attributes, history and rollback.
 //! - [`origin`]: where a value came from ([`SourceKind`], [`Origin`]), for every message.
@@ -43,6 +45,8 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `dynamodb` | off | `DynamoDbSource` (polled, or pushed by DynamoDB Streams) and `admin`: the AWS SDK (`aws-config`, `aws-sdk-dynamodb`, `aws-sdk-dynamodbstreams`) |
+//! | `balance` | off | `balance`: balancer settings from properties (adds `breakwater-balance`) |
+//! | `client` | off | `client`: a breakwater-client's services follow properties (implies `balance`; adds `breakwater-client`) |
 //! | `cli` | off | the `breakwater-config` binary (implies `dynamodb`; adds clap and serde_json) |
 //!
 //! Without features the crate is the store, properties, flags, the environment and file
@@ -55,12 +59,16 @@
 pub mod admin;
 #[cfg(feature = "balance")]
 pub mod balance;
+#[cfg(feature = "client")]
+pub mod client;
 pub mod error;
 pub mod flag;
 pub mod hystrix;
 pub mod metrics;
 pub mod origin;
 pub mod property;
+#[cfg(feature = "balance")]
+mod scoped;
 pub mod source;
 pub mod store;
 pub mod table;
