@@ -201,6 +201,7 @@ impl ClientBuilder {
                 connect_timeout: self.connect_timeout,
                 direct_pool,
                 hooks: Mutex::default(),
+                durations: Arc::default(),
                 eureka: self.eureka,
                 registry: self.registry,
                 lists: Mutex::new(lists),

@@ -20,6 +20,7 @@ use tower::{Service, ServiceExt};
 use crate::body::Body;
 use crate::builder::{ClientBuilder, key, parse_list};
 use crate::config::{CallConfig, CallConfigError};
+use crate::durations::{Durations, Peer, Timing};
 use crate::error::{Error, ErrorKind};
 use crate::metrics::{CallStats, Counters};
 use crate::request::RequestBuilder;
@@ -53,6 +54,8 @@ pub(crate) struct Inner {
     /// The pool of plain URLs.
     pub(crate) direct_pool: Transport,
     pub(crate) hooks: Mutex<Vec<Hook>>,
+    /// Every attempt's duration, by service and instance.
+    pub(crate) durations: Arc<Durations>,
     pub(crate) eureka: Option<EurekaClient>,
     pub(crate) registry: CircuitBreakerRegistry,
     pub(crate) lists: Mutex<HashMap<String, watch::Sender<Vec<Endpoint>>>>,
@@ -79,7 +82,7 @@ fn valid_service(name: &str) -> bool {
 }
 
 /// A direct call's target: the URL's host.
-struct Direct(Transport);
+struct Direct(Transport, Arc<Durations>);
 
 impl Target for Direct {
     fn send(
@@ -88,8 +91,16 @@ impl Target for Direct {
         _avoid: &[Arc<str>],
     ) -> BoxFuture<'static, Result<Response<Incoming>, breakwater_circuit_breaker::error::BoxError>>
     {
+        let uri = request.uri();
+        let https = uri.scheme_str() == Some("https");
+        let peer = Peer {
+            service: "".into(),
+            address: uri.host().unwrap_or("").into(),
+            port: uri.port_u16().unwrap_or(if https { 443 } else { 80 }),
+        };
+        let timing = Timing::start(&self.1, peer, request.method());
         let call = self.0.clone().oneshot(request);
-        Box::pin(async move { call.await.map_err(Into::into) })
+        Box::pin(async move { crate::instance::timed(timing, call.await.map_err(Into::into)) })
     }
 }
 
@@ -291,16 +302,8 @@ impl Client {
             .registry
             .register(CircuitBreaker::builder(&name).config(crate::config::breaker_config()))
             .map_err(|e| Error::builder(target(), e))?;
-        let upstream = Upstream::new(
-            &name,
-            source,
-            &self.inner.transports,
-            self.inner.connect_timeout,
-            breaker,
-            config,
-            self.inner.balance.clone(),
-        )
-        .map_err(|e| Error::builder(target(), e))?;
+        let upstream = Upstream::new(&name, source, &self.inner, breaker, config)
+            .map_err(|e| Error::builder(target(), e))?;
         let upstream = Arc::new(upstream);
         upstreams.insert(upstream.name.clone(), upstream.clone());
         drop(upstreams);
@@ -347,7 +350,7 @@ impl Client {
                         .insert(Deadline(tokio::time::Instant::now() + limit));
                 }
                 let retries = self.inner.direct.load_full();
-                let direct = Direct(self.inner.direct_pool.clone());
+                let direct = Direct(self.inner.direct_pool.clone(), self.inner.durations.clone());
                 let call = async move { retries.send(&direct, request).await };
                 bounded(call, timeout, &self.inner.direct_counters, &target).await
             }

@@ -14,6 +14,7 @@ use hyper::body::Incoming;
 use tower::Service;
 
 use crate::body::Body;
+use crate::durations::{Durations, End, Peer, Timing};
 use crate::transport::Transport;
 
 /// Which instance took an attempt: set by the instance when it is called, so the retry loop
@@ -33,10 +34,17 @@ pub(crate) struct Instance {
     id: Arc<str>,
     base: Result<(Scheme, Authority), Arc<str>>,
     transport: Transport,
+    peer: Peer,
+    durations: Arc<Durations>,
 }
 
 impl Instance {
-    pub(crate) fn new(endpoint: &Endpoint, transport: Transport) -> Self {
+    pub(crate) fn new(
+        service: &Arc<str>,
+        endpoint: &Endpoint,
+        transport: Transport,
+        durations: &Arc<Durations>,
+    ) -> Self {
         let scheme = if endpoint.secure {
             Scheme::HTTPS
         } else {
@@ -56,6 +64,12 @@ impl Instance {
             id: endpoint.id.as_str().into(),
             base,
             transport,
+            peer: Peer {
+                service: service.clone(),
+                address: endpoint.host.as_str().into(),
+                port: endpoint.port,
+            },
+            durations: durations.clone(),
         }
     }
 }
@@ -94,7 +108,22 @@ impl Service<Request<Body>> for Instance {
             Ok(uri) => *request.uri_mut() = uri,
             Err(e) => return Box::pin(async move { Err(e.into()) }),
         }
+        let timing = Timing::start(&self.durations, self.peer.clone(), request.method());
         let call = self.transport.call(request);
-        Box::pin(async move { call.await.map_err(Into::into) })
+        Box::pin(async move { timed(timing, call.await.map_err(Into::into)) })
     }
+}
+
+/// Ends `timing` with how the attempt went, and hands the result on.
+pub(crate) fn timed(
+    timing: Timing,
+    result: Result<Response<Incoming>, BoxError>,
+) -> Result<Response<Incoming>, BoxError> {
+    let end = match &result {
+        Ok(response) => End::Status(response.status().as_u16()),
+        Err(error) if crate::retry::not_sent(error.as_ref()) => End::Error("connect"),
+        Err(_) => End::Error("request"),
+    };
+    timing.end(end);
+    result
 }

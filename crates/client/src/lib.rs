@@ -75,6 +75,7 @@ mod body;
 mod builder;
 mod client;
 mod config;
+mod durations;
 mod error;
 mod fanout;
 mod instance;
@@ -91,6 +92,7 @@ pub use client::{Client, MAX_SERVICES};
 pub use config::{
     CallConfig, CallConfigError, MAX_ATTEMPTS, MAX_CONCURRENT_CALLS, SETTINGS, breaker_config,
 };
+pub use durations::MAX_SERIES;
 pub use error::{Error, ErrorKind};
 pub use metrics::CallStats;
 pub use request::RequestBuilder;

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use breakwater_balance::{BalanceConfig, Balancer, Endpoint, EurekaDiscover, StaticDiscover};
+use breakwater_balance::{Balancer, Endpoint, EurekaDiscover, StaticDiscover};
 use breakwater_circuit_breaker::bulkhead::BulkheadLayer;
 use breakwater_circuit_breaker::classify::HttpStatus;
 use breakwater_circuit_breaker::error::BoxError;
@@ -26,11 +26,12 @@ use tower::util::BoxCloneSyncService;
 use tower::{ServiceBuilder, service_fn};
 
 use crate::body::Body;
+use crate::client::Inner;
 use crate::config::{CallConfig, CallConfigError};
 use crate::instance::Instance;
 use crate::metrics::Counters;
 use crate::retry::Retries;
-use crate::transport::{ConnectTimeout, Transports};
+use crate::transport::ConnectTimeout;
 
 pub(crate) type Stack = BoxCloneSyncService<Request<Body>, Response<Incoming>, BoxError>;
 
@@ -66,16 +67,17 @@ impl Upstream {
     pub(crate) fn new(
         name: &str,
         source: Source<'_>,
-        transports: &Transports,
-        default_connect: Duration,
+        client: &Inner,
         breaker: CircuitBreaker,
         config: CallConfig,
-        balance: BalanceConfig,
     ) -> Result<Self, BoxError> {
+        let default_connect = client.connect_timeout;
+        let balance = client.balance.clone();
         let connect_timeout =
             ConnectTimeout::new(config.connect_timeout.unwrap_or(default_connect));
-        let transport = transports.pool(connect_timeout.clone());
-        let make = move |e: &Endpoint| Instance::new(e, transport.clone());
+        let transport = client.transports.pool(connect_timeout.clone());
+        let (service, durations) = (Arc::<str>::from(name), client.durations.clone());
+        let make = move |e: &Endpoint| Instance::new(&service, e, transport.clone(), &durations);
         let balancer = match source {
             Source::Static(list) => Balancer::with_classifier(
                 name,
