@@ -30,6 +30,10 @@ step "metrics parser (PyPI prometheus_client)"
 python3 -m pip install --quiet --disable-pip-version-check prometheus_client==0.21.1
 python3 -c "import prometheus_client.parser; print('prometheus_client parser ready')"
 
+step "DNS server for dns: sources (PyPI dnslib)"
+python3 -m pip install --quiet --disable-pip-version-check dnslib==0.9.26
+python3 -c "import dnslib; print('dnslib', dnslib.version)"
+
 step "trace propagation peers (PyPI opentelemetry-sdk, npm @elastic/mockotlpserver)"
 python3 -m pip install --quiet --disable-pip-version-check opentelemetry-sdk==1.45.2
 python3 -c "import opentelemetry.version as v; print('opentelemetry-sdk', v.__version__)"

@@ -13,6 +13,8 @@
 //!   zone or weight changed is inserted again under its id (which replaces it).
 //! - [`StaticDiscover`]: a list of [`Endpoint`]s that can change at run time (from dyn-config
 //!   or the environment), through a `tokio::sync::watch` channel.
+//! - `dns::DnsDiscover` (feature `dns`): a name's A and AAAA records as such a list, resolved
+//!   again when their TTL runs out (hickory-resolver); a failed lookup keeps the last list.
 //! - [`CostService`]: the same cost for tower's own `p2c::Balance`.
 //!
 //! The discovery streams yield `Change<String, S>`, keyed by instance id, where `S` is what a
@@ -40,6 +42,12 @@
 //! # }
 //! ```
 
+//! # Features
+//!
+//! | feature | default | what |
+//! |---|---|---|
+//! | `dns` | off | `dns`: instances from DNS records (adds hickory-resolver) |
+
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -47,6 +55,8 @@ mod balancer;
 pub mod config;
 pub mod cost;
 mod discover;
+#[cfg(feature = "dns")]
+pub mod dns;
 mod endpoint;
 mod future;
 mod member;

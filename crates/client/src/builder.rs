@@ -19,9 +19,61 @@ use crate::retry::Retries;
 use crate::transport::{ConnectTimeout, Transports};
 use crate::upstream::budget;
 
-/// The environment variable prefix of static instance lists:
-/// `BREAKWATER_SERVICE_PAYMENTS=10.0.0.1:8080,10.0.0.2:8080` for `service://payments`.
+/// The environment variable prefix of instance lists:
+/// `BREAKWATER_SERVICE_PAYMENTS=10.0.0.1:8080,10.0.0.2:8080` for `service://payments`, or
+/// `BREAKWATER_SERVICE_PAYMENTS=dns:payments.internal:8080` for a name's A and AAAA records
+/// (feature `dns`).
 pub const ENV_PREFIX: &str = "BREAKWATER_SERVICE_";
+
+/// The environment variable naming the DNS servers `dns:` sources ask
+/// (`127.0.0.1:53,[::1]:53`); without it, the system's (`/etc/resolv.conf`).
+pub const ENV_DNS_SERVERS: &str = "BREAKWATER_DNS_SERVERS";
+
+/// Where a service's instances come from, as configured.
+#[derive(Debug, Clone)]
+pub(crate) enum Listed {
+    /// `host:port` items.
+    Static(Vec<Endpoint>),
+    /// `dns:NAME:PORT`: the name's records.
+    Dns { name: String, port: u16 },
+}
+
+/// Reads a list setting: `dns:NAME:PORT`, or `host:port` items.
+pub(crate) fn parse_source<S: AsRef<str>>(
+    service: &str,
+    items: impl IntoIterator<Item = S>,
+) -> Result<Listed, Error> {
+    let items: Vec<S> = items.into_iter().collect();
+    let first = items.first().map(|i| i.as_ref().trim()).unwrap_or("");
+    let Some(rest) = first.strip_prefix("dns:") else {
+        return parse_list(service, items).map(Listed::Static);
+    };
+    let bad = |reason: &str| {
+        Error::builder(
+            format!("service://{service}"),
+            format!("{first:?}: {reason} (expected dns:NAME:PORT)"),
+        )
+    };
+    if items.len() > 1 {
+        return Err(bad("a dns: source is one name"));
+    }
+    let (name, port) = rest.rsplit_once(':').ok_or_else(|| bad("no port"))?;
+    let port: u16 = port
+        .parse()
+        .map_err(|_| bad("the port is not a number below 65536"))?;
+    let valid = !name.is_empty()
+        && name.len() <= 253
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+    if !valid {
+        return Err(bad("the name is not a DNS name"));
+    }
+    Ok(Listed::Dns {
+        name: name.to_owned(),
+        port,
+    })
+}
 
 /// Sets up a [`Client`].
 pub struct ClientBuilder {
@@ -31,7 +83,8 @@ pub struct ClientBuilder {
     formats: Formats,
     eureka: Option<EurekaClient>,
     registry: CircuitBreakerRegistry,
-    lists: HashMap<String, Vec<Endpoint>>,
+    lists: HashMap<String, Listed>,
+    dns_servers: Option<Vec<std::net::SocketAddr>>,
     defaults: CallConfig,
     configs: HashMap<String, CallConfig>,
     balance: BalanceConfig,
@@ -48,6 +101,7 @@ impl Default for ClientBuilder {
             eureka: None,
             registry: CircuitBreakerRegistry::global().clone(),
             lists: HashMap::new(),
+            dns_servers: None,
             defaults: CallConfig::default(),
             configs: HashMap::new(),
             balance: BalanceConfig::default(),
@@ -82,9 +136,15 @@ pub(crate) fn parse_list<S: AsRef<str>>(
         let port: u16 = port
             .parse()
             .map_err(|_| bad("the port is not a number below 65536"))?;
+        let bracketed = host.starts_with('[') && host.ends_with(']');
         let host = host.trim_start_matches('[').trim_end_matches(']');
         if host.is_empty() {
             return Err(bad("no host"));
+        }
+        if host.contains(':') && !bracketed {
+            return Err(bad(
+                "an IPv6 address goes in brackets, and a dns: source alone",
+            ));
         }
         endpoints.push(Endpoint::new(item, host, port));
     }
@@ -99,16 +159,24 @@ impl ClientBuilder {
         self
     }
 
-    /// A static list for `service`: `host:port` items (it can change at run time with
-    /// [`Client::set_instances`]). Overrides Eureka for that service.
+    /// The instances of `service`: `host:port` items (a list that can change at run time
+    /// with [`Client::set_instances`]), or one `dns:NAME:PORT` item for the name's A and
+    /// AAAA records (feature `dns`). Overrides Eureka for that service.
     pub fn instances<I, S>(mut self, service: &str, instances: I) -> Result<Self, Error>
     where
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let list = parse_list(service, instances)?;
-        self.lists.insert(key(service), list);
+        let listed = parse_source(service, instances)?;
+        self.lists.insert(key(service), listed);
         Ok(self)
+    }
+
+    /// The DNS servers `dns:` sources ask (the system's by default, or those of
+    /// `BREAKWATER_DNS_SERVERS`).
+    pub fn dns_servers(mut self, servers: impl IntoIterator<Item = std::net::SocketAddr>) -> Self {
+        self.dns_servers = Some(servers.into_iter().collect());
+        self
     }
 
     /// Whether to read `BREAKWATER_SERVICE_<NAME>` lists from the environment (on by
@@ -166,14 +234,29 @@ impl ClientBuilder {
     pub fn build(mut self) -> Result<Client, Error> {
         if self.read_env {
             for (name, value) in std::env::vars() {
+                if name == ENV_DNS_SERVERS && self.dns_servers.is_none() {
+                    let servers = value
+                        .split(',')
+                        .filter(|s| !s.trim().is_empty())
+                        .map(|s| s.trim().parse())
+                        .collect::<Result<Vec<std::net::SocketAddr>, _>>()
+                        .map_err(|e| {
+                            Error::builder(
+                                format!("${name}"),
+                                format!("{value:?}: {e} (expected ip:port items)"),
+                            )
+                        })?;
+                    self.dns_servers = Some(servers);
+                    continue;
+                }
                 let Some(service) = name.strip_prefix(ENV_PREFIX) else {
                     continue;
                 };
                 let service = service.to_ascii_lowercase().replace('_', "-");
                 if let std::collections::hash_map::Entry::Vacant(slot) = self.lists.entry(service) {
-                    let list = parse_list(slot.key(), value.split(','))
+                    let listed = parse_source(slot.key(), value.split(','))
                         .map_err(|e| Error::builder(format!("${name}"), e.to_string()))?;
-                    slot.insert(list);
+                    slot.insert(listed);
                 }
             }
         }
@@ -190,11 +273,18 @@ impl ClientBuilder {
             breaker: None,
             counters: direct_counters.clone(),
         }));
-        let lists = self
-            .lists
-            .into_iter()
-            .map(|(service, list)| (service, watch::channel(list).0))
-            .collect();
+        let mut lists = HashMap::new();
+        let mut dns = HashMap::new();
+        for (service, listed) in self.lists {
+            match listed {
+                Listed::Static(list) => {
+                    lists.insert(service, watch::channel(list).0);
+                }
+                Listed::Dns { name, port } => {
+                    dns.insert(service, (name, port));
+                }
+            }
+        }
         Ok(Client {
             inner: Arc::new(Inner {
                 transports,
@@ -205,6 +295,10 @@ impl ClientBuilder {
                 eureka: self.eureka,
                 registry: self.registry,
                 lists: Mutex::new(lists),
+                dns: Mutex::new(dns),
+                dns_servers: self.dns_servers,
+                #[cfg(feature = "dns")]
+                dns_resolver: std::sync::OnceLock::new(),
                 upstreams: Mutex::default(),
                 defaults: self.defaults,
                 configs: Mutex::new(self.configs),

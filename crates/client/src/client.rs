@@ -35,8 +35,9 @@ pub const MAX_SERVICES: usize = 1024;
 /// The smart HTTP client. Cheap to clone (clones share the pool, the services' balancers,
 /// breakers and budgets).
 ///
-/// `service://NAME/path` finds an instance of `NAME` at run time, from a static list (given
-/// here or in `BREAKWATER_SERVICE_<NAME>`) or else from Eureka; `http://` and `https://` URLs
+/// `service://NAME/path` finds an instance of `NAME` at run time, from a static list or a
+/// `dns:NAME:PORT` source (given to the builder or in `BREAKWATER_SERVICE_<NAME>`), or else
+/// from Eureka; `http://` and `https://` URLs
 /// go where they say. See the crate docs for the stack every call goes through.
 #[derive(Clone)]
 pub struct Client {
@@ -59,6 +60,13 @@ pub(crate) struct Inner {
     pub(crate) eureka: Option<EurekaClient>,
     pub(crate) registry: CircuitBreakerRegistry,
     pub(crate) lists: Mutex<HashMap<String, watch::Sender<Vec<Endpoint>>>>,
+    /// Services whose instances are a name's DNS records: the name and port.
+    pub(crate) dns: Mutex<HashMap<String, (String, u16)>>,
+    #[cfg_attr(not(feature = "dns"), allow(dead_code))]
+    pub(crate) dns_servers: Option<Vec<std::net::SocketAddr>>,
+    /// Made at the first call to a `dns:` service.
+    #[cfg(feature = "dns")]
+    pub(crate) dns_resolver: std::sync::OnceLock<breakwater_balance::dns::DnsResolver>,
     pub(crate) upstreams: Mutex<HashMap<Arc<str>, Arc<Upstream>>>,
     pub(crate) defaults: CallConfig,
     pub(crate) configs: Mutex<HashMap<String, CallConfig>>,
@@ -156,7 +164,14 @@ impl Client {
         I: IntoIterator<Item = S>,
         S: AsRef<str>,
     {
-        let list = parse_list(service, instances)?;
+        let items: Vec<S> = instances.into_iter().collect();
+        if items.iter().any(|i| i.as_ref().trim().starts_with("dns:")) {
+            return Err(Error::builder(
+                format!("service://{service}"),
+                "a dns: source is chosen when the client is built (ClientBuilder::instances or $BREAKWATER_SERVICE_*)",
+            ));
+        }
+        let list = parse_list(service, items)?;
         let mut lists = lock(&self.inner.lists);
         match lists.get(&key(service)) {
             Some(sender) => {
@@ -285,9 +300,14 @@ impl Client {
             return Err(Error::new(ErrorKind::UnknownService, target())
                 .with_source(format!("this client already calls {MAX_SERVICES} services")));
         }
-        let list = lock(&self.inner.lists)
+        let mut list = lock(&self.inner.lists)
             .get(&name)
             .map(watch::Sender::subscribe);
+        if list.is_none()
+            && let Some((host, port)) = lock(&self.inner.dns).get(&name).cloned()
+        {
+            list = Some(self.dns_list(service, host, port)?);
+        }
         let source = match (&list, &self.inner.eureka) {
             (Some(list), _) => Source::Static(list.clone()),
             (None, Some(eureka)) => Source::Eureka(eureka),
@@ -319,6 +339,43 @@ impl Client {
         Ok(upstream)
     }
 
+    /// Starts following the DNS records of `host` for `service`.
+    #[cfg(feature = "dns")]
+    fn dns_list(
+        &self,
+        service: &str,
+        host: String,
+        port: u16,
+    ) -> Result<watch::Receiver<Vec<Endpoint>>, Error> {
+        use breakwater_balance::dns::{DnsConfig, DnsDiscover, DnsResolver};
+        let resolver = match self.inner.dns_resolver.get() {
+            Some(resolver) => resolver.clone(),
+            None => {
+                let resolver = match &self.inner.dns_servers {
+                    Some(servers) => DnsResolver::with_name_servers(servers),
+                    None => DnsResolver::system().map_err(|e| {
+                        Error::builder(format!("service://{service}"), format!("DNS: {e}"))
+                    })?,
+                };
+                self.inner.dns_resolver.get_or_init(|| resolver).clone()
+            }
+        };
+        Ok(DnsDiscover::spawn(&resolver, DnsConfig::new(host, port)))
+    }
+
+    #[cfg(not(feature = "dns"))]
+    fn dns_list(
+        &self,
+        service: &str,
+        host: String,
+        _port: u16,
+    ) -> Result<watch::Receiver<Vec<Endpoint>>, Error> {
+        Err(Error::builder(
+            format!("service://{service}"),
+            format!("dns:{host}: this build has no feature `dns`"),
+        ))
+    }
+
     /// Sends `request` through the stack: the face under both the convenience API and the
     /// tower `Service`.
     pub(crate) async fn execute(
@@ -340,7 +397,21 @@ impl Client {
                         .insert(Deadline(tokio::time::Instant::now() + limit));
                 }
                 let call = upstream.stack.clone().oneshot(request);
-                bounded(call, timeout, &upstream.counters, &target).await
+                let result = bounded(call, timeout, &upstream.counters, &target).await;
+                match result {
+                    // The deadline passed while discovery still had no instance: say that.
+                    Err(error)
+                        if error.is_timeout()
+                            && upstream.balancer.snapshot().instances.is_empty() =>
+                    {
+                        Err(
+                            Error::new(ErrorKind::NoInstances, target.to_string()).with_source(
+                                format!("none found before the call's deadline ({error})"),
+                            ),
+                        )
+                    }
+                    result => result,
+                }
             }
             "http" | "https" => {
                 let target = UrlWithoutQuery(&uri);

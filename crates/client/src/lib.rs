@@ -6,8 +6,9 @@
 //!
 //! # #[derive(serde::Deserialize)] struct Charge { id: String }
 //! # async fn run() -> Result<(), breakwater_client::Error> {
-//! // `BREAKWATER_SERVICE_PAYMENTS=127.0.0.1:8081,127.0.0.1:8082` on a laptop; Eureka in
-//! // production (`Client::builder().eureka(client)`): the same URL works in both.
+//! // `BREAKWATER_SERVICE_PAYMENTS=127.0.0.1:8081,127.0.0.1:8082` on a laptop,
+//! // `BREAKWATER_SERVICE_PAYMENTS=dns:payments.internal:8080` where DNS knows it, Eureka in
+//! // production (`Client::builder().eureka(client)`): the same URL works in all three.
 //! let client = Client::new()?;
 //! let charge: Charge = client
 //!     .post("service://payments/v1/charge")
@@ -40,7 +41,8 @@
 //!    breaker is not closed, within a budget of 20 % of requests plus 10/s over 10 s; with
 //!    [`CallConfig::hedge_delay`], a second copy to another instance;
 //! 3. the balancer of `breakwater-balance`: p2c over latency and failures, per-instance
-//!    ejection, zones, weights, over the instances of a static list or of Eureka;
+//!    ejection, zones, weights, over the instances of a static list, a name's DNS records
+//!    (`dns:NAME:PORT`) or Eureka;
 //! 4. per attempt, trace-context injection and a client span (`breakwater-tracing-mw`), and
 //!    hyper-util's pooled connection (HTTP/1.1 or HTTP/2; TLS with feature `rustls`).
 //!
@@ -67,6 +69,7 @@
 //! | feature | default | what |
 //! |---|---|---|
 //! | `rustls` | on | `https://` URLs and instances on their secure port (rustls, aws-lc-rs, the platform's roots) |
+//! | `dns` | on | `dns:NAME:PORT` sources: A and AAAA records, followed by their TTL (hickory-resolver); name servers from `BREAKWATER_DNS_SERVERS` or the system |
 
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

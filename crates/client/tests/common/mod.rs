@@ -48,9 +48,20 @@ pub struct Server {
 
 impl Server {
     pub async fn start(behaviour: Behaviour) -> Server {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Server::serve(listener, behaviour)
+    }
+
+    /// A server on `addr` (`None` if it is taken).
+    #[allow(dead_code)]
+    pub async fn start_on(addr: SocketAddr, behaviour: Behaviour) -> Option<Server> {
+        let listener = tokio::net::TcpListener::bind(addr).await.ok()?;
+        Some(Server::serve(listener, behaviour))
+    }
+
+    fn serve(listener: tokio::net::TcpListener, behaviour: Behaviour) -> Server {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let behaviour = Arc::new(Mutex::new(behaviour));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let state = (seen.clone(), behaviour.clone(), addr.port());
         let app = Router::new().fallback(any(handle)).with_state(state);
