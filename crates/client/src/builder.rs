@@ -75,8 +75,13 @@ pub(crate) fn parse_source<S: AsRef<str>>(
     })
 }
 
+/// Answers a failed call to a service: given the failure, an answer to return instead, or
+/// `None` to return the failure. See [`ClientBuilder::fallback`].
+pub type Fallback = Arc<dyn Fn(&Error) -> Option<http::Response<bytes::Bytes>> + Send + Sync>;
+
 /// Sets up a [`Client`].
 pub struct ClientBuilder {
+    fallbacks: HashMap<String, Fallback>,
     connect_timeout: Duration,
     pool_idle_timeout: Duration,
     pool_max_idle_per_host: usize,
@@ -94,6 +99,7 @@ pub struct ClientBuilder {
 impl Default for ClientBuilder {
     fn default() -> Self {
         ClientBuilder {
+            fallbacks: HashMap::new(),
             connect_timeout: Duration::from_secs(1),
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 32,
@@ -211,6 +217,32 @@ impl ClientBuilder {
         Ok(self)
     }
 
+    /// A fallback for `service` (Hystrix's `getFallback`): calls that fail without an answer
+    /// (the breaker open, the bulkhead full, the deadline passed, no instance, the retries
+    /// spent on connection errors or resets) get `fallback`'s answer instead, marked
+    /// [`Response::is_fallback`](crate::Response::is_fallback). An answer the service gave,
+    /// even a 503, is returned as it is. Fallbacks count in the breaker's statistics
+    /// (`fallback_success`, `fallback_failure`, `fallback_rejection` on the Hystrix stream) and
+    /// are capped by its `fallback_max_concurrent_calls`.
+    ///
+    /// ```no_run
+    /// # fn main() -> Result<(), breakwater_client::Error> {
+    /// let client = breakwater_client::Client::builder()
+    ///     .fallback("recommendations", |_failure| {
+    ///         Some(http::Response::new(r#"["bestsellers"]"#.into()))
+    ///     })
+    ///     .build()?;
+    /// # let _ = client; Ok(()) }
+    /// ```
+    pub fn fallback(
+        mut self,
+        service: &str,
+        fallback: impl Fn(&Error) -> Option<http::Response<bytes::Bytes>> + Send + Sync + 'static,
+    ) -> Self {
+        self.fallbacks.insert(key(service), Arc::new(fallback));
+        self
+    }
+
     /// The balancers' settings (ejection, panic threshold, zones, weights).
     pub fn balance_config(mut self, config: BalanceConfig) -> Self {
         self.balance = config;
@@ -291,6 +323,7 @@ impl ClientBuilder {
                 connect_timeout: self.connect_timeout,
                 direct_pool,
                 hooks: Mutex::default(),
+                fallbacks: self.fallbacks,
                 durations: Arc::default(),
                 eureka: self.eureka,
                 registry: self.registry,

@@ -24,6 +24,7 @@ use crate::durations::{Durations, Peer, Timing};
 use crate::error::{Error, ErrorKind};
 use crate::metrics::{CallStats, Counters};
 use crate::request::RequestBuilder;
+use crate::response_body::ResponseBody;
 use crate::retry::{Deadline, Retries, Target};
 use crate::transport::{Transport, Transports};
 use crate::upstream::{Source, Upstream};
@@ -55,6 +56,8 @@ pub(crate) struct Inner {
     /// The pool of plain URLs.
     pub(crate) direct_pool: Transport,
     pub(crate) hooks: Mutex<Vec<Hook>>,
+    /// Per service, what answers its failed calls.
+    pub(crate) fallbacks: HashMap<String, crate::builder::Fallback>,
     /// Every attempt's duration, by service and instance.
     pub(crate) durations: Arc<Durations>,
     pub(crate) eureka: Option<EurekaClient>,
@@ -382,7 +385,7 @@ impl Client {
         &self,
         mut request: Request<Body>,
         timeout: Option<Duration>,
-    ) -> Result<Response<Incoming>, Error> {
+    ) -> Result<Response<ResponseBody>, Error> {
         let uri = request.uri().clone();
         let scheme = uri.scheme_str().unwrap_or("");
         match scheme {
@@ -422,7 +425,10 @@ impl Client {
                 }
                 let retries = self.inner.direct.load_full();
                 let direct = Direct(self.inner.direct_pool.clone(), self.inner.durations.clone());
-                let call = async move { retries.send(&direct, request).await };
+                let call = async move {
+                    let response = retries.send(&direct, request).await?;
+                    Ok(response.map(ResponseBody::from))
+                };
                 bounded(call, timeout, &self.inner.direct_counters, &target).await
             }
             "" => Err(Error::new(ErrorKind::InvalidUrl, uri.to_string())
@@ -452,11 +458,13 @@ impl Client {
 
 /// Runs the stack's `call`, within `timeout` when one is given, and counts its outcome.
 async fn bounded(
-    call: impl Future<Output = Result<Response<Incoming>, breakwater_circuit_breaker::error::BoxError>>,
+    call: impl Future<
+        Output = Result<Response<ResponseBody>, breakwater_circuit_breaker::error::BoxError>,
+    >,
     timeout: Option<Duration>,
     counters: &Counters,
     target: &(dyn std::fmt::Display + Sync),
-) -> Result<Response<Incoming>, Error> {
+) -> Result<Response<ResponseBody>, Error> {
     let result = match timeout {
         Some(after) => match tokio::time::timeout(after, call).await {
             Ok(result) => result,
@@ -473,8 +481,8 @@ async fn bounded(
 fn finish(
     counters: &Counters,
     target: &(dyn std::fmt::Display + Sync),
-    result: Result<Response<Incoming>, breakwater_circuit_breaker::error::BoxError>,
-) -> Result<Response<Incoming>, Error> {
+    result: Result<Response<ResponseBody>, breakwater_circuit_breaker::error::BoxError>,
+) -> Result<Response<ResponseBody>, Error> {
     match result {
         Ok(response) => {
             counters.finished(classify_http_status(response.status()) != Outcome::Failure);
@@ -521,9 +529,9 @@ impl std::fmt::Debug for Client {
 /// [`Deadline`] and [`RetryNonIdempotent`](crate::RetryNonIdempotent) in its extensions to
 /// bound or widen the retries.
 impl Service<Request<Body>> for Client {
-    type Response = Response<Incoming>;
+    type Response = Response<ResponseBody>;
     type Error = Error;
-    type Future = BoxFuture<'static, Result<Response<Incoming>, Error>>;
+    type Future = BoxFuture<'static, Result<Response<ResponseBody>, Error>>;
 
     fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Poll::Ready(Ok(()))

@@ -73,6 +73,11 @@ impl Error {
     /// Reads what the stack answered: the breaker's refusals and timeouts, the balancer's
     /// "no instances", a transport error, each with what [`AttemptError`] adds.
     pub(crate) fn from_stack(target: &str, error: BoxError) -> Self {
+        // A fallback that gave no answer hands the failure back as it was.
+        let error = match error.downcast::<Error>() {
+            Ok(error) => return *error,
+            Err(error) => error,
+        };
         let error = match error.downcast::<AttemptError>() {
             Ok(attempt) => {
                 let AttemptError {
@@ -89,7 +94,9 @@ impl Error {
         };
         let kind = if error.is::<CircuitOpen>() {
             ErrorKind::CircuitOpen
-        } else if error.is::<Rejected>() {
+        } else if error.is::<Rejected>()
+            || error.is::<breakwater_circuit_breaker::error::FallbackRejected>()
+        {
             ErrorKind::Rejected
         } else if error.is::<Elapsed>() || error.is::<tokio::time::error::Elapsed>() {
             ErrorKind::Timeout

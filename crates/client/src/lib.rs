@@ -28,6 +28,8 @@
 //!
 //! Every call to `service://NAME` goes through, outermost first:
 //!
+//! 0. its fallback, when it has one ([`ClientBuilder::fallback`]): calls that fail without an
+//!    answer get the fallback's, counted in the breaker as Hystrix counts them;
 //! 1. the service's circuit breaker, named `NAME` in the process's
 //!    [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry), so it
 //!    shows on the Hystrix stream and takes `hystrix.command.NAME.*` settings (5xx, 408 and 429
@@ -85,12 +87,13 @@ mod instance;
 mod metrics;
 mod request;
 mod response;
+mod response_body;
 pub mod retry;
 mod transport;
 mod upstream;
 
 pub use body::Body;
-pub use builder::{ClientBuilder, ENV_PREFIX};
+pub use builder::{ClientBuilder, ENV_DNS_SERVERS, ENV_PREFIX, Fallback};
 pub use client::{Client, MAX_SERVICES};
 pub use config::{
     CallConfig, CallConfigError, MAX_ATTEMPTS, MAX_CONCURRENT_CALLS, SETTINGS, breaker_config,
@@ -100,4 +103,5 @@ pub use error::{Error, ErrorKind};
 pub use metrics::CallStats;
 pub use request::RequestBuilder;
 pub use response::Response;
+pub use response_body::ResponseBody;
 pub use retry::{Deadline, RetryNonIdempotent};

@@ -3,22 +3,22 @@
 use bytes::Bytes;
 use http::{HeaderMap, StatusCode, Version};
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 use serde::de::DeserializeOwned;
 
 use crate::error::{Error, ErrorKind};
+use crate::response_body::ResponseBody;
 
 /// An answer. Its body is read at most once, up to the service's
 /// [`max_response_bytes`](crate::CallConfig::max_response_bytes).
 #[derive(Debug)]
 pub struct Response {
-    inner: http::Response<Incoming>,
+    inner: http::Response<ResponseBody>,
     url: String,
     limit: usize,
 }
 
 impl Response {
-    pub(crate) fn new(inner: http::Response<Incoming>, url: String, limit: usize) -> Self {
+    pub(crate) fn new(inner: http::Response<ResponseBody>, url: String, limit: usize) -> Self {
         Response { inner, url, limit }
     }
 
@@ -94,8 +94,18 @@ impl Response {
             .map_err(|e| Error::new(ErrorKind::Decode, url).with_source(e))
     }
 
+    /// Whether the service's [fallback](crate::ClientBuilder::fallback) made this answer
+    /// (the call itself failed).
+    pub fn is_fallback(&self) -> bool {
+        self.inner.extensions().get::<FromFallback>().is_some()
+    }
+
     /// The `http` response, body unread.
-    pub fn into_http(self) -> http::Response<Incoming> {
+    pub fn into_http(self) -> http::Response<ResponseBody> {
         self.inner
     }
 }
+
+/// Marks an answer a fallback made.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct FromFallback;

@@ -1,7 +1,7 @@
 //! One service the client calls: its balancer, circuit breaker, retry budget and settings,
 //! and the stack a call to it goes through.
 //!
-//! The order, outermost first: the service's circuit breaker (named after the service, so it
+//! The order, outermost first: the service's fallback (when it has one), its circuit breaker (named after the service, so it
 //! shows on the Hystrix stream like any command; 5xx, 408 and 429 count as failures), its
 //! bulkhead, its timeout (the deadline over every attempt), the retries, the balancer (p2c
 //! with per-instance ejection), and per attempt the traced transport (a client span and the
@@ -15,25 +15,28 @@ use breakwater_balance::{Balancer, Endpoint, EurekaDiscover, StaticDiscover};
 use breakwater_circuit_breaker::bulkhead::BulkheadLayer;
 use breakwater_circuit_breaker::classify::HttpStatus;
 use breakwater_circuit_breaker::error::BoxError;
+use breakwater_circuit_breaker::fallback::FallbackLayer;
 use breakwater_circuit_breaker::timeout::TimeoutLayer;
 use breakwater_circuit_breaker::{CircuitBreaker, CircuitBreakerLayer};
 use breakwater_discovery::EurekaClient;
 use http::{Request, Response};
-use hyper::body::Incoming;
 use tokio::sync::watch;
 use tower::retry::budget::TpsBudget;
 use tower::util::BoxCloneSyncService;
-use tower::{ServiceBuilder, service_fn};
+use tower::{Layer, ServiceBuilder, service_fn};
 
 use crate::body::Body;
 use crate::client::Inner;
 use crate::config::{CallConfig, CallConfigError};
+use crate::error::Error;
 use crate::instance::Instance;
 use crate::metrics::Counters;
+use crate::response::FromFallback;
+use crate::response_body::ResponseBody;
 use crate::retry::Retries;
 use crate::transport::ConnectTimeout;
 
-pub(crate) type Stack = BoxCloneSyncService<Request<Body>, Response<Incoming>, BoxError>;
+pub(crate) type Stack = BoxCloneSyncService<Request<Body>, Response<ResponseBody>, BoxError>;
 
 /// Where a service's instances come from.
 pub(crate) enum Source<'a> {
@@ -105,7 +108,10 @@ impl Upstream {
             let (retries, balancer) = (retries.clone(), balancer.clone());
             service_fn(move |request: Request<Body>| {
                 let (retries, balancer) = (retries.load_full(), balancer.clone());
-                async move { retries.send(&balancer, request).await }
+                async move {
+                    let response = retries.send(&balancer, request).await?;
+                    Ok::<_, BoxError>(response.map(ResponseBody::from))
+                }
             })
         };
         let stack = ServiceBuilder::new()
@@ -113,13 +119,35 @@ impl Upstream {
             .layer(BulkheadLayer::new(breaker.bulkhead()))
             .layer(TimeoutLayer::new(&breaker))
             .service(attempts);
+        let stack = match client.fallbacks.get(name) {
+            None => BoxCloneSyncService::new(stack),
+            Some(fallback) => {
+                let (fallback, target) = (
+                    fallback.clone(),
+                    Arc::<str>::from(format!("service://{name}")),
+                );
+                let answer = move |error: BoxError| {
+                    let error = Error::from_stack(&target, error);
+                    let answer = match fallback(&error) {
+                        Some(response) => {
+                            let mut response = response.map(ResponseBody::full);
+                            response.extensions_mut().insert(FromFallback);
+                            Ok(response)
+                        }
+                        None => Err(BoxError::from(error)),
+                    };
+                    std::future::ready(answer)
+                };
+                BoxCloneSyncService::new(FallbackLayer::new(&breaker, answer).layer(stack))
+            }
+        };
         Ok(Upstream {
             name: name.into(),
             breaker,
             balancer,
             retries,
             counters,
-            stack: BoxCloneSyncService::new(stack),
+            stack,
             connect_timeout,
             default_connect,
         })
