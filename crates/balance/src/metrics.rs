@@ -20,7 +20,7 @@ use std::fmt::Write;
 use crate::snapshot::{BalancerSnapshot, InstanceState};
 
 /// A label value with `\`, `"` and new lines escaped, as the text format wants.
-fn escape(value: &str) -> String {
+pub fn escape(value: &str) -> String {
     value
         .replace('\\', "\\\\")
         .replace('"', "\\\"")

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
+use breakwater_balance::metrics::escape;
 use http::Method;
 
 /// Most duration series one client keeps.
@@ -178,14 +179,6 @@ fn labels(key: &Key) -> String {
         }
     }
     labels
-}
-
-/// A label value with `\`, `"` and new lines escaped, as the text format wants.
-pub(crate) fn escape(value: &str) -> String {
-    value
-        .replace('\\', "\\\\")
-        .replace('"', "\\\"")
-        .replace('\n', "\\n")
 }
 
 /// One attempt being timed: ended with [`Timing::end`], or counted `cancelled` when dropped.

@@ -21,7 +21,7 @@
 use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
-use crate::durations::escape;
+use breakwater_balance::metrics::escape;
 
 /// The counters of one service (or of every plain URL).
 #[derive(Debug, Default)]

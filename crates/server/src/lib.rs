@@ -12,6 +12,8 @@
 //!   token, and then require it (bearer, basic-auth password, or `?access_token=`).
 //! - [`ConnectionLimit`]: a cap on connections (or streams) shared by several endpoints.
 //! - [`read_body`]: a request body up to a limit; too large is 413, unreadable is 400.
+//! - [`health`]: the `application/health+json` document (IETF draft-inadarei-api-health-check-06)
+//!   every health endpoint of ours answers with.
 //!
 //! ```no_run
 //! use axum::{Router, routing::get};
@@ -33,6 +35,7 @@
 
 mod body;
 mod exposure;
+pub mod health;
 mod limit;
 mod serve;
 mod signal;

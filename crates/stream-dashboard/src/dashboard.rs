@@ -231,6 +231,7 @@ impl Dashboard {
             .route("/hystrix.stream", get(local_stream))
             .route("/turbine.stream", get(turbine_stream))
             .route("/proxy.stream", get(proxy_stream))
+            .route("/health", get(health))
             .with_state(state);
         if let Some(token) = self.token {
             router = breakwater_server::require_token(router, token, &PUBLIC_PATHS);
@@ -375,6 +376,31 @@ async fn sources(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> 
         "local"
     };
     Json(json!({"default": default, "sources": sources}))
+}
+
+/// `application/health+json`: `pass`, or `warn` (still 200) while a followed instance's stream
+/// is not open: the dashboard keeps serving what it has, so it is never `fail` for that.
+async fn health(State(state): State<Arc<AppState>>) -> breakwater_server::health::Health {
+    use breakwater_server::health::{Check, Health, HealthStatus};
+    let mut health = Health::new().service_id("breakwater-dashboard");
+    if let Some(Followed { aggregator, .. }) = &state.aggregator {
+        for instance in aggregator.instances() {
+            let mut check = if instance.connected {
+                Check::new(HealthStatus::Pass)
+            } else {
+                Check::new(HealthStatus::Warn)
+            }
+            .component_id(instance.label.as_str())
+            .component_type("component")
+            .observed_value(instance.events)
+            .observed_unit("events");
+            if let (false, Some(error)) = (instance.connected, &instance.last_error) {
+                check = check.output(error.as_str());
+            }
+            health = health.check("stream:connected", check);
+        }
+    }
+    health
 }
 
 async fn instances(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {

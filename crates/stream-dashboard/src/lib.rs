@@ -11,6 +11,7 @@
 //! | `GET /hystrix.stream[?delay=ms][&extensions=all]` | this process's [`CircuitBreakerRegistry`](breakwater_circuit_breaker::CircuitBreakerRegistry) as Hystrix SSE: a `HystrixCommand` event per breaker, a `HystrixThreadPool` event per bulkhead; [extension] events (balancers' instances) only when asked |
 //! | `GET /turbine.stream[?instance=i][&extensions=all]` | the merged streams of the followed instances (Turbine rules), or one of them; their extension events, unmerged, when asked |
 //! | `GET /proxy.stream?origin=url` | relays an allowed upstream stream, for the stock Hystrix Dashboard |
+//! | `GET /health` | `application/health+json`: `pass`, or `warn` (still 200) while a followed stream is down (`stream:connected` checks) |
 //! | `GET /` | the live dashboard page; `/dashboard/sources.json` lists what it can show |
 //!
 //! ```no_run

@@ -496,3 +496,37 @@ async fn three_hundred_half_sent_requests_are_cut_off() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn health_is_health_json_and_warns_while_a_followed_stream_is_down() {
+    let alone = Server::start(Dashboard::new().registry(registry_with(&["a"])).router()).await;
+    let answer = get(&alone.url("/health"), &[]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.headers["content-type"], "application/health+json");
+    let body: serde_json::Value =
+        serde_json::from_slice(&answer.body.collect().await.unwrap().to_bytes()).unwrap();
+    assert_eq!(body["status"], "pass");
+
+    // Following an instance where nothing listens: warn, still 200, the reason given.
+    let closed = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = closed.local_addr().unwrap();
+    drop(closed);
+    let url: http::Uri = format!("http://{addr}/hystrix.stream").parse().unwrap();
+    let following = Server::start(Dashboard::new().instances([url]).router()).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let answer = get(&following.url("/health"), &[]).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        let body: serde_json::Value =
+            serde_json::from_slice(&answer.body.collect().await.unwrap().to_bytes()).unwrap();
+        let check = &body["checks"]["stream:connected"][0];
+        if check["output"].is_string() {
+            assert_eq!(body["status"], "warn");
+            assert_eq!(check["status"], "warn");
+            assert_eq!(check["componentId"], addr.to_string());
+            break;
+        }
+        assert!(Instant::now() < deadline, "no reason given: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
