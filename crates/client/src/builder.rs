@@ -117,8 +117,12 @@ impl Default for ClientBuilder {
 }
 
 /// The key of a service in the maps: names are case-insensitive (Eureka's are upper case).
-pub(crate) fn key(service: &str) -> String {
-    service.to_ascii_lowercase()
+pub(crate) fn key(service: &str) -> std::borrow::Cow<'_, str> {
+    if service.bytes().any(|b| b.is_ascii_uppercase()) {
+        service.to_ascii_lowercase().into()
+    } else {
+        service.into()
+    }
 }
 
 /// Reads `host:port` items into endpoints with ids `host:port` (blank items are skipped).
@@ -174,7 +178,7 @@ impl ClientBuilder {
         S: AsRef<str>,
     {
         let listed = parse_source(service, instances)?;
-        self.lists.insert(key(service), listed);
+        self.lists.insert(key(service).into_owned(), listed);
         Ok(self)
     }
 
@@ -213,7 +217,7 @@ impl ClientBuilder {
         config: CallConfig,
     ) -> Result<Self, CallConfigError> {
         config.validate()?;
-        self.configs.insert(key(service), config);
+        self.configs.insert(key(service).into_owned(), config);
         Ok(self)
     }
 
@@ -239,7 +243,8 @@ impl ClientBuilder {
         service: &str,
         fallback: impl Fn(&Error) -> Option<http::Response<bytes::Bytes>> + Send + Sync + 'static,
     ) -> Self {
-        self.fallbacks.insert(key(service), Arc::new(fallback));
+        self.fallbacks
+            .insert(key(service).into_owned(), Arc::new(fallback));
         self
     }
 

@@ -176,12 +176,12 @@ impl Client {
         }
         let list = parse_list(service, items)?;
         let mut lists = lock(&self.inner.lists);
-        match lists.get(&key(service)) {
+        match lists.get(key(service).as_ref()) {
             Some(sender) => {
                 sender.send_replace(list);
             }
             None => {
-                lists.insert(key(service), watch::channel(list).0);
+                lists.insert(key(service).into_owned(), watch::channel(list).0);
             }
         }
         Ok(())
@@ -189,11 +189,11 @@ impl Client {
 
     /// The call settings of `service` in force.
     pub fn call_config(&self, service: &str) -> CallConfig {
-        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_str()) {
+        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_ref()) {
             return upstream.config();
         }
         lock(&self.inner.configs)
-            .get(&key(service))
+            .get(key(service).as_ref())
             .cloned()
             .unwrap_or_else(|| self.inner.defaults.clone())
     }
@@ -205,10 +205,10 @@ impl Client {
         config: CallConfig,
     ) -> Result<(), CallConfigError> {
         config.validate()?;
-        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_str()) {
+        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_ref()) {
             upstream.set_config(config.clone())?;
         }
-        lock(&self.inner.configs).insert(key(service), config);
+        lock(&self.inner.configs).insert(key(service).into_owned(), config);
         Ok(())
     }
 
@@ -218,7 +218,7 @@ impl Client {
         match service {
             None => Some(self.inner.direct_counters.stats()),
             Some(service) => lock(&self.inner.upstreams)
-                .get(key(service).as_str())
+                .get(key(service).as_ref())
                 .map(|u| u.counters.stats()),
         }
     }
@@ -227,21 +227,21 @@ impl Client {
     /// call).
     pub fn instances(&self, service: &str) -> Option<breakwater_balance::BalancerSnapshot> {
         lock(&self.inner.upstreams)
-            .get(key(service).as_str())
+            .get(key(service).as_ref())
             .map(|u| u.balancer.snapshot())
     }
 
     /// The circuit breaker of `service` (`None` before its first call).
     pub fn breaker(&self, service: &str) -> Option<CircuitBreaker> {
         lock(&self.inner.upstreams)
-            .get(key(service).as_str())
+            .get(key(service).as_ref())
             .map(|u| u.breaker.clone())
     }
 
     /// The balancer settings of `service` in force (`None` before its first call).
     pub fn balance_config(&self, service: &str) -> Option<BalanceConfig> {
         lock(&self.inner.upstreams)
-            .get(key(service).as_str())
+            .get(key(service).as_ref())
             .map(|u| u.balancer.config())
     }
 
@@ -249,7 +249,7 @@ impl Client {
     /// services not called yet are [`ClientBuilder::balance_config`]'s).
     pub fn set_balance_config(&self, service: &str, config: BalanceConfig) -> Result<(), Error> {
         let upstream = lock(&self.inner.upstreams)
-            .get(key(service).as_str())
+            .get(key(service).as_ref())
             .cloned();
         let target = || format!("service://{service}");
         match upstream {
@@ -295,8 +295,9 @@ impl Client {
                 .with_source("a service name is letters, digits, '-', '_' and '.', at most 253"));
         }
         let name = key(service);
+        let name: &str = &name;
         let mut upstreams = lock(&self.inner.upstreams);
-        if let Some(upstream) = upstreams.get(name.as_str()) {
+        if let Some(upstream) = upstreams.get(name) {
             return Ok(upstream.clone());
         }
         if upstreams.len() >= MAX_SERVICES {
@@ -304,10 +305,10 @@ impl Client {
                 .with_source(format!("this client already calls {MAX_SERVICES} services")));
         }
         let mut list = lock(&self.inner.lists)
-            .get(&name)
+            .get(name)
             .map(watch::Sender::subscribe);
         if list.is_none()
-            && let Some((host, port)) = lock(&self.inner.dns).get(&name).cloned()
+            && let Some((host, port)) = lock(&self.inner.dns).get(name).cloned()
         {
             list = Some(self.dns_list(service, host, port)?);
         }
@@ -317,7 +318,7 @@ impl Client {
             (None, None) => return Err(Error::new(ErrorKind::UnknownService, target())),
         };
         let config = lock(&self.inner.configs)
-            .get(&name)
+            .get(name)
             .cloned()
             .unwrap_or_else(|| self.inner.defaults.clone());
         let breaker = self
@@ -445,11 +446,11 @@ impl Client {
             Some("service") => uri.host().unwrap_or(""),
             _ => return self.inner.defaults.max_response_bytes,
         };
-        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_str()) {
+        if let Some(upstream) = lock(&self.inner.upstreams).get(key(service).as_ref()) {
             return upstream.retries.load().config.max_response_bytes;
         }
         lock(&self.inner.configs)
-            .get(&key(service))
+            .get(key(service).as_ref())
             .map_or(self.inner.defaults.max_response_bytes, |c| {
                 c.max_response_bytes
             })
