@@ -324,9 +324,9 @@ impl Client {
         let breaker = self
             .inner
             .registry
-            .register(CircuitBreaker::builder(&name).config(crate::config::breaker_config()))
+            .register(CircuitBreaker::builder(name).config(crate::config::breaker_config()))
             .map_err(|e| Error::builder(target(), e))?;
-        let upstream = Upstream::new(&name, source, &self.inner, breaker, config)
+        let upstream = Upstream::new(name, source, &self.inner, breaker, config)
             .map_err(|e| Error::builder(target(), e))?;
         let upstream = Arc::new(upstream);
         upstreams.insert(upstream.name.clone(), upstream.clone());
