@@ -60,8 +60,12 @@ pub fn router(registry: Arc<InstanceRegistry>) -> Router {
         .route("/instances/{id}", get(instance_by_id))
         .route("/vips/{vip}", get(vip))
         .route("/svips/{vip}", get(svip))
-        .with_state(registry);
+        .with_state(registry.clone());
+    let health = Router::new()
+        .route("/health", get(health))
+        .with_state(registry.clone());
     let routes = Router::new()
+        .merge(health)
         .nest("/eureka", api.clone())
         .nest("/eureka/v2", api)
         // Bodies are read with our own limit (and message); lift axum's.
@@ -70,6 +74,36 @@ pub fn router(registry: Arc<InstanceRegistry>) -> Router {
         .layer(CompressionLayer::new());
     // Eureka (Jersey) takes `/eureka/apps/` as `/eureka/apps`; clients rely on it.
     Router::new().fallback_service(NormalizePathLayer::trim_trailing_slash().layer(routes))
+}
+
+/// `/health`, `application/health+json`: `pass`, or `warn` (still 200: the registry serves,
+/// but holds evictions back) while self-preservation holds; the number of instances as
+/// `eureka:instances`.
+async fn health(State(registry): Shared) -> breakwater_server::health::Health {
+    use breakwater_server::health::{Check, Health, HealthStatus};
+    let instances = registry.instance_count();
+    let preserving = registry.self_preserving(now_ms());
+    let mut preservation = Check::new(if preserving {
+        HealthStatus::Warn
+    } else {
+        HealthStatus::Pass
+    })
+    .component_type("component")
+    .observed_value(preserving);
+    if preserving {
+        preservation = preservation.output(
+            "self-preservation: renewals in the last minute are at or below the threshold; expired leases are not evicted",
+        );
+    }
+    Health::new()
+        .service_id("breakwater-eureka")
+        .check(
+            "eureka:instances",
+            Check::new(HealthStatus::Pass)
+                .component_type("component")
+                .observed_value(instances),
+        )
+        .check("eureka:selfPreservation", preservation)
 }
 
 /// Evicts expired leases every 60 s (Eureka's default) until the handle is aborted.

@@ -413,3 +413,43 @@ async fn forged_timestamps_and_leases_are_refused_and_conflicts_answered() {
         i64::MAX
     );
 }
+
+#[tokio::test]
+async fn health_is_health_json_and_warns_in_self_preservation() {
+    let (_registry, addr) = start().await;
+    let a = request(&addr, "GET", "/health", &[], b"").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.headers.contains("content-type: application/health+json"),
+        "{}",
+        a.headers
+    );
+    let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(body["status"], "pass", "{body}");
+    assert_eq!(body["checks"]["eureka:instances"][0]["observedValue"], 0);
+
+    // One instance that has not renewed in the last full minute: below the threshold, so
+    // self-preservation holds evictions back, and health says so (still 200).
+    let a = request(
+        &addr,
+        "POST",
+        "/eureka/v2/apps/orders",
+        &["Content-Type: application/json"],
+        instance_json("ORDERS", "i-1").as_bytes(),
+    )
+    .await;
+    assert_eq!(a.status, 204, "{}", a.body);
+    let a = request(&addr, "GET", "/health/", &[], b"").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let body: serde_json::Value = serde_json::from_str(&a.body).unwrap();
+    assert_eq!(body["status"], "warn", "{body}");
+    let check = &body["checks"]["eureka:selfPreservation"][0];
+    assert_eq!(check["status"], "warn");
+    assert!(
+        check["output"]
+            .as_str()
+            .unwrap()
+            .contains("self-preservation")
+    );
+    assert_eq!(body["checks"]["eureka:instances"][0]["observedValue"], 1);
+}

@@ -490,6 +490,11 @@ impl InstanceRegistry {
         apps
     }
 
+    /// How many instances hold a lease (without copying the registry).
+    pub fn instance_count(&self) -> usize {
+        self.lock().apps.values().map(BTreeMap::len).sum()
+    }
+
     /// True while self-preservation holds evictions back: the instances that renewed in the
     /// last full minute are at or below the threshold of those expected to. Instances are
     /// counted once however often they renew, so one chatty client cannot hold the count up
