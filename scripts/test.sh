@@ -26,6 +26,14 @@ step "Eureka peer (PyPI py-eureka-client)"
 python3 -m pip install --quiet --disable-pip-version-check py-eureka-client==0.13.3
 python3 -c "import py_eureka_client; print('py-eureka-client', py_eureka_client.version)"
 
+step "metrics checker (Debian prometheus: promtool)"
+if ! command -v promtool >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then apt_get=(apt-get); else apt_get=(sudo apt-get); fi
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" update -qq
+  DEBIAN_FRONTEND=noninteractive "${apt_get[@]}" install -y -qq --no-install-recommends prometheus >/dev/null
+fi
+promtool --version | head -1
+
 step "metrics parser (PyPI prometheus_client)"
 python3 -m pip install --quiet --disable-pip-version-check prometheus_client==0.21.1
 python3 -c "import prometheus_client.parser; print('prometheus_client parser ready')"

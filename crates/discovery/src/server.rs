@@ -31,6 +31,8 @@ use tower_http::compression::CompressionLayer;
 use tower_http::normalize_path::NormalizePathLayer;
 
 use crate::registry::{InstanceRegistry, InstanceRegistryError};
+
+pub mod metrics;
 use crate::wire::{self, Format, Status, WireError};
 
 /// The largest request body accepted (an instance document is a few kB).
@@ -63,6 +65,7 @@ pub fn router(registry: Arc<InstanceRegistry>) -> Router {
         .with_state(registry.clone());
     let health = Router::new()
         .route("/health", get(health))
+        .route("/metrics", get(metrics::metrics))
         .with_state(registry.clone());
     let routes = Router::new()
         .merge(health)
@@ -122,6 +125,9 @@ pub fn spawn_eviction(registry: Arc<InstanceRegistry>) -> tokio::task::JoinHandl
 /// Requests refused with 400, for the summary line.
 static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
+/// Requests refused with 400 since start, for `/metrics`.
+static REFUSED_TOTAL: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// One INFO line per minute for the routine work (registrations, renewals and
 /// cancellations are logged one by one at debug only: with a thousand instances a line each
 /// would be megabytes a minute).
@@ -148,6 +154,7 @@ fn text(status: StatusCode, message: impl Into<String>) -> Response {
 fn bad_request(message: impl Into<String>) -> Response {
     let message = message.into();
     REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    REFUSED_TOTAL.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     tracing::debug!(%message, "registry request refused");
     text(StatusCode::BAD_REQUEST, message)
 }

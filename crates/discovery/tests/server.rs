@@ -453,3 +453,101 @@ async fn health_is_health_json_and_warns_in_self_preservation() {
     );
     assert_eq!(body["checks"]["eureka:instances"][0]["observedValue"], 1);
 }
+
+/// `promtool check metrics` on `text` (Debian's `prometheus`, installed by the README's test
+/// command): its complaints, empty when it has none.
+fn promtool(text: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        String::new()
+    } else {
+        said
+    }
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_count_what_happened() {
+    let (_registry, addr) = start().await;
+    for id in ["i-1", "i-2"] {
+        let a = request(
+            &addr,
+            "POST",
+            "/eureka/v2/apps/orders",
+            &["Content-Type: application/json"],
+            instance_json("ORDERS", id).as_bytes(),
+        )
+        .await;
+        assert_eq!(a.status, 204, "{}", a.body);
+    }
+    let a = request(
+        &addr,
+        "PUT",
+        "/eureka/v2/apps/ORDERS/i-1?status=UP",
+        &[],
+        b"",
+    )
+    .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = request(&addr, "DELETE", "/eureka/v2/apps/ORDERS/i-2", &[], b"").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    let a = request(
+        &addr,
+        "POST",
+        "/eureka/v2/apps/orders",
+        &["Content-Type: application/json"],
+        b"{",
+    )
+    .await;
+    assert_eq!(a.status, 400, "{}", a.body);
+
+    let a = request(&addr, "GET", "/metrics", &[], b"").await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(
+        a.headers
+            .contains("content-type: text/plain; version=0.0.4"),
+        "{}",
+        a.headers
+    );
+    let text = &a.body;
+    assert_eq!(promtool(text), "", "promtool's complaints about\n{text}");
+    assert_eq!(
+        sample(
+            text,
+            "breakwater_eureka_instances{application=\"ORDERS\",status=\"UP\"}"
+        ),
+        1.0
+    );
+    assert_eq!(sample(text, "breakwater_eureka_registrations_total"), 2.0);
+    assert_eq!(sample(text, "breakwater_eureka_renewals_total"), 1.0);
+    assert_eq!(sample(text, "breakwater_eureka_cancellations_total"), 1.0);
+    assert_eq!(sample(text, "breakwater_eureka_evictions_total"), 0.0);
+    assert!(sample(text, "breakwater_eureka_requests_refused_total") >= 1.0);
+    assert!(sample(text, "breakwater_eureka_delta_queue_entries") >= 1.0);
+    assert!(sample(text, "breakwater_eureka_delta_queue_bytes") > 0.0);
+    assert_eq!(sample(text, "breakwater_eureka_renewals_last_minute"), 0.0);
+    assert_eq!(sample(text, "breakwater_eureka_self_preservation"), 1.0);
+}

@@ -5,6 +5,7 @@
 //! clock.
 
 mod config;
+mod eviction;
 mod recent;
 mod renewals;
 
@@ -13,6 +14,7 @@ use std::sync::Mutex;
 
 use crate::wire::{ActionType, Application, Applications, Instance, Status};
 pub use config::{InstanceRegistryConfig, InstanceRegistryError};
+pub use eviction::Preservation;
 use recent::Recent;
 use renewals::Renewals;
 
@@ -60,6 +62,8 @@ pub struct Activity {
     pub renewals: u64,
     /// Cancellations (evictions included).
     pub cancellations: u64,
+    /// Leases evicted for not being renewed.
+    pub evictions: u64,
 }
 
 /// An in-memory Eureka registry.
@@ -67,7 +71,8 @@ pub struct Activity {
 pub struct InstanceRegistry {
     config: InstanceRegistryConfig,
     state: Mutex<State>,
-    activity: Mutex<Activity>,
+    /// Since last taken, and since start.
+    activity: Mutex<(Activity, Activity)>,
 }
 
 impl InstanceRegistry {
@@ -239,13 +244,20 @@ impl InstanceRegistry {
         Ok(())
     }
 
-    fn count(&self, what: impl FnOnce(&mut Activity)) {
-        what(&mut self.activity.lock().unwrap_or_else(|p| p.into_inner()));
+    fn count(&self, what: impl Fn(&mut Activity)) {
+        let mut activity = self.activity.lock().unwrap_or_else(|p| p.into_inner());
+        what(&mut activity.0);
+        what(&mut activity.1);
     }
 
     /// What the registry did since the last call, and starts counting afresh.
     pub fn take_activity(&self) -> Activity {
-        std::mem::take(&mut self.activity.lock().unwrap_or_else(|p| p.into_inner()))
+        std::mem::take(&mut self.activity.lock().unwrap_or_else(|p| p.into_inner()).0)
+    }
+
+    /// What the registry did since it started (for counters).
+    pub fn totals(&self) -> Activity {
+        self.activity.lock().unwrap_or_else(|p| p.into_inner()).1
     }
 
     /// How many changes the delta queue holds and about how many bytes.
@@ -493,57 +505,6 @@ impl InstanceRegistry {
     /// How many instances hold a lease (without copying the registry).
     pub fn instance_count(&self) -> usize {
         self.lock().apps.values().map(BTreeMap::len).sum()
-    }
-
-    /// True while self-preservation holds evictions back: the instances that renewed in the
-    /// last full minute are at or below the threshold of those expected to. Instances are
-    /// counted once however often they renew, so one chatty client cannot hold the count up
-    /// while every other lease lapses.
-    pub fn self_preserving(&self, now_ms: i64) -> bool {
-        if !self.config.self_preservation {
-            return false;
-        }
-        let state = self.lock();
-        let clients: usize = state.apps.values().map(BTreeMap::len).sum();
-        // With renewals less often than once a minute, only a share renews in any minute.
-        let share = (60_000.0 / self.config.expected_renewal_interval_ms.max(1) as f64).min(1.0);
-        let expected = clients as f64 * share;
-        let threshold = (expected * self.config.renewal_percent_threshold.clamp(0.0, 1.0)).floor();
-        let renewed = state.renewals.last_full_minute(now_ms);
-        clients > 0 && (renewed as f64) <= threshold
-    }
-
-    /// Removes leases not renewed within their duration, unless self-preservation holds;
-    /// at most 15 % of the registry per run (Eureka's limit). Returns the evicted ids.
-    pub fn evict(&self, now_ms: i64) -> Vec<String> {
-        if self.self_preserving(now_ms) {
-            tracing::warn!("self-preservation: renewals below the threshold; not evicting");
-            return Vec::new();
-        }
-        let state = self.lock();
-        let size: usize = state.apps.values().map(BTreeMap::len).sum();
-        let kept = (size as f64 * self.config.renewal_percent_threshold.clamp(0.0, 1.0)).floor();
-        let limit = size.saturating_sub(kept as usize);
-        let expired: Vec<(String, String)> = state
-            .apps
-            .iter()
-            .flat_map(|(app, leases)| {
-                leases
-                    .iter()
-                    .filter(|(_, l)| l.last_renewal_ms + l.duration_ms < now_ms)
-                    .map(|(id, _)| (app.clone(), id.clone()))
-            })
-            .take(limit.max(1))
-            .collect();
-        drop(state);
-        let mut evicted = Vec::new();
-        for (app, id) in expired {
-            if self.cancel(&app, &id, now_ms).is_ok() {
-                tracing::info!(%app, %id, "lease expired; instance evicted");
-                evicted.push(id);
-            }
-        }
-        evicted
     }
 }
 
