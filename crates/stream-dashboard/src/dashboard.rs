@@ -17,6 +17,7 @@ use tower_http::cors::{AllowOrigin, CorsLayer};
 use crate::aggregate::Aggregator;
 use crate::extension::{self, Extensions, Selections, StreamExtension};
 use crate::hystrix;
+use crate::metrics::{Counting, StreamStats};
 use crate::page;
 use crate::proxy::{self, HttpClient, OriginAllowList};
 use crate::serve::ConnectionHandle;
@@ -87,6 +88,7 @@ struct AppState {
     settings: Arc<StreamConfig>,
     proxy_allow: OriginAllowList,
     client: HttpClient,
+    stats: Arc<StreamStats>,
 }
 
 impl Dashboard {
@@ -157,6 +159,7 @@ impl Dashboard {
     pub fn router(self) -> Router {
         let settings = Arc::new(self.settings);
         let connections = ConnectionLimit::new(settings.max_connections);
+        let stats = Arc::new(StreamStats::default());
         let extensions = self.extensions;
         let local = (self.registry.is_some() || !extensions.is_empty()).then(|| {
             let registry = self.registry;
@@ -179,7 +182,12 @@ impl Dashboard {
                 })
             };
             Local {
-                selections: Selections::new(make, settings.clone(), connections.clone()),
+                selections: Selections::new(
+                    make,
+                    settings.clone(),
+                    connections.clone(),
+                    Counting::new(&stats, "hystrix"),
+                ),
                 extensions,
             }
         });
@@ -203,7 +211,12 @@ impl Dashboard {
                         Some(index) => aggregator.write_instance_frame(index, &selection, out),
                     })
                 };
-                Selections::new(make, settings.clone(), connections.clone())
+                Selections::new(
+                    make,
+                    settings.clone(),
+                    connections.clone(),
+                    Counting::new(&stats, "turbine"),
+                )
             };
             let merged = selections(None);
             let each = (0..count).map(|index| selections(Some(index))).collect();
@@ -220,6 +233,7 @@ impl Dashboard {
             settings,
             proxy_allow,
             client: proxy::http_client(),
+            stats,
         });
         let mut router = Router::new()
             .route("/", get(page::index))
@@ -232,6 +246,7 @@ impl Dashboard {
             .route("/turbine.stream", get(turbine_stream))
             .route("/proxy.stream", get(proxy_stream))
             .route("/health", get(health))
+            .route("/metrics", get(metrics))
             .with_state(state);
         if let Some(token) = self.token {
             router = breakwater_server::require_token(router, token, &PUBLIC_PATHS);
@@ -342,15 +357,42 @@ async fn proxy_stream(
     connection: Option<Extension<ConnectionHandle>>,
 ) -> Response {
     let connection = connection.map(|e| e.0);
-    proxy::relay(
+    let response = proxy::relay(
         &state.client,
         &state.proxy_allow,
         &state.connections,
         state.settings.stall_timeout,
         query,
         connection,
+        &Counting::new(&state.stats, "proxy"),
     )
-    .await
+    .await;
+    let reason = match response.status() {
+        StatusCode::OK => None,
+        StatusCode::SERVICE_UNAVAILABLE => Some("full"),
+        StatusCode::BAD_REQUEST => Some("proxy_bad_request"),
+        StatusCode::FORBIDDEN => Some("proxy_forbidden"),
+        _ => Some("proxy_upstream"),
+    };
+    if let Some(reason) = reason {
+        state.stats.refused(reason);
+    }
+    response
+}
+
+/// `/metrics`: the streams' series (see the `metrics` module) in the Prometheus text format.
+async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+    let upstreams = state.aggregator.as_ref().map(|f| {
+        let instances = f.aggregator.instances();
+        let connected = instances.iter().filter(|i| i.connected).count();
+        (connected, instances.len() - connected)
+    });
+    let mut response = state.stats.render(upstreams).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+    );
+    response
 }
 
 async fn sources(State(state): State<Arc<AppState>>) -> Json<serde_json::Value> {

@@ -35,6 +35,7 @@ use std::sync::{Arc, Mutex};
 
 use breakwater_server::ConnectionLimit;
 
+use crate::metrics::Counting;
 use crate::stream::{FrameSource, StreamConfig, Streamer};
 
 /// The query parameter that asks for extension events.
@@ -155,6 +156,7 @@ pub(crate) struct Selections {
     streamers: Arc<Mutex<HashMap<Extensions, Streamer>>>,
     settings: Arc<StreamConfig>,
     connections: ConnectionLimit,
+    counting: Counting,
 }
 
 impl Selections {
@@ -162,12 +164,14 @@ impl Selections {
         make: impl Fn(&Extensions) -> Arc<dyn FrameSource> + Send + Sync + 'static,
         settings: Arc<StreamConfig>,
         connections: ConnectionLimit,
+        counting: Counting,
     ) -> Self {
         Selections {
             make: Arc::new(make),
             streamers: Arc::default(),
             settings,
             connections,
+            counting,
         }
     }
 
@@ -187,6 +191,7 @@ impl Selections {
             (self.make)(selection),
             self.settings.clone(),
             self.connections.clone(),
+            self.counting.clone(),
         );
         streamers.insert(selection.clone(), streamer.clone());
         Ok(streamer)

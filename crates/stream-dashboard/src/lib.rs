@@ -12,6 +12,7 @@
 //! | `GET /turbine.stream[?instance=i][&extensions=all]` | the merged streams of the followed instances (Turbine rules), or one of them; their extension events, unmerged, when asked |
 //! | `GET /proxy.stream?origin=url` | relays an allowed upstream stream, for the stock Hystrix Dashboard |
 //! | `GET /health` | `application/health+json`: `pass`, or `warn` (still 200) while a followed stream is down (`stream:connected` checks) |
+//! | `GET /metrics` | Prometheus text: watchers by endpoint, frames, bytes and frames skipped, watchers cut off, refusals by reason, followed upstreams by state (promtool-checked) |
 //! | `GET /` | the live dashboard page; `/dashboard/sources.json` lists what it can show |
 //!
 //! ```no_run
@@ -50,6 +51,7 @@ mod dashboard;
 pub mod extension;
 pub mod hystrix;
 mod merge;
+pub mod metrics;
 mod page;
 pub mod proxy;
 pub mod serve;

@@ -215,6 +215,7 @@ pub(crate) async fn relay(
     stall_timeout: Duration,
     query: HashMap<String, String>,
     connection: Option<ConnectionHandle>,
+    counting: &crate::metrics::Counting,
 ) -> Response {
     let uri = match upstream_url(&query) {
         Ok(uri) => uri,
@@ -324,8 +325,10 @@ pub(crate) async fn relay(
     // its slot and the upstream connection (an upstream that never cuts off slow readers,
     // as Java Hystrix's servlet, would otherwise keep both for good).
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Bytes>(RELAY_QUEUE);
+    let counting = counting.clone();
     tokio::spawn(async move {
         let _permit = permit;
+        let _open = counting.opened();
         loop {
             let data = tokio::select! {
                 frame = body.frame() => match frame {
@@ -341,10 +344,12 @@ pub(crate) async fn relay(
                 },
                 _ = tx.closed() => return,
             };
+            let len = data.len();
             match tokio::time::timeout(stall_timeout, tx.send(data)).await {
-                Ok(Ok(())) => {}
+                Ok(Ok(())) => counting.sent(len),
                 Ok(Err(_)) => return,
                 Err(_) => {
+                    counting.cut_off();
                     tracing::info!(%uri, "disconnecting a proxy.stream client that stopped reading");
                     if let Some(connection) = &connection {
                         connection.close();

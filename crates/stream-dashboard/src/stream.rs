@@ -23,6 +23,7 @@ use bytes::Bytes;
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use tokio::sync::{Mutex, mpsc};
 
+use crate::metrics::Counting;
 use crate::serve::ConnectionHandle;
 
 /// A refused request: its status and the message that says why.
@@ -130,6 +131,7 @@ pub(crate) struct Streamer {
     cache: Arc<Mutex<Option<Arc<Frame>>>>,
     settings: Arc<StreamConfig>,
     connections: ConnectionLimit,
+    counting: Counting,
 }
 
 // Clients of one interval wake together on multiples of it from this instant.
@@ -151,12 +153,14 @@ impl Streamer {
         source: Arc<dyn FrameSource>,
         settings: Arc<StreamConfig>,
         connections: ConnectionLimit,
+        counting: Counting,
     ) -> Self {
         Streamer {
             source,
             cache: Arc::new(Mutex::new(None)),
             settings,
             connections,
+            counting,
         }
     }
 
@@ -234,7 +238,7 @@ impl Streamer {
 
     /// Takes a connection slot, or answers 503 as Hystrix does past its cap.
     pub(crate) fn admit(&self) -> Result<ConnectionPermit, Refusal> {
-        admit(&self.connections)
+        admit(&self.connections).inspect_err(|_| self.counting.refused("full"))
     }
 
     /// The streaming response for one client.
@@ -295,6 +299,8 @@ async fn pump(
     _permit: ConnectionPermit,
     connection: Option<ConnectionHandle>,
 ) {
+    let counting = streamer.counting.clone();
+    let _open = counting.opened();
     if gzip && tx.send(Bytes::from_static(&GZIP_HEADER)).await.is_err() {
         return;
     }
@@ -312,9 +318,14 @@ async fn pump(
         } else {
             frame.plain.clone()
         };
+        let len = bytes.len();
         match tx.try_send(bytes) {
-            Ok(()) => stalled_since = None,
+            Ok(()) => {
+                stalled_since = None;
+                counting.sent(len);
+            }
             Err(mpsc::error::TrySendError::Full(_)) => {
+                counting.skipped();
                 let now = Instant::now();
                 let since = *stalled_since.get_or_insert(now);
                 if now.duration_since(since) >= streamer.settings.stall_timeout {
@@ -322,6 +333,7 @@ async fn pump(
                         stalled_for = ?now.duration_since(since),
                         "disconnecting a stream client that stopped reading"
                     );
+                    counting.cut_off();
                     if let Some(connection) = &connection {
                         connection.close();
                     }

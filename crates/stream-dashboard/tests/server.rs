@@ -530,3 +530,130 @@ async fn health_is_health_json_and_warns_while_a_followed_stream_is_down() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// `promtool check metrics` on `text` (Debian's `prometheus`, installed by the README's test
+/// command): its complaints, empty when it has none.
+fn promtool(text: &str) -> String {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool runs (Debian package prometheus)");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let output = child.wait_with_output().unwrap();
+    let said = String::from_utf8_lossy(&output.stdout).into_owned()
+        + &String::from_utf8_lossy(&output.stderr);
+    if output.status.success() {
+        String::new()
+    } else {
+        said
+    }
+}
+
+async fn metrics_text(server: &Server) -> String {
+    let answer = get(&server.url("/metrics"), &[]).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert!(
+        answer.headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain; version=0.0.4")
+    );
+    let body = answer.body.collect().await.unwrap().to_bytes();
+    String::from_utf8(body.to_vec()).unwrap()
+}
+
+fn sample(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no {series} in\n{text}"))
+        .parse()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn metrics_pass_promtool_and_count_watchers_frames_and_refusals() {
+    let settings = StreamConfig {
+        max_connections: 1,
+        ..StreamConfig::default()
+    };
+    let router = Dashboard::new()
+        .registry(registry_with(&["payments"]))
+        .stream_config(settings)
+        .router();
+    let server = Server::start(router).await;
+    let mut open = get(&server.url("/hystrix.stream?delay=100"), &[]).await;
+    assert_eq!(open.status, StatusCode::OK);
+    open.read_until(Duration::from_secs(5), |t| count_events(t, "payments") >= 2)
+        .await;
+    // Past the cap: 503, counted.
+    let refused = get(&server.url("/hystrix.stream"), &[]).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE);
+    // The proxy refuses an origin not on its allow-list: 403, counted.
+    let forbidden = get(
+        &server.url("/proxy.stream?origin=http%3A%2F%2F127.0.0.1%3A9%2Fhystrix.stream"),
+        &[],
+    )
+    .await;
+    assert_eq!(forbidden.status, StatusCode::FORBIDDEN);
+
+    let text = metrics_text(&server).await;
+    assert_eq!(promtool(&text), "", "promtool's complaints about\n{text}");
+    let hystrix = "{endpoint=\"hystrix\"}";
+    assert_eq!(
+        sample(
+            &text,
+            &format!("breakwater_dashboard_stream_connections{hystrix}")
+        ),
+        1.0
+    );
+    assert!(
+        sample(
+            &text,
+            &format!("breakwater_dashboard_frames_sent_total{hystrix}")
+        ) >= 2.0
+    );
+    assert!(
+        sample(
+            &text,
+            &format!("breakwater_dashboard_bytes_sent_total{hystrix}")
+        ) > 100.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "breakwater_dashboard_stream_refused_total{reason=\"full\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "breakwater_dashboard_stream_refused_total{reason=\"proxy_forbidden\"}"
+        ),
+        1.0
+    );
+
+    // The watcher goes: its connection leaves the gauge.
+    drop(open);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(
+        &metrics_text(&server).await,
+        &format!("breakwater_dashboard_stream_connections{hystrix}"),
+    ) != 0.0
+    {
+        assert!(
+            Instant::now() < deadline,
+            "the closed watcher is still counted"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
